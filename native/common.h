@@ -1,0 +1,38 @@
+// Shared helpers of the native addon: argument checks and errno errors.
+// Every exported function validates its arguments and turns a failed
+// syscall into a JavaScript Error naming the ioctl and the errno text; the
+// addon never aborts on bad input.
+#pragma once
+#include <napi.h>
+
+#include <cerrno>
+#include <cstdint>
+#include <cstring>
+#include <string>
+
+namespace mv {
+
+// Throws `what: strerror (errno N)` with .syscall, .errno and .code set.
+void ThrowErrno(Napi::Env env, const char* what, int err);
+void ThrowType(Napi::Env env, const std::string& msg);
+void ThrowRange(Napi::Env env, const std::string& msg);
+
+// Argument readers: return false after throwing a TypeError/RangeError.
+bool ArgU32(const Napi::CallbackInfo& info, size_t i, const char* name, uint32_t* out);
+bool ArgI32(const Napi::CallbackInfo& info, size_t i, const char* name, int32_t* out);
+// Accepts a non-negative safe-integer Number or a BigInt.
+bool ArgU64(const Napi::CallbackInfo& info, size_t i, const char* name, uint64_t* out);
+// A Buffer/TypedArray/ArrayBuffer argument: pointer and byte length.
+bool ArgBytes(const Napi::CallbackInfo& info, size_t i, const char* name, uint8_t** data, size_t* len);
+
+// Retries an ioctl interrupted by a signal (not used for KVM_RUN, where
+// EINTR is meaningful).
+int Ioctl(int fd, unsigned long req, void* arg);
+int IoctlVal(int fd, unsigned long req, unsigned long arg);
+
+void InitKvmSystem(Napi::Env env, Napi::Object exports);
+void InitKvmVm(Napi::Env env, Napi::Object exports);
+void InitKvmVcpu(Napi::Env env, Napi::Object exports);
+void InitFdUtil(Napi::Env env, Napi::Object exports);
+
+}  // namespace mv

@@ -1,0 +1,680 @@
+// Vm: one KVM virtual machine. Guest RAM, memory slots, the in-kernel
+// irqchip and PIT, IRQ lines, MSI, irqfd/ioeventfd, VM-level state for
+// snapshots, and the hand-off of vCPU exits to JavaScript.
+//
+// The exit hand-off (the VMM's hottest path) works like this: each vCPU
+// has a native thread that runs KVM_RUN. On an exit it publishes the exit
+// in its mailbox (the kvm_run page itself is visible to JavaScript, so
+// nothing is copied) and spins for up to spin_ns_vcpu_ waiting for the
+// answer, then sleeps on a futex. JavaScript answers and asks for the next
+// exit in one call, Pump(), which spins up to spin_ns_js_ for another exit
+// before returning to the event loop. While JavaScript is away from Pump()
+// a vCPU that posts an exit wakes the event loop through a threadsafe
+// function (uv_async). So a guest that streams exits is served at spin
+// speed, and a guest that computes costs no spinning core. See
+// bench/exit.ts for what this costs against the raw C loop.
+#include <linux/futex.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cstdlib>
+
+#include "kvm.h"
+
+namespace mv {
+
+Napi::FunctionReference* Vm::ctor = nullptr;
+
+static int KickSignal() { return SIGRTMIN + 4; }
+static void KickHandler(int) {}
+
+static uint64_t NowNs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + ts.tv_nsec;
+}
+
+static inline void CpuRelax() { __builtin_ia32_pause(); }
+
+static long Futex(std::atomic<int32_t>* addr, int op, int32_t val) {
+  return syscall(SYS_futex, reinterpret_cast<int32_t*>(addr), op, val, nullptr, nullptr, 0);
+}
+
+RamRegion::~RamRegion() {
+  if (base) munmap(base, size);
+}
+
+VcpuCore::~VcpuCore() {
+  if (run) munmap(run, run_size);
+  if (fd >= 0) close(fd);
+}
+
+struct MailboxBlock {
+  Mailbox* boxes = nullptr;
+  ~MailboxBlock() { free(boxes); }
+};
+
+// ArrayBuffers handed to JavaScript keep their backing memory alive through
+// a heap-allocated shared_ptr released by the finalizer.
+template <typename T>
+static Napi::ArrayBuffer SharedView(Napi::Env env, void* data, size_t len, const std::shared_ptr<T>& owner) {
+  auto* hint = new std::shared_ptr<T>(owner);
+  return Napi::ArrayBuffer::New(
+      env, data, len, [](Napi::Env, void*, std::shared_ptr<T>* h) { delete h; }, hint);
+}
+
+Vm::Vm(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Vm>(info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsObject() || !info[0].As<Napi::Object>().InstanceOf(Kvm::ctor->Value())) {
+    ThrowType(env, "new Vm(kvm, maxVcpus): kvm must be a Kvm");
+    return;
+  }
+  if (!ArgU32(info, 1, "maxVcpus", &max_vcpus_)) return;
+  if (max_vcpus_ == 0 || max_vcpus_ > 1024) {
+    ThrowRange(env, "maxVcpus must be 1..1024");
+    return;
+  }
+  Kvm* kvm = Kvm::Unwrap(info[0].As<Napi::Object>());
+  kvm_ref_ = Napi::Persistent(info[0].As<Napi::Object>());
+  fd_ = IoctlVal(kvm->fd(), KVM_CREATE_VM, 0);
+  if (fd_ < 0) {
+    ThrowErrno(env, "KVM_CREATE_VM", errno);
+    return;
+  }
+  void* mem = nullptr;
+  if (posix_memalign(&mem, 64, sizeof(Mailbox) * max_vcpus_) != 0) {
+    ThrowErrno(env, "posix_memalign", ENOMEM);
+    return;
+  }
+  mailboxes_ = static_cast<Mailbox*>(mem);
+  for (uint32_t i = 0; i < max_vcpus_; i++) new (&mailboxes_[i]) Mailbox();
+  auto block = std::make_shared<MailboxBlock>();
+  block->boxes = mailboxes_;
+  mailbox_owner_ = block;
+}
+
+Vm::~Vm() {
+  StopThreads();
+  vcpus_.clear();
+  if (fd_ >= 0) close(fd_);
+  fd_ = -1;
+}
+
+std::shared_ptr<VcpuCore> Vm::AddVcpu(Napi::Env env, uint32_t id) {
+  if (fd_ < 0) {
+    ThrowErrno(env, "KVM_CREATE_VCPU", EBADF);
+    return nullptr;
+  }
+  if (vcpus_.size() >= max_vcpus_) {
+    ThrowRange(env, "more vCPUs than the Vm was created for");
+    return nullptr;
+  }
+  Kvm* kvm = Kvm::Unwrap(kvm_ref_.Value());
+  auto core = std::make_shared<VcpuCore>();
+  core->id = id;
+  core->index = static_cast<uint32_t>(vcpus_.size());
+  core->fd = IoctlVal(fd_, KVM_CREATE_VCPU, id);
+  if (core->fd < 0) {
+    ThrowErrno(env, "KVM_CREATE_VCPU", errno);
+    return nullptr;
+  }
+  core->run_size = kvm->mmapSize();
+  void* p = mmap(nullptr, core->run_size, PROT_READ | PROT_WRITE, MAP_SHARED, core->fd, 0);
+  if (p == MAP_FAILED) {
+    ThrowErrno(env, "mmap(kvm_run)", errno);
+    return nullptr;
+  }
+  core->run = static_cast<kvm_run*>(p);
+  vcpus_.push_back(core);
+  return core;
+}
+
+Napi::Value Vm::AllocRam(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  uint64_t size;
+  if (!ArgU64(info, 0, "size", &size)) return env.Undefined();
+  if (size == 0 || (size & 0xfff)) {
+    ThrowRange(env, "RAM size must be a non-zero multiple of 4096");
+    return env.Undefined();
+  }
+  void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (p == MAP_FAILED) {
+    ThrowErrno(env, "mmap(guest RAM)", errno);
+    return env.Undefined();
+  }
+  madvise(p, size, MADV_HUGEPAGE);
+  auto r = std::make_shared<RamRegion>();
+  r->base = static_cast<uint8_t*>(p);
+  r->size = size;
+  ram_.push_back(r);
+  return Napi::Number::New(env, static_cast<double>(ram_.size() - 1));
+}
+
+// An ArrayBuffer over [offset, offset+length) of RAM region `id`.
+Napi::Value Vm::RamView(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  uint32_t id;
+  uint64_t off, len;
+  if (!ArgU32(info, 0, "id", &id) || !ArgU64(info, 1, "offset", &off) || !ArgU64(info, 2, "length", &len))
+    return env.Undefined();
+  if (id >= ram_.size() || off > ram_[id]->size || len > ram_[id]->size - off || len == 0) {
+    ThrowRange(env, "RAM view outside the region");
+    return env.Undefined();
+  }
+  return SharedView(env, ram_[id]->base + off, len, ram_[id]);
+}
+
+Napi::Value Vm::SetMemoryRegion(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  uint32_t slot, flags, id;
+  uint64_t gpa, size, off;
+  if (!ArgU32(info, 0, "slot", &slot) || !ArgU32(info, 1, "flags", &flags) || !ArgU64(info, 2, "gpa", &gpa) ||
+      !ArgU64(info, 3, "size", &size) || !ArgU32(info, 4, "ramId", &id) || !ArgU64(info, 5, "ramOffset", &off))
+    return env.Undefined();
+  kvm_userspace_memory_region r{};
+  r.slot = slot;
+  r.flags = flags;
+  r.guest_phys_addr = gpa;
+  r.memory_size = size;
+  if (size != 0) {
+    if (id >= ram_.size() || off > ram_[id]->size || size > ram_[id]->size - off || (off & 0xfff) ||
+        (gpa & 0xfff) || (size & 0xfff)) {
+      ThrowRange(env, "memory slot outside its RAM region or not page aligned");
+      return env.Undefined();
+    }
+    r.userspace_addr = reinterpret_cast<uint64_t>(ram_[id]->base + off);
+  }
+  if (Ioctl(fd_, KVM_SET_USER_MEMORY_REGION, &r) < 0) ThrowErrno(env, "KVM_SET_USER_MEMORY_REGION", errno);
+  return env.Undefined();
+}
+
+Napi::Value Vm::GetDirtyLog(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  uint32_t slot;
+  uint8_t* data;
+  size_t len;
+  if (!ArgU32(info, 0, "slot", &slot) || !ArgBytes(info, 1, "bitmap", &data, &len)) return env.Undefined();
+  if (len % 8) {
+    ThrowRange(env, "dirty bitmap length must be a multiple of 8 bytes");
+    return env.Undefined();
+  }
+  kvm_dirty_log d{};
+  d.slot = slot;
+  d.dirty_bitmap = data;
+  if (Ioctl(fd_, KVM_GET_DIRTY_LOG, &d) < 0) ThrowErrno(env, "KVM_GET_DIRTY_LOG", errno);
+  return env.Undefined();
+}
+
+Napi::Value Vm::SetTssAddr(const Napi::CallbackInfo& info) {
+  uint32_t a;
+  if (!ArgU32(info, 0, "addr", &a)) return info.Env().Undefined();
+  if (IoctlVal(fd_, KVM_SET_TSS_ADDR, a) < 0) ThrowErrno(info.Env(), "KVM_SET_TSS_ADDR", errno);
+  return info.Env().Undefined();
+}
+
+Napi::Value Vm::SetIdentityMapAddr(const Napi::CallbackInfo& info) {
+  uint64_t a;
+  if (!ArgU64(info, 0, "addr", &a)) return info.Env().Undefined();
+  if (Ioctl(fd_, KVM_SET_IDENTITY_MAP_ADDR, &a) < 0) ThrowErrno(info.Env(), "KVM_SET_IDENTITY_MAP_ADDR", errno);
+  return info.Env().Undefined();
+}
+
+Napi::Value Vm::CreateIrqchip(const Napi::CallbackInfo& info) {
+  if (IoctlVal(fd_, KVM_CREATE_IRQCHIP, 0) < 0) ThrowErrno(info.Env(), "KVM_CREATE_IRQCHIP", errno);
+  return info.Env().Undefined();
+}
+
+Napi::Value Vm::CreatePit2(const Napi::CallbackInfo& info) {
+  uint32_t flags = 0;
+  if (info.Length() > 0 && !ArgU32(info, 0, "flags", &flags)) return info.Env().Undefined();
+  kvm_pit_config c{};
+  c.flags = flags;
+  if (Ioctl(fd_, KVM_CREATE_PIT2, &c) < 0) ThrowErrno(info.Env(), "KVM_CREATE_PIT2", errno);
+  return info.Env().Undefined();
+}
+
+Napi::Value Vm::IrqLine(const Napi::CallbackInfo& info) {
+  uint32_t irq, level;
+  if (!ArgU32(info, 0, "irq", &irq) || !ArgU32(info, 1, "level", &level)) return info.Env().Undefined();
+  kvm_irq_level l{};
+  l.irq = irq;
+  l.level = level ? 1 : 0;
+  if (Ioctl(fd_, KVM_IRQ_LINE, &l) < 0) ThrowErrno(info.Env(), "KVM_IRQ_LINE", errno);
+  return info.Env().Undefined();
+}
+
+// entries: Uint32Array, 7 words per route: gsi, type, flags, u0..u3 where
+// for KVM_IRQ_ROUTING_IRQCHIP u0=irqchip u1=pin, and for
+// KVM_IRQ_ROUTING_MSI u0=address_lo u1=address_hi u2=data u3=devid.
+Napi::Value Vm::SetGsiRouting(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsTypedArray() ||
+      info[0].As<Napi::TypedArray>().TypedArrayType() != napi_uint32_array) {
+    ThrowType(env, "routes must be a Uint32Array");
+    return env.Undefined();
+  }
+  Napi::Uint32Array a = info[0].As<Napi::Uint32Array>();
+  if (a.ElementLength() % 7) {
+    ThrowRange(env, "routes must hold 7 words per entry");
+    return env.Undefined();
+  }
+  size_t n = a.ElementLength() / 7;
+  std::vector<uint8_t> buf(sizeof(kvm_irq_routing) + n * sizeof(kvm_irq_routing_entry));
+  auto* r = reinterpret_cast<kvm_irq_routing*>(buf.data());
+  r->nr = n;
+  for (size_t i = 0; i < n; i++) {
+    const uint32_t* w = a.Data() + i * 7;
+    kvm_irq_routing_entry& e = r->entries[i];
+    e.gsi = w[0];
+    e.type = w[1];
+    e.flags = w[2];
+    if (w[1] == KVM_IRQ_ROUTING_IRQCHIP) {
+      e.u.irqchip.irqchip = w[3];
+      e.u.irqchip.pin = w[4];
+    } else if (w[1] == KVM_IRQ_ROUTING_MSI) {
+      e.u.msi.address_lo = w[3];
+      e.u.msi.address_hi = w[4];
+      e.u.msi.data = w[5];
+      e.u.msi.devid = w[6];
+    } else {
+      ThrowRange(env, "unsupported route type " + std::to_string(w[1]));
+      return env.Undefined();
+    }
+  }
+  if (Ioctl(fd_, KVM_SET_GSI_ROUTING, r) < 0) ThrowErrno(env, "KVM_SET_GSI_ROUTING", errno);
+  return env.Undefined();
+}
+
+Napi::Value Vm::SignalMsi(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  uint32_t lo, hi, data;
+  if (!ArgU32(info, 0, "addressLo", &lo) || !ArgU32(info, 1, "addressHi", &hi) || !ArgU32(info, 2, "data", &data))
+    return env.Undefined();
+  kvm_msi m{};
+  m.address_lo = lo;
+  m.address_hi = hi;
+  m.data = data;
+  int r = Ioctl(fd_, KVM_SIGNAL_MSI, &m);
+  if (r < 0) {
+    ThrowErrno(env, "KVM_SIGNAL_MSI", errno);
+    return env.Undefined();
+  }
+  return Napi::Number::New(env, r);
+}
+
+// ioeventfd(fd, addr, len, flags, datamatch)
+Napi::Value Vm::Ioeventfd(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int32_t fd;
+  uint64_t addr, datamatch = 0;
+  uint32_t len, flags;
+  if (!ArgI32(info, 0, "fd", &fd) || !ArgU64(info, 1, "addr", &addr) || !ArgU32(info, 2, "len", &len) ||
+      !ArgU32(info, 3, "flags", &flags))
+    return env.Undefined();
+  if (info.Length() > 4 && !ArgU64(info, 4, "datamatch", &datamatch)) return env.Undefined();
+  kvm_ioeventfd e{};
+  e.fd = fd;
+  e.addr = addr;
+  e.len = len;
+  e.flags = flags;
+  e.datamatch = datamatch;
+  if (Ioctl(fd_, KVM_IOEVENTFD, &e) < 0) ThrowErrno(env, "KVM_IOEVENTFD", errno);
+  return env.Undefined();
+}
+
+// irqfd(fd, gsi, flags, resamplefd)
+Napi::Value Vm::Irqfd(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int32_t fd, resample = -1;
+  uint32_t gsi, flags = 0;
+  if (!ArgI32(info, 0, "fd", &fd) || !ArgU32(info, 1, "gsi", &gsi)) return env.Undefined();
+  if (info.Length() > 2 && !ArgU32(info, 2, "flags", &flags)) return env.Undefined();
+  if (info.Length() > 3 && !ArgI32(info, 3, "resamplefd", &resample)) return env.Undefined();
+  kvm_irqfd q{};
+  q.fd = fd;
+  q.gsi = gsi;
+  q.flags = flags;
+  q.resamplefd = resample < 0 ? 0 : resample;
+  if (Ioctl(fd_, KVM_IRQFD, &q) < 0) ThrowErrno(env, "KVM_IRQFD", errno);
+  return env.Undefined();
+}
+
+// VM-level state for snapshots: getState("irqchip", chipId) | ("pit2") | ("clock")
+Napi::Value Vm::GetState(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsString()) {
+    ThrowType(env, "kind must be a string");
+    return env.Undefined();
+  }
+  std::string kind = info[0].As<Napi::String>().Utf8Value();
+  if (kind == "irqchip") {
+    uint32_t chip;
+    if (!ArgU32(info, 1, "chipId", &chip)) return env.Undefined();
+    Napi::Buffer<uint8_t> b = Napi::Buffer<uint8_t>::New(env, sizeof(kvm_irqchip));
+    auto* c = reinterpret_cast<kvm_irqchip*>(b.Data());
+    memset(c, 0, sizeof(*c));
+    c->chip_id = chip;
+    if (Ioctl(fd_, KVM_GET_IRQCHIP, c) < 0) ThrowErrno(env, "KVM_GET_IRQCHIP", errno);
+    return b;
+  }
+  if (kind == "pit2") {
+    Napi::Buffer<uint8_t> b = Napi::Buffer<uint8_t>::New(env, sizeof(kvm_pit_state2));
+    memset(b.Data(), 0, b.Length());
+    if (Ioctl(fd_, KVM_GET_PIT2, b.Data()) < 0) ThrowErrno(env, "KVM_GET_PIT2", errno);
+    return b;
+  }
+  if (kind == "clock") {
+    Napi::Buffer<uint8_t> b = Napi::Buffer<uint8_t>::New(env, sizeof(kvm_clock_data));
+    memset(b.Data(), 0, b.Length());
+    if (Ioctl(fd_, KVM_GET_CLOCK, b.Data()) < 0) ThrowErrno(env, "KVM_GET_CLOCK", errno);
+    return b;
+  }
+  ThrowRange(env, "unknown VM state kind " + kind);
+  return env.Undefined();
+}
+
+Napi::Value Vm::SetState(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[0].IsString()) {
+    ThrowType(env, "setState(kind, buffer)");
+    return env.Undefined();
+  }
+  std::string kind = info[0].As<Napi::String>().Utf8Value();
+  uint8_t* data;
+  size_t len;
+  if (!ArgBytes(info, 1, "state", &data, &len)) return env.Undefined();
+  struct K {
+    const char* name;
+    size_t size;
+    unsigned long req;
+    const char* ioctl;
+  };
+  static const K kinds[] = {{"irqchip", sizeof(kvm_irqchip), KVM_SET_IRQCHIP, "KVM_SET_IRQCHIP"},
+                            {"pit2", sizeof(kvm_pit_state2), KVM_SET_PIT2, "KVM_SET_PIT2"},
+                            {"clock", sizeof(kvm_clock_data), KVM_SET_CLOCK, "KVM_SET_CLOCK"}};
+  for (const K& k : kinds) {
+    if (kind != k.name) continue;
+    if (len != k.size) {
+      ThrowRange(env, std::string(k.name) + " state must be " + std::to_string(k.size) + " bytes");
+      return env.Undefined();
+    }
+    std::vector<uint8_t> copy(data, data + len);
+    if (Ioctl(fd_, k.req, copy.data()) < 0) ThrowErrno(env, k.ioctl, errno);
+    return env.Undefined();
+  }
+  ThrowRange(env, "unknown VM state kind " + kind);
+  return env.Undefined();
+}
+
+Napi::Value Vm::EnableCap(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  kvm_enable_cap c{};
+  if (!ArgU32(info, 0, "cap", &c.cap)) return env.Undefined();
+  for (size_t i = 1; i < info.Length() && i <= 4; i++)
+    if (!ArgU64(info, i, "arg", &c.args[i - 1])) return env.Undefined();
+  if (Ioctl(fd_, KVM_ENABLE_CAP, &c) < 0) ThrowErrno(env, "KVM_ENABLE_CAP", errno);
+  return env.Undefined();
+}
+
+Napi::Value Vm::CheckExtension(const Napi::CallbackInfo& info) {
+  uint32_t cap;
+  if (!ArgU32(info, 0, "cap", &cap)) return info.Env().Undefined();
+  int r = IoctlVal(fd_, KVM_CHECK_EXTENSION, cap);
+  return Napi::Number::New(info.Env(), r < 0 ? 0 : r);
+}
+
+Napi::Value Vm::MailboxBuffer(const Napi::CallbackInfo& info) {
+  return SharedView(info.Env(), mailboxes_, sizeof(Mailbox) * max_vcpus_, mailbox_owner_);
+}
+
+Napi::Value Vm::SetWakeHandler(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsFunction()) {
+    ThrowType(env, "setWakeHandler(fn)");
+    return env.Undefined();
+  }
+  if (wake_set_) wake_.Release();
+  wake_ = Napi::ThreadSafeFunction::New(env, info[0].As<Napi::Function>(), "mvisor-vcpu-wake", 0, 1);
+  wake_set_ = true;
+  return env.Undefined();
+}
+
+// setSpin(vcpuSpinNs, jsSpinNs)
+Napi::Value Vm::SetSpin(const Napi::CallbackInfo& info) {
+  if (!ArgU32(info, 0, "vcpuSpinNs", &spin_ns_vcpu_) || !ArgU32(info, 1, "jsSpinNs", &spin_ns_js_))
+    return info.Env().Undefined();
+  return info.Env().Undefined();
+}
+
+void Vm::Post(VcpuCore* c, int32_t kind, int32_t err) {
+  Mailbox* m = &mailboxes_[c->index];
+  m->kind = kind;
+  m->err = err;
+  m->state.store(kPending, std::memory_order_seq_cst);
+  if (js_idle_.load(std::memory_order_seq_cst) && !wake_queued_.exchange(1)) {
+    if (wake_set_) wake_.NonBlockingCall([this](Napi::Env, Napi::Function fn) {
+      wake_queued_.store(0);
+      fn.Call({});
+    });
+  }
+  uint64_t deadline = NowNs() + spin_ns_vcpu_;
+  for (uint32_t i = 0; m->state.load(std::memory_order_acquire) == kPending; i++) {
+    CpuRelax();
+    if ((i & 63) == 0 && NowNs() > deadline) {
+      m->sleeping.store(1, std::memory_order_seq_cst);
+      while (m->state.load(std::memory_order_seq_cst) == kPending) Futex(&m->state, FUTEX_WAIT_PRIVATE, kPending);
+      m->sleeping.store(0, std::memory_order_relaxed);
+      break;
+    }
+  }
+  m->state.store(kRunning, std::memory_order_relaxed);
+}
+
+struct ThreadArg {
+  Vm* vm;
+  std::shared_ptr<VcpuCore> core;
+};
+
+static void* VcpuThread(void* p) {
+  std::unique_ptr<ThreadArg> arg(static_cast<ThreadArg*>(p));
+  Vm* vm = arg->vm;
+  VcpuCore* c = arg->core.get();
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, KickSignal());
+  pthread_sigmask(SIG_UNBLOCK, &set, nullptr);
+  while (!c->stop_req.load()) {
+    if (c->pause_req.load()) {
+      vm->Post(c, kPaused, 0);
+      continue;
+    }
+    int r = ioctl(c->fd, KVM_RUN, 0);
+    if (r < 0) {
+      int e = errno;
+      c->run->immediate_exit = 0;
+      if (e == EINTR || e == EAGAIN) continue;
+      vm->Post(c, kRunError, e);
+      continue;
+    }
+    if (c->run->exit_reason == KVM_EXIT_INTR) continue;
+    vm->Post(c, kKvmExit, 0);
+  }
+  return nullptr;
+}
+
+Napi::Value Vm::StartVcpu(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  uint32_t idx;
+  if (!ArgU32(info, 0, "index", &idx)) return env.Undefined();
+  if (idx >= vcpus_.size() || vcpus_[idx]->thread_started) {
+    ThrowRange(env, "no such vCPU, or already started");
+    return env.Undefined();
+  }
+  auto* arg = new ThreadArg{this, vcpus_[idx]};
+  int e = pthread_create(&vcpus_[idx]->thread, nullptr, VcpuThread, arg);
+  if (e != 0) {
+    delete arg;
+    ThrowErrno(env, "pthread_create", e);
+    return env.Undefined();
+  }
+  vcpus_[idx]->thread_started = true;
+  return env.Undefined();
+}
+
+int32_t Vm::ScanPending() {
+  uint32_t n = static_cast<uint32_t>(vcpus_.size());
+  for (uint32_t k = 0; k < n; k++) {
+    uint32_t i = (scan_start_ + k) % n;
+    if (mailboxes_[i].state.load(std::memory_order_acquire) == kPending) {
+      scan_start_ = i + 1;
+      return static_cast<int32_t>(i);
+    }
+  }
+  return -1;
+}
+
+void Vm::CompleteIndex(uint32_t i) {
+  Mailbox* m = &mailboxes_[i];
+  if (m->state.load(std::memory_order_acquire) != kPending) return;
+  m->state.store(kDone, std::memory_order_seq_cst);
+  if (m->sleeping.load(std::memory_order_seq_cst)) Futex(&m->state, FUTEX_WAKE_PRIVATE, 1);
+}
+
+// pump(completeIndex): answers the exit of vCPU completeIndex (-1: none),
+// then returns the index of a vCPU with a pending exit, waiting up to the
+// JavaScript spin time; -1 when none came (the event loop then gets a wake
+// call for the next one).
+Napi::Value Vm::Pump(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int32_t done;
+  if (!ArgI32(info, 0, "completeIndex", &done)) return env.Undefined();
+  if (done >= 0 && static_cast<size_t>(done) < vcpus_.size()) CompleteIndex(done);
+  js_idle_.store(0, std::memory_order_seq_cst);
+  int32_t idx = ScanPending();
+  if (idx >= 0) return Napi::Number::New(env, idx);
+  if (spin_ns_js_ > 0) {
+    uint64_t deadline = NowNs() + spin_ns_js_;
+    for (uint32_t i = 0;; i++) {
+      idx = ScanPending();
+      if (idx >= 0) return Napi::Number::New(env, idx);
+      CpuRelax();
+      if ((i & 31) == 0 && NowNs() > deadline) break;
+    }
+  }
+  js_idle_.store(1, std::memory_order_seq_cst);
+  idx = ScanPending();
+  if (idx >= 0) {
+    js_idle_.store(0, std::memory_order_seq_cst);
+    return Napi::Number::New(env, idx);
+  }
+  return Napi::Number::New(env, -1);
+}
+
+Napi::Value Vm::Complete(const Napi::CallbackInfo& info) {
+  uint32_t i;
+  if (!ArgU32(info, 0, "index", &i)) return info.Env().Undefined();
+  if (i < vcpus_.size()) CompleteIndex(i);
+  return info.Env().Undefined();
+}
+
+// kick(index, pause): makes the vCPU leave KVM_RUN. With pause=true it
+// parks in its mailbox with kind "paused" until complete(index).
+Napi::Value Vm::Kick(const Napi::CallbackInfo& info) {
+  uint32_t i;
+  if (!ArgU32(info, 0, "index", &i)) return info.Env().Undefined();
+  bool pause = info.Length() > 1 && info[1].ToBoolean().Value();
+  if (i >= vcpus_.size()) return info.Env().Undefined();
+  VcpuCore* c = vcpus_[i].get();
+  c->pause_req.store(pause);
+  c->run->immediate_exit = 1;
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (c->thread_started) pthread_kill(c->thread, KickSignal());
+  return info.Env().Undefined();
+}
+
+void Vm::StopThreads() {
+  for (auto& c : vcpus_) {
+    c->stop_req.store(true);
+    c->run->immediate_exit = 1;
+  }
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  for (auto& c : vcpus_) {
+    if (!c->thread_started) continue;
+    uint64_t deadline = NowNs() + 10000000000ull;
+    for (;;) {
+      pthread_kill(c->thread, KickSignal());
+      CompleteIndex(c->index);
+      if (pthread_tryjoin_np(c->thread, nullptr) == 0) break;
+      if (NowNs() > deadline) {
+        // A thread stuck in the kernel: leave it rather than hang the VMM.
+        pthread_detach(c->thread);
+        break;
+      }
+      usleep(200);
+    }
+    c->thread_started = false;
+  }
+}
+
+Napi::Value Vm::Stop(const Napi::CallbackInfo& info) {
+  StopThreads();
+  return info.Env().Undefined();
+}
+
+Napi::Value Vm::Close(const Napi::CallbackInfo& info) {
+  StopThreads();
+  if (wake_set_) {
+    wake_.Release();
+    wake_set_ = false;
+  }
+  vcpus_.clear();
+  if (fd_ >= 0) close(fd_);
+  fd_ = -1;
+  return info.Env().Undefined();
+}
+
+void Vm::Init(Napi::Env env, Napi::Object exports) {
+  struct sigaction sa{};
+  sa.sa_handler = KickHandler;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = 0;  // no SA_RESTART: KVM_RUN must return EINTR
+  sigaction(KickSignal(), &sa, nullptr);
+  Napi::Function f = DefineClass(env, "Vm",
+                                 {
+                                     InstanceMethod("allocRam", &Vm::AllocRam),
+                                     InstanceMethod("ramView", &Vm::RamView),
+                                     InstanceMethod("setMemoryRegion", &Vm::SetMemoryRegion),
+                                     InstanceMethod("getDirtyLog", &Vm::GetDirtyLog),
+                                     InstanceMethod("setTssAddr", &Vm::SetTssAddr),
+                                     InstanceMethod("setIdentityMapAddr", &Vm::SetIdentityMapAddr),
+                                     InstanceMethod("createIrqchip", &Vm::CreateIrqchip),
+                                     InstanceMethod("createPit2", &Vm::CreatePit2),
+                                     InstanceMethod("irqLine", &Vm::IrqLine),
+                                     InstanceMethod("setGsiRouting", &Vm::SetGsiRouting),
+                                     InstanceMethod("signalMsi", &Vm::SignalMsi),
+                                     InstanceMethod("ioeventfd", &Vm::Ioeventfd),
+                                     InstanceMethod("irqfd", &Vm::Irqfd),
+                                     InstanceMethod("getState", &Vm::GetState),
+                                     InstanceMethod("setState", &Vm::SetState),
+                                     InstanceMethod("enableCap", &Vm::EnableCap),
+                                     InstanceMethod("checkExtension", &Vm::CheckExtension),
+                                     InstanceMethod("mailboxBuffer", &Vm::MailboxBuffer),
+                                     InstanceMethod("setWakeHandler", &Vm::SetWakeHandler),
+                                     InstanceMethod("setSpin", &Vm::SetSpin),
+                                     InstanceMethod("startVcpu", &Vm::StartVcpu),
+                                     InstanceMethod("pump", &Vm::Pump),
+                                     InstanceMethod("complete", &Vm::Complete),
+                                     InstanceMethod("kick", &Vm::Kick),
+                                     InstanceMethod("stop", &Vm::Stop),
+                                     InstanceMethod("close", &Vm::Close),
+                                 });
+  ctor = new Napi::FunctionReference(Napi::Persistent(f));
+  exports.Set("Vm", f);
+}
+
+void InitKvmVm(Napi::Env env, Napi::Object exports) { Vm::Init(env, exports); }
+
+}  // namespace mv

@@ -1,0 +1,13 @@
+import { defineConfig } from 'vitest/config';
+
+export default defineConfig({
+  test: {
+    include: ['test/**/*.test.ts'],
+    testTimeout: 30_000,
+    hookTimeout: 60_000,
+    // Integration tests boot real guests under KVM; the machine has two
+    // cores, so guests run one file at a time.
+    fileParallelism: false,
+    reporters: ['default'],
+  },
+});
