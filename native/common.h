@@ -3,7 +3,34 @@
 // syscall into a JavaScript Error naming the ioctl and the errno text; the
 // addon never aborts on bad input.
 #pragma once
+#include <linux/kvm.h>
 #include <napi.h>
+#include <sys/ioctl.h>
+
+// See kvm_ioctls.c: these ioctl numbers must come from the C compiler.
+extern "C" {
+extern const unsigned long mv_KVM_GET_CPUID2, mv_KVM_SET_CPUID2, mv_KVM_GET_SUPPORTED_CPUID, mv_KVM_GET_MSRS,
+    mv_KVM_SET_MSRS, mv_KVM_GET_MSR_INDEX_LIST, mv_KVM_GET_XSAVE, mv_KVM_SET_XSAVE, mv_KVM_SET_GSI_ROUTING,
+    mv_sizeof_kvm_xsave;
+}
+#undef KVM_GET_CPUID2
+#define KVM_GET_CPUID2 mv_KVM_GET_CPUID2
+#undef KVM_SET_CPUID2
+#define KVM_SET_CPUID2 mv_KVM_SET_CPUID2
+#undef KVM_GET_SUPPORTED_CPUID
+#define KVM_GET_SUPPORTED_CPUID mv_KVM_GET_SUPPORTED_CPUID
+#undef KVM_GET_MSRS
+#define KVM_GET_MSRS mv_KVM_GET_MSRS
+#undef KVM_SET_MSRS
+#define KVM_SET_MSRS mv_KVM_SET_MSRS
+#undef KVM_GET_MSR_INDEX_LIST
+#define KVM_GET_MSR_INDEX_LIST mv_KVM_GET_MSR_INDEX_LIST
+#undef KVM_GET_XSAVE
+#define KVM_GET_XSAVE mv_KVM_GET_XSAVE
+#undef KVM_SET_XSAVE
+#define KVM_SET_XSAVE mv_KVM_SET_XSAVE
+#undef KVM_SET_GSI_ROUTING
+#define KVM_SET_GSI_ROUTING mv_KVM_SET_GSI_ROUTING
 
 #include <cerrno>
 #include <cstdint>

@@ -78,13 +78,15 @@ Napi::Value Kvm::CheckExtension(const Napi::CallbackInfo& info) {
 // function, index, flags, eax, ebx, ecx, edx.
 Napi::Value Kvm::SupportedCpuid(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  for (uint32_t n = 64; n <= 4096; n *= 2) {
+  // Some KVM implementations answer EINVAL rather than E2BIG for a short
+  // buffer: grow on both.
+  for (uint32_t n = 128; n <= 4096; n *= 2) {
     size_t bytes = sizeof(kvm_cpuid2) + n * sizeof(kvm_cpuid_entry2);
     std::vector<uint8_t> buf(bytes);
     auto* c = reinterpret_cast<kvm_cpuid2*>(buf.data());
     c->nent = n;
     if (Ioctl(fd_, KVM_GET_SUPPORTED_CPUID, c) < 0) {
-      if (errno == E2BIG) continue;
+      if (errno == E2BIG || (errno == EINVAL && n < 4096)) continue;
       ThrowErrno(env, "KVM_GET_SUPPORTED_CPUID", errno);
       return env.Undefined();
     }
@@ -201,7 +203,8 @@ static void ExportConstants(Napi::Env env, Napi::Object exports) {
 
   Napi::Object s = Napi::Object::New(env);
 #define S(x) s.Set(#x, Napi::Number::New(env, static_cast<double>(sizeof(struct x))))
-  S(kvm_regs); S(kvm_sregs); S(kvm_fpu); S(kvm_lapic_state); S(kvm_xsave); S(kvm_xcrs);
+  S(kvm_regs); S(kvm_sregs); S(kvm_fpu); S(kvm_lapic_state); S(kvm_xcrs);
+  s.Set("kvm_xsave", Napi::Number::New(env, static_cast<double>(mv_sizeof_kvm_xsave)));
   S(kvm_vcpu_events); S(kvm_mp_state); S(kvm_debugregs); S(kvm_irqchip); S(kvm_pit_state2);
   S(kvm_clock_data); S(kvm_run); S(kvm_segment); S(kvm_dtable);
 #undef S

@@ -101,7 +101,7 @@ static const StateKind kStates[] = {
     {"sregs", sizeof(kvm_sregs), KVM_GET_SREGS, KVM_SET_SREGS, "KVM_GET_SREGS", "KVM_SET_SREGS"},
     {"fpu", sizeof(kvm_fpu), KVM_GET_FPU, KVM_SET_FPU, "KVM_GET_FPU", "KVM_SET_FPU"},
     {"lapic", sizeof(kvm_lapic_state), KVM_GET_LAPIC, KVM_SET_LAPIC, "KVM_GET_LAPIC", "KVM_SET_LAPIC"},
-    {"xsave", sizeof(kvm_xsave), KVM_GET_XSAVE, KVM_SET_XSAVE, "KVM_GET_XSAVE", "KVM_SET_XSAVE"},
+    {"xsave", 4096, KVM_GET_XSAVE, KVM_SET_XSAVE, "KVM_GET_XSAVE", "KVM_SET_XSAVE"},
     {"xcrs", sizeof(kvm_xcrs), KVM_GET_XCRS, KVM_SET_XCRS, "KVM_GET_XCRS", "KVM_SET_XCRS"},
     {"events", sizeof(kvm_vcpu_events), KVM_GET_VCPU_EVENTS, KVM_SET_VCPU_EVENTS, "KVM_GET_VCPU_EVENTS",
      "KVM_SET_VCPU_EVENTS"},

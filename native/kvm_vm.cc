@@ -15,6 +15,7 @@
 // bench/exit.ts for what this costs against the raw C loop.
 #include <linux/futex.h>
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -414,7 +415,11 @@ Napi::Value Vm::EnableCap(const Napi::CallbackInfo& info) {
   kvm_enable_cap c{};
   if (!ArgU32(info, 0, "cap", &c.cap)) return env.Undefined();
   for (size_t i = 1; i < info.Length() && i <= 4; i++)
-    if (!ArgU64(info, i, "arg", &c.args[i - 1])) return env.Undefined();
+  {
+    uint64_t v;
+    if (!ArgU64(info, i, "arg", &v)) return env.Undefined();
+    c.args[i - 1] = v;
+  }
   if (Ioctl(fd_, KVM_ENABLE_CAP, &c) < 0) ThrowErrno(env, "KVM_ENABLE_CAP", errno);
   return env.Undefined();
 }

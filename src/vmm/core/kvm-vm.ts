@@ -1,0 +1,395 @@
+/**
+ * A running KVM VM as the device model sees it: guest RAM (GuestMemory),
+ * the port-I/O and MMIO buses, the in-kernel irqchip and PIT, vCPUs, and
+ * the exit pump that hands each vCPU exit to the buses and answers it.
+ *
+ * The pump: native vCPU threads run KVM_RUN and post exits to mailboxes;
+ * `pumpLoop` (on the JavaScript thread) takes them one at a time through
+ * `NativeVm.pump`, which also answers the previous one, so one exit costs
+ * one addon call. It yields to the event loop every few milliseconds of
+ * continuous work, and the addon wakes it (uv_async) when an exit arrives
+ * while JavaScript is idle. Native design notes: native/kvm_vm.cc.
+ */
+import { loadAddon, MAILBOX_WORDS, MailboxKind, type Addon, type NativeVcpu, type NativeVm } from '../kvm/addon.js';
+import { checkStructSizes, encodeRegs, encodeSregs, initialFpu, parseSregs, type Regs, type Sregs } from '../kvm/structs.js';
+import { applyCpuModel, cpuidForVcpu, decodeCpuid, encodeCpuid, type CpuModel } from '../cpu/cpuid.js';
+import { Bus, hex } from './bus.js';
+import type { AccessSize, IrqSink } from './device.js';
+import { RateLimitedLog, type Logger } from './log.js';
+import { GuestMemory } from './memory.js';
+import { bytesAtRip, hexBytes, snapshotCpu } from './cpu-state.js';
+import { tryEmulate } from './emulation-fallback.js';
+
+/** Where KVM puts its real-mode TSS and identity-map page (as QEMU does). */
+export const KVM_IDENTITY_MAP_ADDR = 0xfeffc000;
+export const KVM_TSS_ADDR = 0xfeffd000;
+
+/** Process exit codes of the VMM (also documented in README.md). */
+export const ExitCode = {
+  Ok: 0,
+  VmmError: 1,
+  BadInput: 2,
+  GuestCrashed: 3,
+} as const;
+
+export interface VmStop {
+  code: number;
+  reason: string;
+}
+
+export interface RamPlacement {
+  gpa: number;
+  size: number;
+}
+
+export interface KvmVmOptions {
+  cpus: number;
+  cpu: CpuModel;
+  ram: RamPlacement[];
+  log: Logger;
+  /** Spin budgets of the exit hand-off (see native/kvm_vm.cc). */
+  vcpuSpinNs?: number;
+  jsSpinNs?: number;
+}
+
+export interface ExitStats {
+  io: number;
+  mmio: number;
+  other: number;
+  wakeups: number;
+  byPort: Map<number, number>;
+}
+
+const KVM_PIT_SPEAKER_DUMMY = 1;
+
+export class KvmVm implements IrqSink {
+  readonly addon: Addon;
+  readonly native: NativeVm;
+  readonly vcpus: NativeVcpu[] = [];
+  readonly mem = new GuestMemory();
+  readonly pio: Bus;
+  readonly mmio: Bus;
+  readonly guestErrors: RateLimitedLog;
+  readonly stats: ExitStats = { io: 0, mmio: 0, other: 0, wakeups: 0, byPort: new Map() };
+  /** Count exits per port (bench/ only; costs a Map update per exit). */
+  countPorts = false;
+
+  private readonly runViews: DataView[] = [];
+  private readonly runBytes: Uint8Array[] = [];
+  private readonly mailbox: Int32Array;
+  private readonly o: Record<string, number>;
+  private readonly c: Record<string, number>;
+  private readonly irqLevels = new Map<number, boolean>();
+  private readonly paused = new Set<number>();
+  private pauseWaiters: (() => void)[] = [];
+  private stopInfo: VmStop | undefined;
+  private stopWaiters: ((s: VmStop) => void)[] = [];
+  private started = false;
+  private closed = false;
+
+  constructor(private readonly opts: KvmVmOptions) {
+    this.addon = loadAddon();
+    checkStructSizes(this.addon.structSizes);
+    this.o = this.addon.runOffsets;
+    this.c = this.addon.constants;
+    this.guestErrors = new RateLimitedLog(opts.log);
+    this.pio = new Bus('pio', this.guestErrors);
+    this.mmio = new Bus('mmio', this.guestErrors);
+    const kvm = new this.addon.Kvm();
+    this.native = new this.addon.Vm(kvm, opts.cpus);
+    this.native.setTssAddr(KVM_TSS_ADDR);
+    this.native.setIdentityMapAddr(KVM_IDENTITY_MAP_ADDR);
+    this.native.createIrqchip();
+    this.native.createPit2(KVM_PIT_SPEAKER_DUMMY);
+    this.mailbox = new Int32Array(this.native.mailboxBuffer());
+    this.native.setSpin(opts.vcpuSpinNs ?? 200_000, opts.jsSpinNs ?? 50_000);
+
+    // Guest RAM: one anonymous mapping per placement, one memory slot each.
+    // ArrayBuffer views are capped at 1 GiB each (V8 limits), so a region
+    // is exposed to GuestMemory as consecutive 1 GiB views.
+    opts.ram.forEach((r, slot) => {
+      const id = this.native.allocRam(r.size);
+      this.native.setMemoryRegion(slot, 0, r.gpa, r.size, id, 0);
+      const chunk = 1 << 30;
+      for (let off = 0; off < r.size; off += chunk) {
+        const len = Math.min(chunk, r.size - off);
+        this.mem.addRegion(r.gpa + off, new Uint8Array(this.native.ramView(id, off, len)));
+      }
+    });
+
+    const supported = decodeCpuid(kvm.supportedCpuid());
+    const model = applyCpuModel(supported, opts.cpu);
+    for (let i = 0; i < opts.cpus; i++) {
+      const v = new this.addon.Vcpu(this.native, i);
+      v.setCpuid(encodeCpuid(cpuidForVcpu(model, i)));
+      v.setState('fpu', initialFpu());
+      // MTRRs: default type write-back, enabled (Linux otherwise maps RAM uncached).
+      v.setMsrs(new Uint32Array([0x2ff]), new BigUint64Array([0x806n]));
+      const ab = v.runArea();
+      this.runViews.push(new DataView(ab));
+      this.runBytes.push(new Uint8Array(ab));
+      this.vcpus.push(v);
+    }
+  }
+
+  // ---- IrqSink ----
+  setIrq(gsi: number, level: boolean): void {
+    if (this.irqLevels.get(gsi) === level) return;
+    this.irqLevels.set(gsi, level);
+    this.native.irqLine(gsi, level ? 1 : 0);
+  }
+
+  getSregs(i: number): Sregs {
+    return parseSregs(this.vcpus[i]!.getState('sregs'));
+  }
+  setSregs(i: number, s: Sregs): void {
+    this.vcpus[i]!.setState('sregs', encodeSregs(s));
+  }
+  setRegs(i: number, r: Regs): void {
+    this.vcpus[i]!.setState('regs', encodeRegs(r));
+  }
+
+  /** Starts every vCPU thread; resolves when the VM stops. */
+  run(): Promise<VmStop> {
+    if (this.started) throw new Error('VM already started');
+    this.started = true;
+    this.native.setWakeHandler(() => {
+      this.stats.wakeups++;
+      this.pumpLoop();
+    });
+    for (let i = 0; i < this.vcpus.length; i++) this.native.startVcpu(i);
+    setImmediate(this.pumpLoop);
+    return new Promise((resolve) => {
+      if (this.stopInfo) resolve(this.stopInfo);
+      else this.stopWaiters.push(resolve);
+    });
+  }
+
+  /** Ends the VM (idempotent): stops vCPU threads, settles run(). */
+  stop(code: number, reason: string): void {
+    if (this.stopInfo) return;
+    this.stopInfo = { code, reason };
+    this.native.stop();
+    const w = this.stopWaiters;
+    this.stopWaiters = [];
+    for (const f of w) f(this.stopInfo);
+  }
+
+  get stopped(): VmStop | undefined {
+    return this.stopInfo;
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    if (!this.stopInfo) this.stop(ExitCode.Ok, 'closed');
+    this.native.close();
+  }
+
+  /** Parks every vCPU outside KVM_RUN (for snapshots and state reads). */
+  pause(): Promise<void> {
+    if (this.stopInfo) return Promise.resolve();
+    for (let i = 0; i < this.vcpus.length; i++) if (!this.paused.has(i)) this.native.kick(i, true);
+    return new Promise((resolve) => {
+      if (this.paused.size === this.vcpus.length) resolve();
+      else this.pauseWaiters.push(resolve);
+    });
+  }
+
+  resume(): void {
+    for (const i of this.paused) {
+      this.native.kick(i, false);
+      this.native.complete(i);
+    }
+    this.paused.clear();
+  }
+
+  private readonly pumpLoop = (): void => {
+    if (this.stopInfo) return;
+    const deadline = performance.now() + 4;
+    let done = -1;
+    for (let n = 1; ; n++) {
+      const idx = this.native.pump(done);
+      done = -1;
+      if (idx < 0) return;
+      if (this.handleMailbox(idx)) done = idx;
+      if (this.stopInfo) return;
+      if ((n & 15) === 0 && performance.now() > deadline) {
+        if (done >= 0) this.native.complete(done);
+        setImmediate(this.pumpLoop);
+        return;
+      }
+    }
+  };
+
+  /** Handles vCPU idx's posted event; returns true to let it run again. */
+  private handleMailbox(idx: number): boolean {
+    const kind = this.mailbox[idx * MAILBOX_WORDS + 1];
+    if (kind === MailboxKind.KvmExit) return this.handleExit(idx);
+    if (kind === MailboxKind.Paused) {
+      this.paused.add(idx);
+      if (this.paused.size === this.vcpus.length) {
+        const w = this.pauseWaiters;
+        this.pauseWaiters = [];
+        for (const f of w) f();
+      }
+      return false;
+    }
+    if (kind === MailboxKind.RunError) {
+      const err = this.mailbox[idx * MAILBOX_WORDS + 2]!;
+      this.fatal(idx, ExitCode.VmmError, `KVM_RUN failed: errno ${err}`);
+      return false;
+    }
+    return false;
+  }
+
+  private handleExit(idx: number): boolean {
+    const dv = this.runViews[idx]!;
+    const o = this.o;
+    const reason = dv.getUint32(o.exit_reason!, true);
+    const c = this.c;
+    if (reason === c.KVM_EXIT_IO) {
+      this.stats.io++;
+      const out = dv.getUint8(o.io_direction!) === c.KVM_EXIT_IO_OUT;
+      const size = dv.getUint8(o.io_size!) as AccessSize;
+      const port = dv.getUint16(o.io_port!, true);
+      const count = dv.getUint32(o.io_count!, true);
+      let at = dv.getUint32(o.io_data_offset!, true);
+      if (this.countPorts) this.stats.byPort.set(port, (this.stats.byPort.get(port) ?? 0) + count);
+      for (let i = 0; i < count; i++, at += size) {
+        if (out) {
+          const v = size === 1 ? dv.getUint8(at) : size === 2 ? dv.getUint16(at, true) : dv.getUint32(at, true);
+          this.pio.write(port, size, v);
+        } else {
+          const v = this.pio.read(port, size);
+          if (size === 1) dv.setUint8(at, v & 0xff);
+          else if (size === 2) dv.setUint16(at, v & 0xffff, true);
+          else dv.setUint32(at, v >>> 0, true);
+        }
+      }
+      return true;
+    }
+    if (reason === c.KVM_EXIT_MMIO) {
+      this.stats.mmio++;
+      const addr = Number(dv.getBigUint64(o.mmio_phys_addr!, true));
+      const len = dv.getUint32(o.mmio_len!, true);
+      const write = dv.getUint8(o.mmio_is_write!) !== 0;
+      const d = o.mmio_data!;
+      if (len === 8) {
+        if (write) {
+          this.mmio.write(addr, 4, dv.getUint32(d, true));
+          this.mmio.write(addr + 4, 4, dv.getUint32(d + 4, true));
+        } else {
+          dv.setUint32(d, this.mmio.read(addr, 4) >>> 0, true);
+          dv.setUint32(d + 4, this.mmio.read(addr + 4, 4) >>> 0, true);
+        }
+      } else if (len === 1 || len === 2 || len === 4) {
+        if (write) {
+          const v = len === 1 ? dv.getUint8(d) : len === 2 ? dv.getUint16(d, true) : dv.getUint32(d, true);
+          this.mmio.write(addr, len, v);
+        } else {
+          const v = this.mmio.read(addr, len);
+          if (len === 1) dv.setUint8(d, v & 0xff);
+          else if (len === 2) dv.setUint16(d, v & 0xffff, true);
+          else dv.setUint32(d, v >>> 0, true);
+        }
+      } else {
+        this.guestErrors.warn('mmio-len', () => `MMIO access of ${len} bytes at ${hex(addr)} ignored`);
+      }
+      return true;
+    }
+    this.stats.other++;
+    return this.handleRareExit(idx, reason);
+  }
+
+  private handleRareExit(idx: number, reason: number): boolean {
+    const dv = this.runViews[idx]!;
+    const o = this.o;
+    const c = this.c;
+    switch (reason) {
+      case c.KVM_EXIT_SHUTDOWN:
+        this.fatal(idx, ExitCode.GuestCrashed, 'guest triple fault (KVM_EXIT_SHUTDOWN)');
+        return false;
+      case c.KVM_EXIT_SYSTEM_EVENT: {
+        const type = dv.getUint32(o.system_event_type!, true);
+        if (type === c.KVM_SYSTEM_EVENT_SHUTDOWN) this.requestStop(ExitCode.Ok, 'guest powered off');
+        else if (type === c.KVM_SYSTEM_EVENT_RESET) this.onGuestReset('KVM system event reset');
+        else this.fatal(idx, ExitCode.GuestCrashed, `guest system event ${type} (crash)`);
+        return false;
+      }
+      case c.KVM_EXIT_INTERNAL_ERROR:
+        return this.internalError(idx);
+      case c.KVM_EXIT_FAIL_ENTRY: {
+        const why = dv.getBigUint64(o.fail_entry_reason!, true);
+        this.fatal(idx, ExitCode.GuestCrashed, `KVM entry failed, hardware reason ${hex(why)}`);
+        return false;
+      }
+      case c.KVM_EXIT_HLT:
+        // Only without an in-kernel irqchip; a halted CPU with nothing to wake it.
+        this.fatal(idx, ExitCode.GuestCrashed, 'guest halted with no interrupt controller to wake it');
+        return false;
+      case c.KVM_EXIT_INTR:
+        return true;
+      default:
+        this.fatal(idx, ExitCode.GuestCrashed, `unexpected KVM exit reason ${reason}`);
+        return false;
+    }
+  }
+
+  private internalError(idx: number): boolean {
+    const dv = this.runViews[idx]!;
+    const o = this.o;
+    const c = this.c;
+    const sub = dv.getUint32(o.internal_suberror!, true);
+    const vcpu = this.vcpus[idx]!;
+    const snap = snapshotCpu(vcpu);
+    let insn: Uint8Array | undefined;
+    if (sub === c.KVM_INTERNAL_ERROR_EMULATION) {
+      const flags = dv.getBigUint64(o.emulation_flags!, true);
+      if (flags & BigInt(c.KVM_INTERNAL_ERROR_EMULATION_FLAG_INSTRUCTION_BYTES!)) {
+        const n = Math.min(15, dv.getUint8(o.emulation_insn_size!));
+        insn = this.runBytes[idx]!.slice(o.emulation_insn_bytes!, o.emulation_insn_bytes! + n);
+      }
+    }
+    if (!insn && snap) insn = bytesAtRip(vcpu, this.mem, snap);
+    if (sub === c.KVM_INTERNAL_ERROR_EMULATION && snap && insn) {
+      const did = tryEmulate(vcpu, snap, insn);
+      if (did) {
+        this.guestErrors.warn(
+          `emulated-${did}`,
+          () => `vcpu${idx}: KVM could not emulate '${did}' at RIP ${hex(snap.regs.rip)}; completed it in the VMM`,
+        );
+        return true;
+      }
+    }
+    const names: Record<number, string> = {
+      [c.KVM_INTERNAL_ERROR_EMULATION!]: 'emulation failure',
+      [c.KVM_INTERNAL_ERROR_SIMUL_EX!]: 'exception while delivering an exception',
+      [c.KVM_INTERNAL_ERROR_DELIVERY_EV!]: 'event delivery failure',
+      [c.KVM_INTERNAL_ERROR_UNEXPECTED_EXIT_REASON!]: 'unexpected exit reason',
+    };
+    const what = `KVM internal error, suberror ${sub} (${names[sub] ?? 'unknown'})`;
+    const bytes = insn && insn.length ? `, instruction bytes ${hexBytes(insn)}` : '';
+    this.fatal(idx, ExitCode.GuestCrashed, `${what}${bytes}`);
+    return false;
+  }
+
+  /** Set by the machine: what a guest reset does. Default: stop with 0. */
+  onGuestReset: (reason: string) => void = (reason) => this.requestStop(ExitCode.Ok, `guest reset (${reason})`);
+
+  /** Stops the VM after the current exit is handled. */
+  requestStop(code: number, reason: string): void {
+    this.stop(code, reason);
+  }
+
+  /** Stops the VM with a one-line error naming the vCPU, RIP and mode. */
+  fatal(idx: number, code: number, what: string): void {
+    const snap = snapshotCpu(this.vcpus[idx]!);
+    const where = snap
+      ? ` at RIP ${hex(snap.regs.rip)} (${snap.mode}, CPL ${snap.cpl}, CS base ${hex(snap.sregs.cs.base)})`
+      : '';
+    const reason = `vcpu${idx}: ${what}${where}`;
+    this.opts.log.error(reason);
+    this.stop(code, reason);
+  }
+}

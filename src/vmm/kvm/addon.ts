@@ -1,0 +1,112 @@
+/**
+ * Typed face of the native addon (native/, node-addon-api). The addon is
+ * thin: one method per ioctl-level job, arguments checked, errors thrown as
+ * `Error` with `syscall`, `errno` and `code`. Everything above it is here
+ * in TypeScript.
+ */
+import { createRequire } from 'node:module';
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export interface NativeKvm {
+  apiVersion(): number;
+  checkExtension(cap: number): number;
+  /** 7 words per entry: function, index, flags, eax, ebx, ecx, edx. */
+  supportedCpuid(): Uint32Array;
+  msrIndexList(): Uint32Array;
+  close(): void;
+}
+
+export type VcpuStateKind =
+  'regs' | 'sregs' | 'fpu' | 'lapic' | 'xsave' | 'xcrs' | 'events' | 'mpstate' | 'debugregs';
+export type VmStateKind = 'irqchip' | 'pit2' | 'clock';
+
+export interface NativeVm {
+  allocRam(size: number): number;
+  ramView(id: number, offset: number, length: number): ArrayBuffer;
+  setMemoryRegion(
+    slot: number,
+    flags: number,
+    gpa: number,
+    size: number,
+    ramId: number,
+    ramOffset: number,
+  ): void;
+  getDirtyLog(slot: number, bitmap: Uint8Array): void;
+  setTssAddr(addr: number): void;
+  setIdentityMapAddr(addr: number): void;
+  createIrqchip(): void;
+  createPit2(flags?: number): void;
+  irqLine(irq: number, level: number): void;
+  setGsiRouting(routes: Uint32Array): void;
+  signalMsi(addressLo: number, addressHi: number, data: number): number;
+  ioeventfd(fd: number, addr: number, len: number, flags: number, datamatch?: number | bigint): void;
+  irqfd(fd: number, gsi: number, flags?: number, resamplefd?: number): void;
+  getState(kind: VmStateKind, arg?: number): Buffer;
+  setState(kind: VmStateKind, state: Uint8Array): void;
+  enableCap(cap: number, ...args: (number | bigint)[]): void;
+  checkExtension(cap: number): number;
+  /** Int32Array view: 16 words per vCPU: [0] state, [1] kind, [2] errno, [3] sleeping. */
+  mailboxBuffer(): ArrayBuffer;
+  setWakeHandler(fn: () => void): void;
+  setSpin(vcpuSpinNs: number, jsSpinNs: number): void;
+  startVcpu(index: number): void;
+  pump(completeIndex: number): number;
+  complete(index: number): void;
+  kick(index: number, pause?: boolean): void;
+  stop(): void;
+  close(): void;
+}
+
+export interface NativeVcpu {
+  index(): number;
+  runArea(): ArrayBuffer;
+  setCpuid(entries: Uint32Array): void;
+  getCpuid(): Uint32Array;
+  getState(kind: VcpuStateKind): Buffer;
+  setState(kind: VcpuStateKind, state: Uint8Array): void;
+  getMsrs(indices: Uint32Array): BigUint64Array;
+  setMsrs(indices: Uint32Array, values: BigUint64Array): number;
+  tscKhz(khz?: number): number;
+  translate(gva: number | bigint): number;
+}
+
+export interface Addon {
+  Kvm: new (path?: string) => NativeKvm;
+  Vm: new (kvm: NativeKvm, maxVcpus: number) => NativeVm;
+  Vcpu: new (vm: NativeVm, id: number) => NativeVcpu;
+  eventfdCreate(initval?: number, nonblock?: boolean): number;
+  eventfdRead(fd: number): number;
+  eventfdWrite(fd: number, value?: number | bigint): void;
+  closeFd(fd: number): void;
+  constants: Record<string, number>;
+  runOffsets: Record<string, number>;
+  structSizes: Record<string, number>;
+}
+
+/** Mailbox words (see native/kvm.h). */
+export const MAILBOX_WORDS = 16;
+export const MailboxKind = { KvmExit: 0, Paused: 1, RunError: 2, Stopped: 3 } as const;
+
+let cached: Addon | undefined;
+
+/** Finds build/Release/mvisor_kvm.node from the source tree or dist/. */
+export function loadAddon(): Addon {
+  if (cached) return cached;
+  const here = dirname(fileURLToPath(import.meta.url));
+  const candidates = [
+    process.env.MVISOR_ADDON,
+    join(here, '../../../build/Release/mvisor_kvm.node'),
+    join(here, '../../../../build/Release/mvisor_kvm.node'),
+  ].filter((p): p is string => !!p);
+  const found = candidates.find((p) => existsSync(p));
+  if (!found) {
+    throw new Error(
+      `the native addon is not built (looked for ${candidates.join(', ')}): run npm run build:native`,
+    );
+  }
+  const require = createRequire(import.meta.url);
+  cached = require(found) as Addon;
+  return cached;
+}
