@@ -80,6 +80,7 @@ export class RateLimitedLog {
     c.n++;
     if (c.n <= this.burst) {
       this.log.warn(msg());
+      if (c.n === this.burst) c.last = Date.now();
       return;
     }
     c.suppressed++;
