@@ -1,0 +1,89 @@
+import { Command, Flags } from '@oclif/core';
+import { ConfigError, loadVmmConfig, parseCharSinkSpec } from '../../vmm/config/load.js';
+import { runVmm } from '../../vmm/main.js';
+
+/** Exit code for configuration and usage errors. */
+export const EXIT_USAGE = 2;
+
+/**
+ * `mvctl vm run -c vm.yaml` (also `mvisor -c vm.yaml`): runs one VM from a
+ * low-level VMM config file in this process, and exits with the code the
+ * VMM returns.
+ */
+export default class VmRun extends Command {
+  static override summary = 'Run one VM from a low-level VMM config file.';
+
+  static override description = `Loads the VMM config (YAML, described by schema/vmm-config.schema.json; relative \
+paths are relative to the config file), boots the kernel and runs the VM in this process until it stops.
+
+Exit codes: 0 when the guest resets (onReset: exit), 2 for a configuration or usage error (one \
+"file:line:col: field: message" line per problem on stderr), 3 when the guest triple-faults (onTripleFault: stop).
+
+\`mvisor -c vm.yaml\` is the same as \`mvctl vm run -c vm.yaml\`.`;
+
+  static override examples = [
+    {
+      description: 'Run the VM described by vm.yaml, COM1 on this terminal:',
+      command: '<%= config.bin %> <%= command.id %> -c vm.yaml',
+    },
+    {
+      description: 'Same, with the standalone runner:',
+      command: '$ mvisor -c vm.yaml',
+    },
+    {
+      description: 'Send COM1 to a file and log everything the VMM does:',
+      command: '<%= config.bin %> <%= command.id %> -c vm.yaml --serial file:console.log --log-level debug',
+    },
+    {
+      description: 'Expose COM1 on a Unix socket:',
+      command: '<%= config.bin %> <%= command.id %> -c vm.yaml --serial socket:/tmp/demo.sock',
+    },
+  ];
+
+  static override flags = {
+    config: Flags.string({
+      char: 'c',
+      summary: 'VMM config file (YAML).',
+      helpValue: 'FILE',
+      required: true,
+    }),
+    serial: Flags.string({
+      summary: "Override the config's `serial` (COM1): stdio, none, file:PATH or socket:PATH.",
+      helpValue: 'SINK',
+    }),
+    'log-level': Flags.option({
+      summary: 'VMM log level (default: $MVISOR_LOG, else info).',
+      options: ['debug', 'info', 'warn', 'error'] as const,
+    })(),
+  };
+
+  async run(): Promise<void> {
+    const { flags } = await this.parse(VmRun);
+    if (flags['log-level'] !== undefined) process.env.MVISOR_LOG = flags['log-level'];
+    let config = loadVmmConfig(flags.config);
+    if (flags.serial !== undefined) config = { ...config, serial: parseCharSinkSpec(flags.serial) };
+    const code = await runVmm(config);
+    await exitProcess(code);
+  }
+
+  protected override async catch(
+    err: Error & { exitCode?: number; oclif?: { exit?: number } },
+  ): Promise<unknown> {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`${err.message}\n`);
+      if (process.env.DEBUG) process.stderr.write(`${err.stack ?? ''}\n`);
+      return exitProcess(EXIT_USAGE);
+    }
+    // oclif's own errors (usage errors are CLIErrors with exit code 2): let oclif print them.
+    if (err.oclif !== undefined) return super.catch(err);
+    process.stderr.write(`mvisor: error: ${process.env.DEBUG ? (err.stack ?? err.message) : err.message}\n`);
+    return exitProcess(1);
+  }
+}
+
+/** Flushes stdout and stderr, then exits the process. */
+async function exitProcess(code: number): Promise<never> {
+  const flush = (s: NodeJS.WriteStream) => new Promise<void>((resolve) => s.write('', () => resolve()));
+  await Promise.all([flush(process.stdout), flush(process.stderr)]);
+  process.exit(code);
+}

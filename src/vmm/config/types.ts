@@ -1,0 +1,70 @@
+/**
+ * The VMM configuration after loading: validated, normalised, independent of
+ * YAML (no source positions, no size strings, no relative paths). This is
+ * what `runVmm()` receives. The input shape (what a user writes) is the
+ * generated `VmmConfig` type in `src/generated/vmm-config.ts`.
+ *
+ * Every field is plain data (JSON-serialisable), so the object can be sent
+ * to another process as is.
+ */
+
+/** `host`: the host CPU as KVM reports it; `baseline`: a fixed, portable x86-64 model. */
+export type CpuModel = 'host' | 'baseline';
+
+export interface ResolvedCpu {
+  model: CpuModel;
+  /** Feature adjustments on top of the model: `{cx16: false, xsaveerptr: true}`. */
+  features: Record<string, boolean>;
+}
+
+/** Where a character device (serial port) goes. Paths are absolute. */
+export type ResolvedCharSink =
+  { kind: 'stdio' } | { kind: 'none' } | { kind: 'file'; path: string } | { kind: 'socket'; path: string };
+
+/** Where a write-only debug console goes. Paths are absolute. */
+export type ResolvedDebugSink = { kind: 'none' } | { kind: 'stderr' } | { kind: 'file'; path: string };
+
+/** An extra 16550 UART (COM2..COM4). */
+export interface ResolvedSerialPortDevice {
+  class: 'serial-port';
+  /** I/O base port: 0x2f8, 0x3e8 or 0x2e8 (the device uses 8 ports from there). */
+  port: number;
+  /** ISA IRQ: 3 or 4 (default: 3 for 0x2f8 and 0x2e8, 4 for 0x3e8). */
+  irq: number;
+  serial: ResolvedCharSink;
+}
+
+/** An extra write-only debug console (one I/O port, like the one at 0x402). */
+export interface ResolvedDebugConsoleDevice {
+  class: 'debug-console';
+  port: number;
+  output: ResolvedDebugSink;
+}
+
+export type ResolvedDevice = ResolvedSerialPortDevice | ResolvedDebugConsoleDevice;
+
+export interface ResolvedVmmConfig {
+  name: string;
+  /** Absolute path of the config file the VM came from ('' when parsed from a string without a file). */
+  configPath: string;
+  /** Guest RAM in bytes: a multiple of 4 KiB, 2 MiB .. 1 TiB. */
+  memory: number;
+  /** 1..255. */
+  vcpus: number;
+  cpu: ResolvedCpu;
+  /** Absolute path of an ELF vmlinux (PVH entry) or a bzImage; exists and is readable. */
+  kernel: string;
+  /** Absolute path of the initrd, if any; exists and is readable. */
+  initrd?: string;
+  /** Kernel command line ('' if none). */
+  cmdline: string;
+  /** COM1 (0x3f8, IRQ 4). */
+  serial: ResolvedCharSink;
+  /** The debug console at port 0x402. */
+  debugConsole: ResolvedDebugSink;
+  /** A guest reset makes the VMM exit with code 0. */
+  onReset: 'exit';
+  /** A triple fault stops the VM: the VMM prints an error line and exits with code 3. */
+  onTripleFault: 'stop';
+  devices: ResolvedDevice[];
+}
