@@ -1,0 +1,98 @@
+/**
+ * QEMU/Bochs-style debug console ("isa-debugcon") at port 0x402, where
+ * SeaBIOS and OVMF print their debug log. Each write appends its low byte;
+ * a read returns 0xE9, which firmware uses to detect the port. Output is
+ * batched and handed to the sink on the next setImmediate (or when the
+ * buffer fills, or on close). Register with
+ * `pio.register(0x402, 1, debugcon, 'debugcon')`.
+ */
+import type { AccessSize, Device, DeviceContext, DeviceState, IoHandler } from '../core/device.js';
+import { expectVersion } from '../core/device.js';
+
+export const DEBUG_CONSOLE_PORT = 0x402;
+
+export interface DebugConsoleOptions {
+  /** Receives the output; the array is the sink's to keep. */
+  sink: (data: Uint8Array) => void;
+  /** Value reads return (default 0xE9). */
+  readback?: number;
+  /** Instance name (default "debugcon"). */
+  name?: string;
+}
+
+const BUFFER_SIZE = 4096;
+
+export class DebugConsole implements Device, IoHandler {
+  readonly name: string;
+  private readonly sink: (data: Uint8Array) => void;
+  private readonly readback: number;
+  private buffer = new Uint8Array(BUFFER_SIZE);
+  private length = 0;
+  private immediate: NodeJS.Immediate | undefined;
+  private closed = false;
+  private sinkFailed = false;
+
+  constructor(
+    private readonly ctx: DeviceContext,
+    options: DebugConsoleOptions,
+  ) {
+    this.name = options.name ?? 'debugcon';
+    this.sink = options.sink;
+    this.readback = (options.readback ?? 0xe9) & 0xff;
+  }
+
+  read(_offset: number, _size: AccessSize): number {
+    return this.readback;
+  }
+
+  write(_offset: number, _size: AccessSize, value: number): void {
+    if (this.closed) return;
+    this.buffer[this.length++] = value & 0xff;
+    if (this.length >= BUFFER_SIZE) {
+      this.flush();
+    } else if (!this.immediate) {
+      this.immediate = setImmediate(() => {
+        this.immediate = undefined;
+        this.flush();
+      });
+    }
+  }
+
+  /** Hands buffered output to the sink now. */
+  flush(): void {
+    if (this.immediate) {
+      clearImmediate(this.immediate);
+      this.immediate = undefined;
+    }
+    if (this.length === 0) return;
+    const data = this.buffer.slice(0, this.length);
+    this.length = 0;
+    try {
+      this.sink(data);
+    } catch (err) {
+      if (!this.sinkFailed) {
+        this.sinkFailed = true;
+        this.ctx.log.error(
+          `${this.name}: output sink failed: ${err instanceof Error ? err.message : String(err)}`,
+        );
+      }
+    }
+  }
+
+  reset(): void {
+    this.flush();
+  }
+
+  saveState(): DeviceState {
+    return { version: 1 };
+  }
+
+  loadState(state: DeviceState): void {
+    expectVersion(this.name, state, 1);
+  }
+
+  close(): void {
+    this.flush();
+    this.closed = true;
+  }
+}
