@@ -11,8 +11,18 @@
 extern "C" {
 extern const unsigned long mv_KVM_GET_CPUID2, mv_KVM_SET_CPUID2, mv_KVM_GET_SUPPORTED_CPUID, mv_KVM_GET_MSRS,
     mv_KVM_SET_MSRS, mv_KVM_GET_MSR_INDEX_LIST, mv_KVM_GET_XSAVE, mv_KVM_SET_XSAVE, mv_KVM_SET_GSI_ROUTING,
-    mv_sizeof_kvm_xsave;
+    mv_sizeof_kvm_xsave, mv_off_cpuid2_entries, mv_off_msrs_entries, mv_off_msr_list_indices,
+    mv_off_irq_routing_entries;
 }
+
+namespace mv {
+// Typed pointers to the trailing arrays of the kernel's variable-length
+// structs at the offsets C uses (g++ lays out `entries[0]` differently).
+template <typename T>
+inline T* Trailing(void* base, unsigned long offset) {
+  return reinterpret_cast<T*>(static_cast<uint8_t*>(base) + offset);
+}
+}  // namespace mv
 #undef KVM_GET_CPUID2
 #define KVM_GET_CPUID2 mv_KVM_GET_CPUID2
 #undef KVM_SET_CPUID2

@@ -18,3 +18,9 @@ const unsigned long mv_KVM_SET_XSAVE = KVM_SET_XSAVE;
 const unsigned long mv_KVM_SET_GSI_ROUTING = KVM_SET_GSI_ROUTING;
 /* sizeof as C sees it, for buffers of these structs. */
 const unsigned long mv_sizeof_kvm_xsave = sizeof(struct kvm_xsave);
+/* Where the trailing arrays start, as C (and the kernel) lay them out. */
+#include <stddef.h>
+const unsigned long mv_off_cpuid2_entries = offsetof(struct kvm_cpuid2, entries);
+const unsigned long mv_off_msrs_entries = offsetof(struct kvm_msrs, entries);
+const unsigned long mv_off_msr_list_indices = offsetof(struct kvm_msr_list, indices);
+const unsigned long mv_off_irq_routing_entries = offsetof(struct kvm_irq_routing, entries);

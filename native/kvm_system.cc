@@ -81,9 +81,10 @@ Napi::Value Kvm::SupportedCpuid(const Napi::CallbackInfo& info) {
   // Some KVM implementations answer EINVAL rather than E2BIG for a short
   // buffer: grow on both.
   for (uint32_t n = 128; n <= 4096; n *= 2) {
-    size_t bytes = sizeof(kvm_cpuid2) + n * sizeof(kvm_cpuid_entry2);
+    size_t bytes = mv_off_cpuid2_entries + n * sizeof(kvm_cpuid_entry2);
     std::vector<uint8_t> buf(bytes);
     auto* c = reinterpret_cast<kvm_cpuid2*>(buf.data());
+    auto* entries = Trailing<kvm_cpuid_entry2>(buf.data(), mv_off_cpuid2_entries);
     c->nent = n;
     if (Ioctl(fd_, KVM_GET_SUPPORTED_CPUID, c) < 0) {
       if (errno == E2BIG || (errno == EINVAL && n < 4096)) continue;
@@ -92,7 +93,7 @@ Napi::Value Kvm::SupportedCpuid(const Napi::CallbackInfo& info) {
     }
     Napi::Uint32Array out = Napi::Uint32Array::New(env, c->nent * 7);
     for (uint32_t i = 0; i < c->nent; i++) {
-      const kvm_cpuid_entry2& e = c->entries[i];
+      const kvm_cpuid_entry2& e = entries[i];
       uint32_t* o = out.Data() + i * 7;
       o[0] = e.function;
       o[1] = e.index;
@@ -111,7 +112,7 @@ Napi::Value Kvm::SupportedCpuid(const Napi::CallbackInfo& info) {
 Napi::Value Kvm::MsrIndexList(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   for (uint32_t n = 256; n <= 16384; n *= 2) {
-    std::vector<uint8_t> buf(sizeof(kvm_msr_list) + n * sizeof(uint32_t));
+    std::vector<uint8_t> buf(mv_off_msr_list_indices + n * sizeof(uint32_t));
     auto* l = reinterpret_cast<kvm_msr_list*>(buf.data());
     l->nmsrs = n;
     if (Ioctl(fd_, KVM_GET_MSR_INDEX_LIST, l) < 0) {
@@ -120,7 +121,7 @@ Napi::Value Kvm::MsrIndexList(const Napi::CallbackInfo& info) {
       return env.Undefined();
     }
     Napi::Uint32Array out = Napi::Uint32Array::New(env, l->nmsrs);
-    memcpy(out.Data(), l->indices, l->nmsrs * sizeof(uint32_t));
+    memcpy(out.Data(), Trailing<uint32_t>(buf.data(), mv_off_msr_list_indices), l->nmsrs * sizeof(uint32_t));
     return out;
   }
   ThrowErrno(env, "KVM_GET_MSR_INDEX_LIST", E2BIG);

@@ -45,12 +45,13 @@ Napi::Value Vcpu::SetCpuid(const Napi::CallbackInfo& info) {
   }
   Napi::Uint32Array a = info[0].As<Napi::Uint32Array>();
   size_t n = a.ElementLength() / 7;
-  std::vector<uint8_t> buf(sizeof(kvm_cpuid2) + n * sizeof(kvm_cpuid_entry2));
+  std::vector<uint8_t> buf(mv_off_cpuid2_entries + n * sizeof(kvm_cpuid_entry2));
   auto* c = reinterpret_cast<kvm_cpuid2*>(buf.data());
+  auto* entries = Trailing<kvm_cpuid_entry2>(buf.data(), mv_off_cpuid2_entries);
   c->nent = n;
   for (size_t i = 0; i < n; i++) {
     const uint32_t* w = a.Data() + i * 7;
-    kvm_cpuid_entry2& e = c->entries[i];
+    kvm_cpuid_entry2& e = entries[i];
     e.function = w[0];
     e.index = w[1];
     e.flags = w[2];
@@ -66,8 +67,9 @@ Napi::Value Vcpu::SetCpuid(const Napi::CallbackInfo& info) {
 Napi::Value Vcpu::GetCpuid(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   uint32_t n = 256;
-  std::vector<uint8_t> buf(sizeof(kvm_cpuid2) + n * sizeof(kvm_cpuid_entry2));
+  std::vector<uint8_t> buf(mv_off_cpuid2_entries + n * sizeof(kvm_cpuid_entry2));
   auto* c = reinterpret_cast<kvm_cpuid2*>(buf.data());
+  auto* entries = Trailing<kvm_cpuid_entry2>(buf.data(), mv_off_cpuid2_entries);
   c->nent = n;
   if (Ioctl(core_->fd, KVM_GET_CPUID2, c) < 0) {
     ThrowErrno(env, "KVM_GET_CPUID2", errno);
@@ -75,7 +77,7 @@ Napi::Value Vcpu::GetCpuid(const Napi::CallbackInfo& info) {
   }
   Napi::Uint32Array out = Napi::Uint32Array::New(env, c->nent * 7);
   for (uint32_t i = 0; i < c->nent; i++) {
-    const kvm_cpuid_entry2& e = c->entries[i];
+    const kvm_cpuid_entry2& e = entries[i];
     uint32_t* o = out.Data() + i * 7;
     o[0] = e.function;
     o[1] = e.index;
@@ -163,10 +165,11 @@ Napi::Value Vcpu::GetMsrs(const Napi::CallbackInfo& info) {
   }
   Napi::Uint32Array idx = info[0].As<Napi::Uint32Array>();
   size_t n = idx.ElementLength();
-  std::vector<uint8_t> buf(sizeof(kvm_msrs) + n * sizeof(kvm_msr_entry));
+  std::vector<uint8_t> buf(mv_off_msrs_entries + n * sizeof(kvm_msr_entry));
   auto* m = reinterpret_cast<kvm_msrs*>(buf.data());
+  auto* entries = Trailing<kvm_msr_entry>(buf.data(), mv_off_msrs_entries);
   m->nmsrs = n;
-  for (size_t i = 0; i < n; i++) m->entries[i].index = idx.Data()[i];
+  for (size_t i = 0; i < n; i++) entries[i].index = idx.Data()[i];
   int r = Ioctl(core_->fd, KVM_GET_MSRS, m);
   if (r < 0) {
     ThrowErrno(env, "KVM_GET_MSRS", errno);
@@ -174,7 +177,7 @@ Napi::Value Vcpu::GetMsrs(const Napi::CallbackInfo& info) {
   }
   Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(env, r * 8);
   auto* out = static_cast<uint64_t*>(ab.Data());
-  for (int i = 0; i < r; i++) out[i] = m->entries[i].data;
+  for (int i = 0; i < r; i++) out[i] = entries[i].data;
   napi_value arr;
   napi_create_typedarray(env, napi_biguint64_array, r, ab, 0, &arr);
   return Napi::Value(env, arr);
@@ -195,12 +198,13 @@ Napi::Value Vcpu::SetMsrs(const Napi::CallbackInfo& info) {
   const uint64_t* v =
       reinterpret_cast<const uint64_t*>(static_cast<uint8_t*>(vals.ArrayBuffer().Data()) + vals.ByteOffset());
   size_t n = idx.ElementLength();
-  std::vector<uint8_t> buf(sizeof(kvm_msrs) + n * sizeof(kvm_msr_entry));
+  std::vector<uint8_t> buf(mv_off_msrs_entries + n * sizeof(kvm_msr_entry));
   auto* m = reinterpret_cast<kvm_msrs*>(buf.data());
+  auto* entries = Trailing<kvm_msr_entry>(buf.data(), mv_off_msrs_entries);
   m->nmsrs = n;
   for (size_t i = 0; i < n; i++) {
-    m->entries[i].index = idx.Data()[i];
-    m->entries[i].data = v[i];
+    entries[i].index = idx.Data()[i];
+    entries[i].data = v[i];
   }
   int r = Ioctl(core_->fd, KVM_SET_MSRS, m);
   if (r < 0) {

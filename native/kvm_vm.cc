@@ -263,12 +263,13 @@ Napi::Value Vm::SetGsiRouting(const Napi::CallbackInfo& info) {
     return env.Undefined();
   }
   size_t n = a.ElementLength() / 7;
-  std::vector<uint8_t> buf(sizeof(kvm_irq_routing) + n * sizeof(kvm_irq_routing_entry));
+  std::vector<uint8_t> buf(mv_off_irq_routing_entries + n * sizeof(kvm_irq_routing_entry));
   auto* r = reinterpret_cast<kvm_irq_routing*>(buf.data());
+  auto* entries = Trailing<kvm_irq_routing_entry>(buf.data(), mv_off_irq_routing_entries);
   r->nr = n;
   for (size_t i = 0; i < n; i++) {
     const uint32_t* w = a.Data() + i * 7;
-    kvm_irq_routing_entry& e = r->entries[i];
+    kvm_irq_routing_entry& e = entries[i];
     e.gsi = w[0];
     e.type = w[1];
     e.flags = w[2];

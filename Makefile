@@ -1,0 +1,52 @@
+# mvisor: the two commands of README.md.
+#   make demo   boot the demo VM with its serial console on this terminal
+#   make test   lint, typecheck and run every test (what CI runs)
+# Both install what they need on a fresh Debian 12 root machine.
+
+APT_PACKAGES := build-essential python3 linux-source-6.1 bc bison flex libelf-dev libssl-dev cpio \
+  busybox-static qemu-system-x86 qemu-utils seabios acpica-tools nasm socat xz-utils patch
+
+.PHONY: deps apt npm build guests demo test lint typecheck bench clean
+
+deps: apt npm build
+
+apt:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+	@command -v node >/dev/null || { echo "Node.js 20 is required (https://nodejs.org or Debian's nodejs)"; exit 1; }
+
+node_modules/.package-lock.json: package-lock.json
+	npm ci --no-audit --no-fund
+	@touch $@
+
+npm: node_modules/.package-lock.json
+
+build: npm
+	npx node-gyp rebuild -j 2 >/dev/null
+	npx tsc -p tsconfig.build.json
+
+guests: apt
+	./guests/build.sh > /dev/null
+
+demo: deps guests
+	node bin/mvisor.js -c examples/demo/vm.yaml
+
+lint: npm
+	npx eslint .
+	npx prettier --check .
+
+typecheck: npm
+	npx tsc --noEmit -p tsconfig.json
+
+test: deps guests lint typecheck
+	npx vitest run
+
+bench: deps guests
+	node dist/bench/exit.js
+	node dist/bench/boot.js
+
+clean:
+	rm -rf build dist

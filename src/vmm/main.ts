@@ -1,0 +1,50 @@
+/**
+ * Runs one VM in this process until it stops: the body of `mvisor -c` and
+ * `mvctl vm run -c`. Exit codes: 0 the guest powered off or reset (or the
+ * VM was stopped by SIGTERM/SIGINT or the console), 1 an error of the VMM
+ * or KVM, 2 bad input (config, kernel, initrd), 3 the guest crashed
+ * (triple fault, KVM internal error).
+ */
+import type { ResolvedVmmConfig } from './config/types.js';
+import { ExitCode } from './core/kvm-vm.js';
+import { StderrLogger, type Logger } from './core/log.js';
+import { BootError } from './boot/errors.js';
+import { CpuModelError } from './cpu/cpuid.js';
+import { PcMachine } from './machine.js';
+
+export async function runVmm(
+  config: ResolvedVmmConfig,
+  log: Logger = new StderrLogger('mvisor'),
+): Promise<number> {
+  let built: PcMachine | undefined;
+  try {
+    built = new PcMachine(config, {
+      log,
+      onConsoleQuit: () => built?.vm.stop(ExitCode.Ok, 'quit from the console'),
+    });
+    built.loadKernel();
+  } catch (e) {
+    built?.close();
+    if (e instanceof BootError || e instanceof CpuModelError) {
+      log.error(e.message);
+      return ExitCode.BadInput;
+    }
+    log.error(`cannot start VM ${config.name}: ${(e as Error).message}`);
+    return ExitCode.VmmError;
+  }
+  const machine = built;
+  const onSignal = (sig: NodeJS.Signals) => machine.vm.stop(ExitCode.Ok, `stopped by ${sig}`);
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+  process.on('SIGHUP', onSignal);
+  try {
+    const stop = await machine.run();
+    if (stop.code === ExitCode.Ok) log.info(`${config.name}: ${stop.reason}`);
+    return stop.code;
+  } finally {
+    process.off('SIGTERM', onSignal);
+    process.off('SIGINT', onSignal);
+    process.off('SIGHUP', onSignal);
+    machine.close();
+  }
+}
