@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the guest-kit initramfs (busybox-static + init + a facts file the
 # kernel test module reads back to prove the initrd was loaded), cached in
-# ~/.cache/mvisor/initramfs-<hash>.cpio.gz by a hash of its inputs.
+# ~/.cache/mvisor/initramfs-<hash>.cpio (uncompressed: a guest
+# kernel whose code is emulated would spend minutes in gunzip) by a hash of its inputs.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 cache=${MVISOR_CACHE:-$HOME/.cache/mvisor}
@@ -15,7 +16,7 @@ if [ ! -x "$bb" ]; then
 fi
 bbver=$(dpkg-query -W -f='${Version}' busybox-static 2>/dev/null || sha256sum "$bb" | cut -c1-16)
 hash=$( (echo "$bbver"; cat "$here/build-initramfs.sh" "$here/initramfs/init") | sha256sum | cut -c1-16)
-out="$cache/initramfs-$hash.cpio.gz"
+out="$cache/initramfs-$hash.cpio"
 if [ -f "$out" ]; then
   echo "$out"
   exit 0
@@ -27,6 +28,6 @@ mkdir -p "$root/bin" "$root/proc" "$root/sys" "$root/dev"
 cp "$bb" "$root/bin/busybox"
 cp "$here/initramfs/init" "$root/init"
 echo "mvisor-initramfs-$hash" > "$root/mvisor-facts"
-(cd "$root" && find . | LC_ALL=C sort | cpio --quiet -o -H newc --reproducible | gzip -9n) > "$out.tmp"
+(cd "$root" && find . | LC_ALL=C sort | cpio --quiet -o -H newc --reproducible) > "$out.tmp"
 mv "$out.tmp" "$out"
 echo "$out"

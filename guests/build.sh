@@ -2,7 +2,7 @@
 # Builds (or finds in ~/.cache/mvisor) every guest the tests and the demo
 # use, and prints their paths as shell assignments:
 #   MVISOR_KERNEL=... MVISOR_BZIMAGE=... MVISOR_INITRAMFS=...
-# and links them as ~/.cache/mvisor/guest-kit/{vmlinux,bzImage,initramfs.cpio.gz}.
+# and links them as ~/.cache/mvisor/guest-kit/{vmlinux,bzImage,initramfs.cpio}.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 kdir=$("$here/kernel/build-kernel.sh")
@@ -12,7 +12,7 @@ cache=${MVISOR_CACHE:-$HOME/.cache/mvisor}
 mkdir -p "$cache/guest-kit"
 ln -sfn "$kdir/vmlinux" "$cache/guest-kit/vmlinux"
 ln -sfn "$kdir/bzImage" "$cache/guest-kit/bzImage"
-ln -sfn "$initrd" "$cache/guest-kit/initramfs.cpio.gz"
+ln -sfn "$initrd" "$cache/guest-kit/initramfs.cpio"
 echo "MVISOR_KERNEL=$kdir/vmlinux"
 echo "MVISOR_BZIMAGE=$kdir/bzImage"
 echo "MVISOR_INITRAMFS=$initrd"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the guest-kit kernel from Debian's linux-source-6.1, cached under
 # ~/.cache/mvisor/kernel-<hash> where the hash covers every input (this
-# script, the config fragment, the patches, the test module and the exact
+# recipe version, the config fragment, the patches, the test module and the exact
 # linux-source package version). Prints the cache directory on stdout.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -12,13 +12,22 @@ if [ ! -f "$src_tar" ]; then
   exit 1
 fi
 srcver=$(dpkg-query -W -f='${Version}' linux-source-6.1 2>/dev/null || stat -c %s "$src_tar")
-hash=$( (echo "$srcver"; cat "$here/build-kernel.sh" "$here/fragment.config" "$here"/*.patch "$here/mvisor_test.c") | sha256sum | cut -c1-16)
+# Bump when the build steps below change what they produce.
+recipe=2
+hash=$( (echo "$srcver recipe $recipe"; cat "$here/fragment.config" "$here"/*.patch "$here/mvisor_test.c") | sha256sum | cut -c1-16)
 out="$cache/kernel-$hash"
 if [ -f "$out/vmlinux" ] && [ -f "$out/bzImage" ]; then
   echo "$out"
   exit 0
 fi
 mkdir -p "$cache"
+# One build at a time (tests and make may ask together): wait for the other.
+exec 9>"$cache/.kernel-build.lock"
+flock 9
+if [ -f "$out/vmlinux" ] && [ -f "$out/bzImage" ]; then
+  echo "$out"
+  exit 0
+fi
 work=$(mktemp -d "$cache/kbuild.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 echo "build-kernel: building into $out (about 6 minutes on 2 cores)" >&2

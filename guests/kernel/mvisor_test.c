@@ -19,6 +19,7 @@
 #include <linux/rtc.h>
 #include <linux/reboot.h>
 #include <linux/fs.h>
+#include <linux/initrd.h>
 #include <linux/slab.h>
 #include <linux/timekeeping.h>
 #include <linux/utsname.h>
@@ -74,6 +75,8 @@ static int __init mvtest_init(void)
 {
 	if (!enable)
 		return 0;
+	/* initramfs is unpacked asynchronously (initramfs_async) */
+	wait_for_initramfs();
 	pr_info("mvtest: begin kernel=%s\n", init_utsname()->release);
 	pr_info("mvtest: cpus_online=%u cpus_possible=%u\n",
 		num_online_cpus(), num_possible_cpus());

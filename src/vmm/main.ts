@@ -37,6 +37,9 @@ export async function runVmm(
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
   process.on('SIGHUP', onSignal);
+  // SIGUSR2: print where every vCPU is (like QEMU's `info registers`, briefly).
+  const onDump = () => void machine.vm.describeVcpus().then((lines) => lines.forEach((l) => log.info(l)));
+  process.on('SIGUSR2', onDump);
   try {
     const stop = await machine.run();
     if (stop.code === ExitCode.Ok) log.info(`${config.name}: ${stop.reason}`);
@@ -45,6 +48,7 @@ export async function runVmm(
     process.off('SIGTERM', onSignal);
     process.off('SIGINT', onSignal);
     process.off('SIGHUP', onSignal);
+    process.off('SIGUSR2', onDump);
     machine.close();
   }
 }

@@ -204,6 +204,23 @@ export class KvmVm implements IrqSink {
     this.paused.clear();
   }
 
+  /** One line per vCPU: RIP, mode, MP state (for SIGUSR2 and error reports). */
+  async describeVcpus(): Promise<string[]> {
+    await this.pause();
+    try {
+      return this.vcpus.map((v, i) => {
+        const snap = snapshotCpu(v);
+        const mp = v.getState('mpstate').readUInt32LE(0);
+        const mpName = ['runnable', 'uninitialized', 'init-received', 'halted', 'sipi-received'][mp] ?? `${mp}`;
+        return snap
+          ? `vcpu${i}: RIP ${hex(snap.regs.rip)} ${snap.mode} CPL ${snap.cpl} RFLAGS ${hex(snap.regs.rflags)} mp-state ${mpName}`
+          : `vcpu${i}: state unavailable`;
+      });
+    } finally {
+      this.resume();
+    }
+  }
+
   private readonly pumpLoop = (): void => {
     if (this.stopInfo) return;
     const deadline = performance.now() + 4;

@@ -62,6 +62,14 @@ export const cpuFeatures: Record<string, FeatureBit> = {
   rdtscp: f(0x80000001, 'edx', 27), lm: f(0x80000001, 'edx', 29),
   // leaf 0x80000008 EBX
   xsaveerptr: f(0x80000008, 'ebx', 2),
+  // leaf 0x40000001 EAX: KVM paravirtual features (Linux's KVM_FEATURE_*; QEMU's kvm-* names)
+  kvmclock: f(0x40000001, 'eax', 0), kvm_nopiodelay: f(0x40000001, 'eax', 1), kvm_mmu: f(0x40000001, 'eax', 2),
+  kvmclock2: f(0x40000001, 'eax', 3), kvm_asyncpf: f(0x40000001, 'eax', 4), kvm_steal_time: f(0x40000001, 'eax', 5),
+  kvm_pv_eoi: f(0x40000001, 'eax', 6), kvm_pv_unhalt: f(0x40000001, 'eax', 7),
+  kvm_pv_tlb_flush: f(0x40000001, 'eax', 9), kvm_asyncpf_vmexit: f(0x40000001, 'eax', 10),
+  kvm_pv_ipi: f(0x40000001, 'eax', 11), kvm_poll_control: f(0x40000001, 'eax', 12),
+  kvm_pv_sched_yield: f(0x40000001, 'eax', 13), kvm_asyncpf_int: f(0x40000001, 'eax', 14),
+  kvm_msi_ext_dest_id: f(0x40000001, 'eax', 15), kvmclock_stable_bit: f(0x40000001, 'eax', 24),
 }; // prettier-ignore
 
 /** What `baseline` keeps (everything else in these leaves is cleared). */
@@ -69,6 +77,9 @@ const baselineFeatures = [
   'fpu', 'de', 'pse', 'tsc', 'msr', 'pae', 'mce', 'cx8', 'apic', 'sep', 'mtrr', 'pge', 'mca', 'cmov', 'pat',
   'pse36', 'clflush', 'mmx', 'fxsr', 'sse', 'sse2', 'sse3', 'cx16', 'x2apic', 'hypervisor',
   'lahf_lm', 'syscall', 'nx', 'lm',
+  // The paravirtual features QEMU enables by default; the hypercall-based
+  // ones (pv_ipi, pv_sched_yield, pv_unhalt) stay off, as in QEMU's models.
+  'kvmclock', 'kvm_nopiodelay', 'kvmclock2', 'kvm_asyncpf', 'kvm_steal_time', 'kvm_pv_eoi', 'kvmclock_stable_bit',
 ]; // prettier-ignore
 /** Leaves whose feature bits `baseline` filters. */
 const filteredLeaves: { leaf: number; sub: number; regs: Reg[] }[] = [
@@ -76,6 +87,7 @@ const filteredLeaves: { leaf: number; sub: number; regs: Reg[] }[] = [
   { leaf: 7, sub: 0, regs: ['ebx', 'ecx', 'edx'] },
   { leaf: 0x80000001, sub: 0, regs: ['ecx', 'edx'] },
   { leaf: 0x80000008, sub: 0, regs: ['ebx'] },
+  { leaf: 0x40000001, sub: 0, regs: ['eax'] },
 ];
 
 export type CpuModelName = 'host' | 'baseline';
