@@ -49,7 +49,12 @@ export async function mvisorExitCost(n: number): Promise<number> {
   vm.setRegs(0, r);
   let count = 0;
   let t0 = 0n;
-  vm.pio.register(0x10, 1, { read: () => 0, write: () => void (count++ === 0 && (t0 = process.hrtime.bigint())) }, 'bench');
+  vm.pio.register(
+    0x10,
+    1,
+    { read: () => 0, write: () => void (count++ === 0 && (t0 = process.hrtime.bigint())) },
+    'bench',
+  );
   let t1 = 0n;
   vm.pio.register(
     0x11,

@@ -82,7 +82,10 @@ export class Bus {
     const r = this.find(addr);
     if (!r) {
       this.unhandled++;
-      this.guestErrors?.warn(`${this.kind}-unhandled-read`, () => `unhandled ${this.kind} read of ${size} at ${hex(addr)}`);
+      this.guestErrors?.warn(
+        `${this.kind}-unhandled-read`,
+        () => `unhandled ${this.kind} read of ${size} at ${hex(addr)}`,
+      );
       return allOnes[size];
     }
     return r.handler.read(addr - r.base, size);

@@ -10,8 +10,23 @@
  * continuous work, and the addon wakes it (uv_async) when an exit arrives
  * while JavaScript is idle. Native design notes: native/kvm_vm.cc.
  */
-import { loadAddon, MAILBOX_WORDS, MailboxKind, type Addon, type NativeVcpu, type NativeVm } from '../kvm/addon.js';
-import { checkStructSizes, encodeRegs, encodeSregs, initialFpu, parseSregs, type Regs, type Sregs } from '../kvm/structs.js';
+import {
+  loadAddon,
+  MAILBOX_WORDS,
+  MailboxKind,
+  type Addon,
+  type NativeVcpu,
+  type NativeVm,
+} from '../kvm/addon.js';
+import {
+  checkStructSizes,
+  encodeRegs,
+  encodeSregs,
+  initialFpu,
+  parseSregs,
+  type Regs,
+  type Sregs,
+} from '../kvm/structs.js';
 import { applyCpuModel, cpuidForVcpu, decodeCpuid, encodeCpuid, type CpuModel } from '../cpu/cpuid.js';
 import { Bus, hex } from './bus.js';
 import type { AccessSize, IrqSink } from './device.js';
@@ -211,7 +226,8 @@ export class KvmVm implements IrqSink {
       return this.vcpus.map((v, i) => {
         const snap = snapshotCpu(v);
         const mp = v.getState('mpstate').readUInt32LE(0);
-        const mpName = ['runnable', 'uninitialized', 'init-received', 'halted', 'sipi-received'][mp] ?? `${mp}`;
+        const mpName =
+          ['runnable', 'uninitialized', 'init-received', 'halted', 'sipi-received'][mp] ?? `${mp}`;
         return snap
           ? `vcpu${i}: RIP ${hex(snap.regs.rip)} ${snap.mode} CPL ${snap.cpl} RFLAGS ${hex(snap.regs.rflags)} mp-state ${mpName}`
           : `vcpu${i}: state unavailable`;
@@ -275,7 +291,8 @@ export class KvmVm implements IrqSink {
       if (this.countPorts) this.stats.byPort.set(port, (this.stats.byPort.get(port) ?? 0) + count);
       for (let i = 0; i < count; i++, at += size) {
         if (out) {
-          const v = size === 1 ? dv.getUint8(at) : size === 2 ? dv.getUint16(at, true) : dv.getUint32(at, true);
+          const v =
+            size === 1 ? dv.getUint8(at) : size === 2 ? dv.getUint16(at, true) : dv.getUint32(at, true);
           this.pio.write(port, size, v);
         } else {
           const v = this.pio.read(port, size);
@@ -374,7 +391,8 @@ export class KvmVm implements IrqSink {
       if (did) {
         this.guestErrors.warn(
           `emulated-${did}`,
-          () => `vcpu${idx}: KVM could not emulate '${did}' at RIP ${hex(snap.regs.rip)}; completed it in the VMM`,
+          () =>
+            `vcpu${idx}: KVM could not emulate '${did}' at RIP ${hex(snap.regs.rip)}; completed it in the VMM`,
         );
         return true;
       }
@@ -392,7 +410,8 @@ export class KvmVm implements IrqSink {
   }
 
   /** Set by the machine: what a guest reset does. Default: stop with 0. */
-  onGuestReset: (reason: string) => void = (reason) => this.requestStop(ExitCode.Ok, `guest reset (${reason})`);
+  onGuestReset: (reason: string) => void = (reason) =>
+    this.requestStop(ExitCode.Ok, `guest reset (${reason})`);
 
   /** Stops the VM after the current exit is handled. */
   requestStop(code: number, reason: string): void {

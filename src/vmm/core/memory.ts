@@ -24,7 +24,9 @@ export class GuestMemory {
     const size = bytes.byteLength;
     for (const r of this.regions) {
       if (gpa < r.gpa + r.size && r.gpa < gpa + size) {
-        throw new GuestMemoryError(`RAM region at 0x${gpa.toString(16)} overlaps one at 0x${r.gpa.toString(16)}`);
+        throw new GuestMemoryError(
+          `RAM region at 0x${gpa.toString(16)} overlaps one at 0x${r.gpa.toString(16)}`,
+        );
       }
     }
     this.regions.push({ gpa, size, bytes });
@@ -45,7 +47,8 @@ export class GuestMemory {
    * undefined (the range crosses a hole or leaves RAM).
    */
   tryView(gpa: number, length: number): Uint8Array | undefined {
-    if (!Number.isSafeInteger(gpa) || !Number.isSafeInteger(length) || gpa < 0 || length < 0) return undefined;
+    if (!Number.isSafeInteger(gpa) || !Number.isSafeInteger(length) || gpa < 0 || length < 0)
+      return undefined;
     for (const r of this.regions) {
       if (gpa >= r.gpa && gpa + length <= r.gpa + r.size) {
         const off = gpa - r.gpa;

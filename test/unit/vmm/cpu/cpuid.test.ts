@@ -32,8 +32,10 @@ describe('CPU models', () => {
 
   it('baseline keeps the conservative set and drops XSAVE leaves', () => {
     const m = applyCpuModel(supported, { model: 'baseline', features: {} });
-    for (const f of ['sse2', 'sse3', 'cx16', 'lm', 'nx', 'syscall', 'hypervisor']) expect(hasFeature(m, f)).toBe(true);
-    for (const f of ['avx', 'avx2', 'xsave', 'popcnt', 'smap', 'rdrand', 'aes', 'svm']) expect(hasFeature(m, f)).toBe(false);
+    for (const f of ['sse2', 'sse3', 'cx16', 'lm', 'nx', 'syscall', 'hypervisor'])
+      expect(hasFeature(m, f)).toBe(true);
+    for (const f of ['avx', 'avx2', 'xsave', 'popcnt', 'smap', 'rdrand', 'aes', 'svm'])
+      expect(hasFeature(m, f)).toBe(false);
     expect(m.find((e) => e.function === 0xd)!.eax).toBe(0);
   });
 
