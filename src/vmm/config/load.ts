@@ -11,7 +11,8 @@
  * the keys present) and re-validating against that alternative alone.
  */
 import { accessSync, constants as fsConstants, readFileSync, statSync } from 'node:fs';
-import { dirname, resolve as resolvePath } from 'node:path';
+import { homedir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import { LineCounter, isAlias, isMap, isNode, isScalar, isSeq, parseDocument, type Document } from 'yaml';
 import schemaJson from '../../../schema/vmm-config.schema.json' with { type: 'json' };
@@ -111,6 +112,13 @@ export function parseVmmConfig(text: string, path: string): ResolvedVmmConfig {
  * Parses a `--serial` override: `stdio`, `none`, `file:PATH` or
  * `socket:PATH` (relative paths against `baseDir`). Throws `ConfigError`.
  */
+/** Resolves a path from a config: `~/` is the user's home, relative paths are against `base`. */
+function resolvePath(base: string, p?: string): string {
+  if (p === undefined) return resolve(base);
+  if (p === '~' || p.startsWith('~/')) return join(homedir(), p.slice(1));
+  return resolve(base, p);
+}
+
 export function parseCharSinkSpec(spec: string, baseDir: string = process.cwd()): ResolvedCharSink {
   if (spec === 'stdio' || spec === 'none') return { kind: spec };
   const m = /^(file|socket):(.+)$/.exec(spec);
