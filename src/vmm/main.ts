@@ -11,10 +11,17 @@ import { StderrLogger, type Logger } from './core/log.js';
 import { BootError } from './boot/errors.js';
 import { CpuModelError } from './cpu/cpuid.js';
 import { PcMachine } from './machine.js';
+import { ControlServer } from './control.js';
+
+export interface RunOptions {
+  /** Unix socket path for the control protocol (src/vmm/control.ts). */
+  controlSocket?: string;
+}
 
 export async function runVmm(
   config: ResolvedVmmConfig,
   log: Logger = new StderrLogger('mvisor'),
+  opts: RunOptions = {},
 ): Promise<number> {
   let built: PcMachine | undefined;
   try {
@@ -40,7 +47,39 @@ export async function runVmm(
   // SIGUSR2: print where every vCPU is (like QEMU's `info registers`, briefly).
   const onDump = () => void machine.vm.describeVcpus().then((lines) => lines.forEach((l) => log.info(l)));
   process.on('SIGUSR2', onDump);
+  let control: ControlServer | undefined;
+  const started = Date.now();
+  let paused = false;
   try {
+    if (opts.controlSocket) {
+      control = new ControlServer(
+        opts.controlSocket,
+        {
+          status: () => ({
+            name: config.name,
+            state: machine.vm.stopped ? 'stopping' : paused ? 'paused' : 'running',
+            pid: process.pid,
+            vcpus: config.vcpus,
+            memory: config.memory,
+            uptimeMs: Date.now() - started,
+            exits: { io: machine.vm.stats.io, mmio: machine.vm.stats.mmio, other: machine.vm.stats.other },
+          }),
+          stop: () => machine.vm.stop(ExitCode.Ok, 'stopped through the control socket'),
+          powerdown: () => 'this machine has no ACPI power button yet; use stop',
+          pause: async () => {
+            await machine.vm.pause();
+            paused = true;
+          },
+          resume: () => {
+            machine.vm.resume();
+            paused = false;
+          },
+          vcpus: () => machine.vm.describeVcpus(),
+        },
+        log,
+      );
+      await control.listen();
+    }
     const stop = await machine.run();
     if (stop.code === ExitCode.Ok) log.info(`${config.name}: ${stop.reason}`);
     return stop.code;
@@ -49,6 +88,7 @@ export async function runVmm(
     process.off('SIGINT', onSignal);
     process.off('SIGHUP', onSignal);
     process.off('SIGUSR2', onDump);
+    control?.close();
     machine.close();
   }
 }

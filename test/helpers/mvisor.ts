@@ -78,10 +78,15 @@ export function tempDir(prefix = 'mvisor-test-'): string {
 }
 
 /** Writes `config` as vm.yaml and runs `mvisor -c` on it (serial on stdout). */
-export function runMvisor(
-  config: Record<string, unknown>,
-  opts: { timeoutMs?: number; onLine?: (line: string) => void; dir?: string } = {},
-): Promise<RunResult> {
+export interface RunOptions {
+  timeoutMs?: number;
+  onLine?: (line: string) => void;
+  dir?: string;
+  /** Extra command-line arguments for mvisor. */
+  args?: string[];
+}
+
+export function runMvisor(config: Record<string, unknown>, opts: RunOptions = {}): Promise<RunResult> {
   assertBuilt();
   const dir = opts.dir ?? tempDir();
   const path = join(dir, 'vm.yaml');
@@ -89,12 +94,11 @@ export function runMvisor(
   return runMvisorFile(path, opts);
 }
 
-export function runMvisorFile(
-  path: string,
-  opts: { timeoutMs?: number; onLine?: (line: string) => void } = {},
-): Promise<RunResult> {
+export function runMvisorFile(path: string, opts: RunOptions = {}): Promise<RunResult> {
   const t0 = Date.now();
-  const child = spawn(process.execPath, [mvisorBin, '-c', path], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [mvisorBin, '-c', path, ...(opts.args ?? [])], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let stdout = '';
   let stderr = '';
   let partial = '';

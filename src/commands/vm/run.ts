@@ -51,6 +51,11 @@ Exit codes: 0 when the guest resets (onReset: exit), 2 for a configuration or us
       summary: "Override the config's `serial` (COM1): stdio, none, file:PATH or socket:PATH.",
       helpValue: 'SINK',
     }),
+    control: Flags.string({
+      summary:
+        'Serve the control protocol (JSON lines: status, stop, pause, resume, vcpus) on this Unix socket.',
+      helpValue: 'PATH',
+    }),
     'log-level': Flags.option({
       summary: 'VMM log level (default: $MVISOR_LOG, else info).',
       options: ['debug', 'info', 'warn', 'error'] as const,
@@ -62,7 +67,7 @@ Exit codes: 0 when the guest resets (onReset: exit), 2 for a configuration or us
     if (flags['log-level'] !== undefined) process.env.MVISOR_LOG = flags['log-level'];
     let config = loadVmmConfig(flags.config);
     if (flags.serial !== undefined) config = { ...config, serial: parseCharSinkSpec(flags.serial) };
-    const code = await runVmm(config);
+    const code = await runVmm(config, undefined, { controlSocket: flags.control });
     await exitProcess(code);
   }
 

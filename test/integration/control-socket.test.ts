@@ -1,0 +1,82 @@
+/**
+ * The VMM control socket (src/vmm/control.ts) against a real mvisor child
+ * process running a guest that spins.
+ */
+import { writeFileSync, existsSync } from 'node:fs';
+import { createConnection } from 'node:net';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { tinyPvhElf, x86 } from '../helpers/tiny-elf.js';
+import { hasKvm, runMvisor, tempDir } from '../helpers/mvisor.js';
+
+async function waitFor(path: string, ms = 10_000): Promise<void> {
+  const t = Date.now();
+  while (!existsSync(path)) {
+    if (Date.now() - t > ms) throw new Error(`${path} did not appear`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** Sends requests on one connection; resolves with one parsed response per request. */
+function talk(path: string, reqs: object[]): Promise<Record<string, unknown>[]> {
+  return new Promise((resolve, reject) => {
+    const sock = createConnection(path);
+    const out: Record<string, unknown>[] = [];
+    let buf = '';
+    sock.setEncoding('utf8');
+    sock.on('connect', () => sock.write(reqs.map((r) => JSON.stringify(r)).join('\n') + '\n'));
+    sock.on('data', (d: string) => {
+      buf += d;
+      let nl: number;
+      while ((nl = buf.indexOf('\n')) >= 0) {
+        out.push(JSON.parse(buf.slice(0, nl)) as Record<string, unknown>);
+        buf = buf.slice(nl + 1);
+        if (out.length === reqs.length) {
+          sock.end();
+          resolve(out);
+        }
+      }
+    });
+    sock.on('error', reject);
+  });
+}
+
+describe.skipIf(!hasKvm())('control socket', () => {
+  it('reports status, pauses, resumes, lists vCPUs, rejects junk, and stops the VM with exit code 0', async () => {
+    const dir = tempDir();
+    const kernel = join(dir, 'spin.elf');
+    writeFileSync(kernel, tinyPvhElf([...x86.print('spinning\n'), ...x86.hang]));
+    const ctl = join(dir, 'ctl.sock');
+    let sawOutput!: () => void;
+    const spinning = new Promise<void>((r) => (sawOutput = r));
+    const run = runMvisor(
+      { name: 'spin', memory: '16M', vcpus: 2, kernel },
+      { dir, args: ['--control', ctl], timeoutMs: 30_000, onLine: (l) => l === 'spinning' && sawOutput() },
+    );
+    await spinning;
+    await waitFor(ctl);
+    const [status, bad, unknown, pause, vcpus, resume] = await talk(ctl, [
+      { id: 1, cmd: 'status' },
+      { cmd: 42 },
+      { cmd: 'explode' },
+      { cmd: 'pause' },
+      { cmd: 'vcpus' },
+      { cmd: 'resume' },
+    ]);
+    expect(status).toMatchObject({ id: 1, ok: true, name: 'spin', state: 'running', vcpus: 2 });
+    expect(bad).toMatchObject({ ok: false });
+    expect(unknown!.error).toMatch(/unknown command "explode"/);
+    expect(pause).toMatchObject({ ok: true });
+    expect(vcpus!.vcpus).toHaveLength(2);
+    expect((vcpus!.vcpus as string[])[0]).toMatch(/^vcpu0: RIP 0x1000[0-9a-f]{2} 32-bit protected mode/);
+    expect((vcpus!.vcpus as string[])[1]).toMatch(/vcpu1: .*mp-state uninitialized/);
+    expect(resume).toMatchObject({ ok: true });
+    const [stop] = await talk(ctl, [{ cmd: 'stop' }]);
+    expect(stop).toMatchObject({ ok: true });
+    const r = await run;
+    expect(r.stdout).toContain('spinning');
+    expect(r.code).toBe(0);
+    expect(r.stderr).toContain('stopped through the control socket');
+    expect(existsSync(ctl)).toBe(false);
+  });
+});
