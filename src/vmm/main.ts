@@ -12,6 +12,18 @@ import { BootError } from './boot/errors.js';
 import { CpuModelError } from './cpu/cpuid.js';
 import { PcMachine } from './machine.js';
 import { ControlServer } from './control.js';
+import { writeFileSync } from 'node:fs';
+
+/** Exit statistics for bench/ (env MVISOR_STATS=path). */
+function writeStats(path: string, m: PcMachine, ms: number, log: Logger): void {
+  const s = m.vm.stats;
+  const byPort = Object.fromEntries([...s.byPort].map(([p, n]) => ['0x' + p.toString(16), n]));
+  try {
+    writeFileSync(path, JSON.stringify({ ms, exits: { io: s.io, mmio: s.mmio, other: s.other }, wakeups: s.wakeups, byPort }));
+  } catch (e) {
+    log.warn(`cannot write stats to ${path}: ${(e as Error).message}`);
+  }
+}
 
 export interface RunOptions {
   /** Unix socket path for the control protocol (src/vmm/control.ts). */
@@ -40,6 +52,7 @@ export async function runVmm(
     return ExitCode.VmmError;
   }
   const machine = built;
+  machine.vm.countPorts = !!process.env.MVISOR_STATS;
   const onSignal = (sig: NodeJS.Signals) => machine.vm.stop(ExitCode.Ok, `stopped by ${sig}`);
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
@@ -81,6 +94,7 @@ export async function runVmm(
       await control.listen();
     }
     const stop = await machine.run();
+    if (process.env.MVISOR_STATS) writeStats(process.env.MVISOR_STATS, machine, Date.now() - started, log);
     if (stop.code === ExitCode.Ok) log.info(`${config.name}: ${stop.reason}`);
     return stop.code;
   } finally {
