@@ -26,6 +26,7 @@ import {
 import type { InitrdImage } from './boot/loader.js';
 import { CmosRtc } from './chipset/cmos-rtc.js';
 import { PostPort } from './chipset/post-port.js';
+import { ResetControl, RESET_CONTROL_PORT } from './chipset/reset-control.js';
 import { I8042 } from './input/i8042.js';
 import { Ps2Keyboard } from './input/ps2-keyboard.js';
 import { Ps2Mouse } from './input/ps2-mouse.js';
@@ -137,8 +138,7 @@ export class PcMachine {
         this.debugConsole(d.port, d.output, `debugcon-${d.port.toString(16)}`);
       }
     }
-    // Reset through the PCI reset control register (0xCF9, bit 2 "reset CPU")
-    // comes with the PIIX chipset; i8042 0xFE covers guests until then.
+    this.pio(RESET_CONTROL_PORT, 1, this.add(new ResetControl(this.ctx)));
   }
 
   private add<T extends Device>(d: T): T {

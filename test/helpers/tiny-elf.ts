@@ -62,6 +62,8 @@ export const x86 = {
   },
   /** Pulses the i8042 reset line: mov al, 0xfe; out 0x64, al. */
   resetViaI8042: [0xb0, 0xfe, 0xe6, 0x64],
+  /** Writes 0x06 (SYS_RST | RST_CPU) to the reset control register 0xCF9. */
+  resetViaCf9: [0x66, 0xba, 0xf9, 0x0c, 0xb0, 0x06, 0xee],
   /** ud2: with the boot IDT (limit 0) this escalates to a triple fault. */
   ud2: [0x0f, 0x0b],
   /** mov eax, addr; jmp eax */

@@ -1,13 +1,15 @@
 /**
- * Planted bad guests: a few bytes of code booted as a PVH kernel. Each must
- * end the VMM within seconds with one clear error line and the documented
- * exit code, never a hang or a spin.
+ * Planted guests: a few bytes of code booted as a PVH kernel. A broken one
+ * must end the VMM within seconds with one clear error line and the
+ * documented exit code, never a hang or a spin; the others prove how a
+ * guest (or the host) ends the VM.
  */
+import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { tinyPvhElf, x86 } from '../helpers/tiny-elf.js';
-import { hasKvm, kvmIsEmulated, runMvisor, tempDir } from '../helpers/mvisor.js';
+import { hasKvm, kvmIsEmulated, mvisorBin, runMvisor, tempDir } from '../helpers/mvisor.js';
 
 function guest(code: number[]): { dir: string; kernel: string } {
   const dir = tempDir();
@@ -20,7 +22,7 @@ function errorLines(stderr: string): string[] {
   return stderr.split('\n').filter((l) => l.includes('error'));
 }
 
-describe.skipIf(!hasKvm())('planted bad guests', () => {
+describe.skipIf(!hasKvm())('planted guests', () => {
   it('a triple fault ends the VM with one error line and exit code 3', async () => {
     const g = guest([...x86.print('before\n'), ...x86.ud2]);
     const r = await runMvisor(
@@ -51,6 +53,35 @@ describe.skipIf(!hasKvm())('planted bad guests', () => {
       /vcpu0: KVM internal error, suberror 1 \(emulation failure\).* at RIP 0x[0-9a-f]+ \(32-bit protected mode/,
     );
     expect(r.ms).toBeLessThan(20_000);
+  });
+
+  it('a write of RST_CPU to port 0xCF9 resets the guest, which ends mvisor with 0', async () => {
+    const g = guest([...x86.print('resetting\n'), ...x86.resetViaCf9, ...x86.hang]);
+    const r = await runMvisor(
+      { name: 'cf9', memory: '16M', kernel: g.kernel },
+      { dir: g.dir, timeoutMs: 30_000 },
+    );
+    expect(r.stdout).toContain('resetting');
+    expect(r.code).toBe(0);
+    expect(r.stderr).toContain('guest reset (port 0xCF9 write 0x6)');
+  });
+
+  it('SIGTERM stops a running guest cleanly with exit code 0', async () => {
+    const g = guest([...x86.print('up\n'), ...x86.hang]);
+    writeFileSync(join(g.dir, 'vm.yaml'), `name: term\nmemory: 16M\nkernel: ${g.kernel}\n`);
+    const child = spawn(process.execPath, [mvisorBin, '-c', join(g.dir, 'vm.yaml')], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+      if (out.includes('up')) child.kill('SIGTERM');
+    });
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    const code = await new Promise<number | null>((r) => child.on('close', r));
+    expect(code).toBe(0);
+    expect(err).toContain('stopped by SIGTERM');
   });
 
   it('fwait that KVM cannot emulate is completed by the VMM, and the guest goes on', async () => {
