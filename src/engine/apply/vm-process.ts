@@ -1,0 +1,177 @@
+/**
+ * VMM child processes as the apply engine sees them: launched detached (they
+ * outlive mvctl), with their config, log, pid file and control socket in a
+ * per-VM directory under the state directory; watched and stopped through
+ * the control socket, with signals as the last resort.
+ */
+import { spawn } from 'node:child_process';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { stringify } from 'yaml';
+import { controlRequest } from './control-client.js';
+
+const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../../../..');
+
+/** Where the mvisor entry point is: the source tree's bin/ (dist/ layout) or MVISOR_BIN. */
+export function mvisorBin(): string {
+  const candidates = [
+    process.env.MVISOR_BIN,
+    join(repoRoot, 'bin/mvisor.js'),
+    resolve(repoRoot, '../bin/mvisor.js'),
+  ];
+  const found = candidates.find((p): p is string => !!p && existsSync(p));
+  if (!found)
+    throw new Error(`cannot find bin/mvisor.js (looked in ${candidates.filter(Boolean).join(', ')})`);
+  return found;
+}
+
+export interface VmPaths {
+  dir: string;
+  config: string;
+  log: string;
+  pidFile: string;
+  control: string;
+  console: string;
+}
+
+export function vmPaths(stateDir: string, name: string): VmPaths {
+  const dir = join(stateDir, 'vms', name);
+  return {
+    dir,
+    config: join(dir, 'vm.yaml'),
+    log: join(dir, 'vmm.log'),
+    pidFile: join(dir, 'vmm.pid'),
+    control: join(dir, 'control.sock'),
+    console: join(dir, 'console.sock'),
+  };
+}
+
+export class LaunchError extends Error {}
+
+export interface Launched {
+  pid: number;
+  paths: VmPaths;
+}
+
+/** True if `pid` is alive and runs mvisor (guards against pid reuse). */
+export function isVmmProcess(pid: number | null | undefined): boolean {
+  if (!pid || pid <= 0) return false;
+  try {
+    process.kill(pid, 0);
+  } catch {
+    return false;
+  }
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('mvisor');
+  } catch {
+    return false;
+  }
+}
+
+function tail(path: string, bytes = 2000): string {
+  try {
+    const s = readFileSync(path, 'utf8');
+    return s.slice(-bytes).trim();
+  } catch {
+    return '';
+  }
+}
+
+/**
+ * Writes the VMM config and starts `mvisor -c` detached; resolves when the
+ * VM answers "running" on its control socket, rejects with the end of the
+ * VMM's log if it exits first or does not answer in time.
+ */
+export async function launchVm(
+  stateDir: string,
+  name: string,
+  vmmConfig: Record<string, unknown>,
+  timeoutMs = 30_000,
+): Promise<Launched> {
+  const paths = vmPaths(stateDir, name);
+  mkdirSync(paths.dir, { recursive: true });
+  writeFileSync(paths.config, stringify(vmmConfig));
+  const logFd = openSync(paths.log, 'a');
+  const child = spawn(process.execPath, [mvisorBin(), '-c', paths.config, '--control', paths.control], {
+    detached: true,
+    stdio: ['ignore', logFd, logFd],
+    cwd: paths.dir,
+  });
+  closeSync(logFd);
+  const pid = child.pid;
+  if (!pid) throw new LaunchError(`${name}: could not start mvisor`);
+  writeFileSync(paths.pidFile, `${pid}\n`);
+  let exited: number | null | undefined;
+  child.on('exit', (code) => (exited = code));
+  child.unref();
+  const t0 = Date.now();
+  for (;;) {
+    if (exited !== undefined) {
+      throw new LaunchError(
+        `${name}: mvisor exited with code ${exited} before the VM ran:\n${tail(paths.log)}`,
+      );
+    }
+    if (existsSync(paths.control)) {
+      try {
+        const s = await controlRequest(paths.control, { cmd: 'status' }, 2000);
+        if (s.ok && s.state === 'running') return { pid, paths };
+      } catch {
+        // not listening yet
+      }
+    }
+    if (Date.now() - t0 > timeoutMs) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // gone
+      }
+      throw new LaunchError(
+        `${name}: the VM did not report running within ${timeoutMs} ms:\n${tail(paths.log)}`,
+      );
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+async function waitGone(pid: number, ms: number): Promise<boolean> {
+  const t0 = Date.now();
+  while (Date.now() - t0 < ms) {
+    if (!isVmmProcess(pid)) return true;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return !isVmmProcess(pid);
+}
+
+export interface StopResult {
+  how: 'powerdown' | 'stop' | 'SIGTERM' | 'SIGKILL' | 'already-gone';
+}
+
+/**
+ * Stops a VM: ACPI power button and up to `timeoutSec` for the guest to shut
+ * down, then the VMM's stop command, then SIGTERM, then SIGKILL.
+ */
+export async function stopVm(pid: number, controlSocket: string, timeoutSec: number): Promise<StopResult> {
+  if (!isVmmProcess(pid)) return { how: 'already-gone' };
+  try {
+    const r = await controlRequest(controlSocket, { cmd: 'powerdown' }, 2000);
+    if (r.ok && (await waitGone(pid, timeoutSec * 1000))) return { how: 'powerdown' };
+  } catch {
+    // no control socket: fall through
+  }
+  try {
+    await controlRequest(controlSocket, { cmd: 'stop' }, 2000);
+    if (await waitGone(pid, 5000)) return { how: 'stop' };
+  } catch {
+    // fall through
+  }
+  try {
+    process.kill(pid, 'SIGTERM');
+    if (await waitGone(pid, 5000)) return { how: 'SIGTERM' };
+    process.kill(pid, 'SIGKILL');
+  } catch {
+    // gone
+  }
+  await waitGone(pid, 5000);
+  return { how: 'SIGKILL' };
+}
