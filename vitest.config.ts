@@ -8,6 +8,7 @@ export default defineConfig({
     // Integration tests boot real guests under KVM; the machine has two
     // cores, so guests run one file at a time.
     fileParallelism: false,
-    reporters: ['default'],
+    reporters: ['default', 'json'],
+    outputFile: { json: 'test-results.json' },
   },
 });
