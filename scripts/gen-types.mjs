@@ -1,14 +1,15 @@
 #!/usr/bin/env node
 /**
- * Generates TypeScript types from the JSON Schemas: every `schema/NAME.schema.json`
- * becomes `src/generated/NAME.ts`. The schemas are the single source of truth;
+ * Generates TypeScript types from the JSON Schemas: every `schema/[DIR/]NAME.schema.json`
+ * becomes `src/generated/[DIR/]NAME.ts` (e.g. `schema/manifests/disk.schema.json` ->
+ * `src/generated/manifests/disk.ts`). The schemas are the single source of truth;
  * the generated files are checked in (a unit test fails when they are stale).
  *
  *   node scripts/gen-types.mjs          # write the files
  *   node scripts/gen-types.mjs --check  # exit 1 if a checked-in file is out of date
  */
 import { readdir, readFile, writeFile, mkdir } from 'node:fs/promises';
-import { dirname, join, relative, resolve } from 'node:path';
+import { basename, dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import process from 'node:process';
 import { compile } from 'json-schema-to-typescript';
@@ -42,19 +43,29 @@ export async function generateTypes(schemaPath) {
   return prettier.format(ts, { ...options, filepath: outPath });
 }
 
-/** `schema/foo-bar.schema.json` -> `src/generated/foo-bar.ts`. */
+/** `schema/foo-bar.schema.json` -> `src/generated/foo-bar.ts`, `schema/dir/x.schema.json` -> `src/generated/dir/x.ts`. */
 export function outputPathFor(schemaPath) {
-  const base = schemaPath
-    .split(/[\\/]/)
-    .pop()
-    .replace(/\.schema\.json$/, '');
+  const rel = relative(schemaDir, resolve(schemaPath));
+  const inside = rel !== '' && !rel.startsWith('..') && !isAbsolute(rel);
+  const base = (inside ? rel : basename(schemaPath)).replace(/\.schema\.json$/, '');
   return join(generatedDir, `${base}.ts`);
 }
 
-/** All schema files, sorted. */
+/** All schema files (`schema/*.schema.json` and `schema/DIR/*.schema.json`), sorted. */
 export async function schemaFiles() {
-  const names = (await readdir(schemaDir)).filter((n) => n.endsWith('.schema.json')).sort();
-  return names.map((n) => join(schemaDir, n));
+  const out = [];
+  for (const entry of (await readdir(schemaDir, { withFileTypes: true })).sort(byName)) {
+    if (entry.isFile() && entry.name.endsWith('.schema.json')) out.push(join(schemaDir, entry.name));
+    else if (entry.isDirectory()) {
+      const names = (await readdir(join(schemaDir, entry.name))).filter((n) => n.endsWith('.schema.json'));
+      out.push(...names.sort().map((n) => join(schemaDir, entry.name, n)));
+    }
+  }
+  return out;
+}
+
+function byName(a, b) {
+  return a.name < b.name ? -1 : a.name > b.name ? 1 : 0;
 }
 
 /** Map of output path -> generated content, for every schema. */

@@ -1,0 +1,313 @@
+/**
+ * Normalisation of schema-valid specs (see ./types.ts for the result shapes),
+ * with the checks a JSON Schema cannot express (size ranges of size strings,
+ * CPU feature conflicts, device port clashes, CIDR ranges...). Problems are
+ * reported with paths from the document root (`spec.memory`).
+ */
+import { homedir } from 'node:os';
+import { join, resolve } from 'node:path';
+import type { DirectKernelBoot, VirtualMachineSpec } from '../../generated/manifests/virtual-machine.js';
+import type { DiskSpec } from '../../generated/manifests/disk.js';
+import type { HostSpec } from '../../generated/manifests/host.js';
+import type { NetworkSpec } from '../../generated/manifests/network.js';
+import type { VfioAssignmentSpec } from '../../generated/manifests/vfio-assignment.js';
+import type { Device, DebugSink, CharSink } from '../../generated/vmm-config.js';
+import { parseCpuSpec } from '../../vmm/config/load.js';
+import type { Kind } from '../types.js';
+import { hex, problem, sizeCheck, type RawProblem, type Segment } from './explain.js';
+import { kindDefinition, schemaAt, specField, vmmDefinition } from './schemas.js';
+import {
+  LOCAL_HOST,
+  MANIFEST_DEFAULTS,
+  type NormalizedDevice,
+  type NormalizedDiskSpec,
+  type NormalizedFirmware,
+  type NormalizedHostSpec,
+  type NormalizedNetworkSpec,
+  type NormalizedSerial,
+  type NormalizedSpecs,
+  type NormalizedVfioAssignmentSpec,
+  type NormalizedVirtualMachineSpec,
+} from './types.js';
+
+/** Where relative paths in a manifest are resolved: the directory of its file (the cwd for stdin). */
+export interface NormaliseContext {
+  baseDir: string;
+  problems: RawProblem[];
+}
+
+/** Resolves a path from a manifest: `~` / `~/...` is the user's home, relative paths are against `base`. */
+export function resolveManifestPath(base: string, p: string): string {
+  if (p === '~' || p.startsWith('~/')) return join(homedir(), p.slice(1));
+  return resolve(base, p);
+}
+
+const DURATION_RE = /^(?:([0-9]+)h)?(?:([0-9]+)m)?(?:([0-9]+)s)?$/;
+
+/** Parses a duration (seconds, or `30s`, `2m`, `1h30m`) to seconds; throws a RangeError. */
+export function parseDuration(d: string | number): number {
+  if (typeof d === 'number') {
+    if (!Number.isSafeInteger(d) || d < 0)
+      throw new RangeError(`invalid duration ${d}: expected whole seconds`);
+    return d;
+  }
+  const m = DURATION_RE.exec(d);
+  if (d === '' || !m) {
+    throw new RangeError(
+      `invalid duration ${JSON.stringify(d)}: expected seconds or a duration such as 30s, 2m, 1h or 1m30s`,
+    );
+  }
+  const [h, min, s] = [m[1], m[2], m[3]].map((x) => (x === undefined ? 0 : Number(x)));
+  const total = (h ?? 0) * 3600 + (min ?? 0) * 60 + (s ?? 0);
+  if (!Number.isSafeInteger(total)) throw new RangeError(`invalid duration ${JSON.stringify(d)}: too long`);
+  return total;
+}
+
+/** `baseline,+b,-a,+b` -> `baseline,-a,+b`. Throws an Error with a one-line message. */
+export function canonicalCpu(spec: string): string {
+  const cpu = parseCpuSpec(spec);
+  const features = Object.keys(cpu.features)
+    .sort()
+    .map((f) => `${cpu.features[f] ? '+' : '-'}${f}`);
+  return [cpu.model, ...features].join(',');
+}
+
+function message(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
+
+/** Normalises the (schema-valid) spec of a document of `kind`. */
+export function normaliseSpec<K extends Kind>(
+  kind: K,
+  spec: unknown,
+  ctx: NormaliseContext,
+): NormalizedSpecs[K];
+export function normaliseSpec(kind: Kind, spec: unknown, ctx: NormaliseContext): NormalizedSpecs[Kind] {
+  switch (kind) {
+    case 'VirtualMachine':
+      return normaliseVirtualMachine((spec ?? {}) as VirtualMachineSpec, ctx);
+    case 'Disk':
+      return normaliseDisk(spec as DiskSpec, ctx);
+    case 'Network':
+      return normaliseNetwork((spec ?? {}) as NetworkSpec, ctx);
+    case 'VfioAssignment':
+      return normaliseVfioAssignment(spec as VfioAssignmentSpec);
+    case 'Host':
+      return normaliseHost(spec as HostSpec, ctx);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// VirtualMachine
+
+function normaliseVirtualMachine(
+  spec: VirtualMachineSpec,
+  ctx: NormaliseContext,
+): NormalizedVirtualMachineSpec {
+  const D = MANIFEST_DEFAULTS.VirtualMachine;
+  const { problems } = ctx;
+  const abs = (p: string) => resolveManifestPath(ctx.baseDir, p);
+
+  const memory = sizeCheck(spec.memory ?? D.memory, schemaAt(vmmDefinition('MemorySize')));
+  if (memory.problem !== undefined) problems.push(problem(['spec', 'memory'], memory.problem));
+
+  let cpu: string = D.cpu;
+  try {
+    cpu = canonicalCpu(spec.cpu ?? D.cpu);
+  } catch (e) {
+    problems.push(problem(['spec', 'cpu'], message(e)));
+  }
+
+  let shutdownTimeout = 0;
+  try {
+    shutdownTimeout = parseDuration(spec.shutdownTimeout ?? D.shutdownTimeout);
+  } catch (e) {
+    problems.push(problem(['spec', 'shutdownTimeout'], message(e)));
+  }
+
+  const disks = (spec.disks ?? []).map((d, i) => {
+    const first = (spec.disks ?? []).findIndex((o) => o.disk === d.disk);
+    if (first < i) {
+      problems.push(
+        problem(
+          ['spec', 'disks', i, 'disk'],
+          `Disk ${JSON.stringify(d.disk)} is already attached as disks[${first}]`,
+        ),
+      );
+    }
+    return { disk: d.disk, readonly: d.readonly ?? MANIFEST_DEFAULTS.DiskAttachment.readonly };
+  });
+
+  return {
+    memory: memory.bytes ?? 0,
+    vcpus: spec.vcpus ?? D.vcpus,
+    cpu,
+    firmware: normaliseFirmware(spec.firmware ?? D.firmware, abs, problems),
+    disks,
+    networks: (spec.networks ?? []).map((n) => ({ network: n.network })),
+    serial: normaliseSerial(spec.serial ?? D.serial, abs),
+    devices: normaliseDevices(spec.devices ?? [], abs, problems),
+    host: spec.host ?? D.host,
+    running: spec.running ?? D.running,
+    shutdownTimeout,
+    machine: spec.machine ?? D.machine,
+  };
+}
+
+function normaliseFirmware(
+  fw: 'bios' | DirectKernelBoot,
+  abs: (p: string) => string,
+  problems: RawProblem[],
+): NormalizedFirmware {
+  if (fw === 'bios') return 'bios';
+  const cmdline = fw.cmdline ?? MANIFEST_DEFAULTS.DirectKernelBoot.cmdline;
+  // The schema limits characters; the kernel limits bytes.
+  const max = schemaAt(kindDefinition('VirtualMachine', 'DirectKernelBoot/properties/cmdline')).maxLength;
+  const bytes = Buffer.byteLength(cmdline, 'utf8');
+  if (max !== undefined && bytes > max) {
+    problems.push(problem(['spec', 'firmware', 'cmdline'], `too long: ${bytes} bytes (at most ${max})`));
+  }
+  // Fixed key order, so that equal specs serialise equally.
+  const kernel = abs(fw.kernel);
+  return fw.initrd === undefined ? { kernel, cmdline } : { kernel, initrd: abs(fw.initrd), cmdline };
+}
+
+function normaliseSerial(
+  s: NonNullable<VirtualMachineSpec['serial']>,
+  abs: (p: string) => string,
+): NormalizedSerial {
+  return typeof s === 'string' ? s : { file: abs(s.file) };
+}
+
+function normaliseDevices(
+  devices: readonly Device[],
+  abs: (p: string) => string,
+  problems: RawProblem[],
+): NormalizedDevice[] {
+  // I/O port ranges in use, to catch two devices on the same ports (COM1 is always there).
+  const ports: { start: number; end: number; owner: string }[] = [
+    { start: 0x3f8, end: 0x400, owner: 'the COM1 serial port (spec.serial)' },
+  ];
+  const out: NormalizedDevice[] = [];
+  devices.forEach((d, i) => {
+    const path: Segment[] = ['spec', 'devices', i];
+    const claim = (start: number, len: number) => {
+      const clash = ports.find((r) => start < r.end && r.start < start + len);
+      if (clash)
+        problems.push(problem([...path, 'port'], `port ${hex(start)} is already used by ${clash.owner}`));
+      else ports.push({ start, end: start + len, owner: `spec.devices[${i}] (${d.class})` });
+    };
+    if (d.class === 'serial-port') {
+      claim(d.port, 8);
+      const sink: CharSink = d.serial ?? 'none';
+      let serial: NormalizedSerialSink = 'none';
+      if (sink === 'stdio') {
+        problems.push(
+          problem(
+            [...path, 'serial'],
+            'stdio is not available to a VM run by mvctl (use none, {file: path} or {socket: path})',
+          ),
+        );
+      } else if (typeof sink === 'string') serial = sink;
+      else serial = 'file' in sink ? { file: abs(sink.file) } : { socket: abs(sink.socket) };
+      out.push({ class: 'serial-port', port: d.port, irq: d.irq ?? (d.port === 0x3e8 ? 4 : 3), serial });
+    } else {
+      claim(d.port, 1);
+      const o: Exclude<DebugSink, 'none'> = d.output ?? 'stderr';
+      out.push({
+        class: 'debug-console',
+        port: d.port,
+        output: typeof o === 'string' ? o : { file: abs(o.file) },
+      });
+    }
+  });
+  return out;
+}
+
+type NormalizedSerialSink = 'none' | { file: string } | { socket: string };
+
+// ---------------------------------------------------------------------------
+// Disk
+
+function normaliseDisk(spec: DiskSpec, ctx: NormaliseContext): NormalizedDiskSpec {
+  const format = spec.format ?? MANIFEST_DEFAULTS.Disk.format;
+  const size = sizeCheck(spec.size, specField('Disk', 'size'));
+  if (size.problem !== undefined) ctx.problems.push(problem(['spec', 'size'], size.problem));
+  const out: NormalizedDiskSpec = { format, size: size.bytes ?? 0 };
+  if (spec.path !== undefined) out.path = resolveManifestPath(ctx.baseDir, spec.path);
+  if (spec.backingFile !== undefined) {
+    out.backingFile = resolveManifestPath(ctx.baseDir, spec.backingFile);
+    if (format !== 'qcow2') {
+      ctx.problems.push(
+        problem(['spec', 'backingFile'], `a backing file needs format qcow2 (this disk is ${format})`),
+      );
+    }
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------
+// Network
+
+function normaliseNetwork(spec: NetworkSpec, ctx: NormaliseContext): NormalizedNetworkSpec {
+  const out: NormalizedNetworkSpec = { mode: spec.mode ?? MANIFEST_DEFAULTS.Network.mode };
+  if (spec.cidr !== undefined) {
+    try {
+      out.cidr = canonicalCidr(spec.cidr);
+    } catch (e) {
+      ctx.problems.push(problem(['spec', 'cidr'], message(e)));
+    }
+  }
+  return out;
+}
+
+/** Checks an IPv4 `a.b.c.d/n` (schema-valid shape) and returns it canonical; throws an Error. */
+export function canonicalCidr(cidr: string): string {
+  const [addr = '', bits = ''] = cidr.split('/');
+  const octets = addr.split('.').map(Number);
+  const prefix = Number(bits);
+  if (octets.length !== 4 || octets.some((o) => !Number.isInteger(o) || o > 255)) {
+    throw new Error(`invalid CIDR ${JSON.stringify(cidr)}: each address part must be 0..255`);
+  }
+  if (!Number.isInteger(prefix) || prefix > 32) {
+    throw new Error(`invalid CIDR ${JSON.stringify(cidr)}: the prefix length must be 0..32`);
+  }
+  const value = octets.reduce((acc, o) => acc * 256 + o, 0);
+  const size = 2 ** (32 - prefix);
+  const network = value - (value % size);
+  const text = [24, 16, 8, 0].map((s) => Math.floor(network / 2 ** s) % 256).join('.');
+  if (network !== value) {
+    throw new Error(
+      `invalid CIDR ${JSON.stringify(cidr)}: host bits are set (did you mean ${text}/${prefix}?)`,
+    );
+  }
+  return `${text}/${prefix}`;
+}
+
+// ---------------------------------------------------------------------------
+// VfioAssignment
+
+function normaliseVfioAssignment(spec: VfioAssignmentSpec): NormalizedVfioAssignmentSpec {
+  const address = spec.address.toLowerCase();
+  return {
+    host: spec.host ?? MANIFEST_DEFAULTS.VfioAssignment.host,
+    address: address.length === 7 ? `0000:${address}` : address,
+    vm: spec.vm,
+  };
+}
+
+// ---------------------------------------------------------------------------
+// Host
+
+function normaliseHost(spec: HostSpec, ctx: NormaliseContext): NormalizedHostSpec {
+  const out: NormalizedHostSpec = { address: spec.address };
+  const port = /:([0-9]+)$/.exec(spec.address.replace(/^ssh:\/\/[^/]*\]/, ''))?.[1];
+  if (port !== undefined && (Number(port) < 1 || Number(port) > 65535)) {
+    ctx.problems.push(problem(['spec', 'address'], `invalid port ${port}: expected 1..65535`));
+  }
+  if (spec.stateDir !== undefined) {
+    out.stateDir =
+      spec.address === LOCAL_HOST ? resolveManifestPath(ctx.baseDir, spec.stateDir) : spec.stateDir;
+  }
+  return out;
+}

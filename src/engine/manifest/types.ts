@@ -1,0 +1,137 @@
+/**
+ * Normalised specs: what `DesiredResource.spec` holds for each kind after
+ * loading. Same shape as the manifest (so a normalised spec is itself a valid
+ * spec, and the schema's update annotations apply to its paths) but with
+ * every default filled, sizes in bytes, durations in seconds, paths absolute.
+ * Optional fields without a default are left out (never `undefined`), so the
+ * same manifest always gives deep-equal (and JSON-equal) specs.
+ *
+ * The input shapes (what users write) are the generated types in
+ * src/generated/manifests/*.ts.
+ */
+import type { DesiredResource, Kind } from '../types.js';
+import type { DiskSpec } from '../../generated/manifests/disk.js';
+import type { HostSpec } from '../../generated/manifests/host.js';
+import type { NetworkSpec } from '../../generated/manifests/network.js';
+import type { VirtualMachineSpec } from '../../generated/manifests/virtual-machine.js';
+import type { DebugConsoleDevice, SerialPortDevice } from '../../generated/vmm-config.js';
+
+export type { DiskSpec, HostSpec, NetworkSpec, VirtualMachineSpec };
+export type { VfioAssignmentSpec } from '../../generated/manifests/vfio-assignment.js';
+
+/** The host every resource is on unless it names another; it exists without a Host manifest. */
+export const LOCAL_HOST = 'local';
+
+/**
+ * Defaults of optional spec fields (the schemas' `default` annotations say
+ * the same; a unit test checks they agree).
+ */
+export const MANIFEST_DEFAULTS = {
+  VirtualMachine: {
+    memory: '128M',
+    vcpus: 1,
+    cpu: 'host',
+    firmware: 'bios',
+    disks: [],
+    networks: [],
+    serial: 'console',
+    devices: [],
+    host: LOCAL_HOST,
+    running: true,
+    shutdownTimeout: '30s',
+    machine: 'pc',
+  },
+  DirectKernelBoot: { cmdline: '' },
+  DiskAttachment: { readonly: false },
+  Disk: { format: 'raw' },
+  Network: { mode: 'user' },
+  VfioAssignment: { host: LOCAL_HOST },
+} as const satisfies {
+  VirtualMachine: Required<VirtualMachineSpec>;
+  DirectKernelBoot: { cmdline: string };
+  DiskAttachment: { readonly: boolean };
+  Disk: Partial<DiskSpec>;
+  Network: Partial<NetworkSpec>;
+  VfioAssignment: { host: string };
+};
+
+export type NormalizedFirmware = 'bios' | { kernel: string; initrd?: string; cmdline: string };
+
+export type NormalizedSerial = 'console' | 'none' | { file: string };
+
+/** A serial-port device of the VMM: irq filled, sink paths absolute (no `stdio` for a managed VM). */
+export type NormalizedSerialPortDevice = {
+  class: 'serial-port';
+  port: SerialPortDevice['port'];
+  irq: 3 | 4;
+  serial: 'none' | { file: string } | { socket: string };
+};
+
+export type NormalizedDebugConsoleDevice = {
+  class: 'debug-console';
+  port: DebugConsoleDevice['port'];
+  output: 'stderr' | { file: string };
+};
+
+export type NormalizedDevice = NormalizedSerialPortDevice | NormalizedDebugConsoleDevice;
+
+export type NormalizedVirtualMachineSpec = {
+  /** Bytes. */
+  memory: number;
+  vcpus: number;
+  /** Canonical `<model>[,+feature|-feature...]`: features sorted by name, each once. */
+  cpu: string;
+  firmware: NormalizedFirmware;
+  disks: { disk: string; readonly: boolean }[];
+  networks: { network: string }[];
+  serial: NormalizedSerial;
+  devices: NormalizedDevice[];
+  host: string;
+  running: boolean;
+  /** Seconds. */
+  shutdownTimeout: number;
+  machine: 'pc';
+};
+
+export type NormalizedDiskSpec = {
+  format: 'raw' | 'qcow2';
+  /** Bytes (a multiple of 512). */
+  size: number;
+  /** Absolute; absent when the engine chooses (under the host's state directory). */
+  path?: string;
+  /** Absolute (qcow2 only). */
+  backingFile?: string;
+};
+
+export type NormalizedNetworkSpec = {
+  mode: 'user' | 'tap';
+  /** Canonical `a.b.c.d/n` with no host bits set. */
+  cidr?: string;
+};
+
+export type NormalizedVfioAssignmentSpec = {
+  host: string;
+  /** Canonical lower-case `dddd:bb:dd.f`. */
+  address: string;
+  vm: string;
+};
+
+export type NormalizedHostSpec = {
+  /** `local` or `ssh://[user@]host[:port]`. */
+  address: string;
+  /** Absolute for the local host; for an ssh host, `~/...` is kept (the home directory over there). */
+  stateDir?: string;
+};
+
+export interface NormalizedSpecs {
+  VirtualMachine: NormalizedVirtualMachineSpec;
+  Disk: NormalizedDiskSpec;
+  Network: NormalizedNetworkSpec;
+  VfioAssignment: NormalizedVfioAssignmentSpec;
+  Host: NormalizedHostSpec;
+}
+
+/** The normalised spec of a loaded resource, typed by its kind. */
+export function specOf<K extends Kind>(r: DesiredResource & { kind: K }): NormalizedSpecs[K] {
+  return r.spec as NormalizedSpecs[K];
+}

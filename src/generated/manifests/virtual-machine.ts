@@ -1,0 +1,177 @@
+/* eslint-disable */
+/**
+ * GENERATED FILE - DO NOT EDIT.
+ * Generated from schema/manifests/virtual-machine.schema.json by scripts/gen-types.mjs (npm run gen:types).
+ * Edit the schema and regenerate instead.
+ */
+
+/**
+ * A virtual machine: one VMM process on a host.
+ */
+export interface VirtualMachineManifest {
+  /**
+   * Version of the manifest format.
+   */
+  apiVersion: 'mvisor.dev/v1alpha1';
+  kind: 'VirtualMachine';
+  metadata: Metadata;
+  spec?: VirtualMachineSpec;
+}
+/**
+ * Name and labels of a resource.
+ */
+export interface Metadata {
+  /**
+   * A resource name (a DNS label): 1-63 lowercase letters, digits or '-', starting and ending with a letter or digit. Unique per kind.
+   */
+  name: string;
+  labels?: Labels;
+}
+/**
+ * Free-form key/value labels (keys: an optional DNS-style prefix and '/', then 1-63 letters, digits, '-', '_' or '.').
+ */
+export interface Labels {
+  [k: string]: string | undefined;
+}
+/**
+ * Desired state of a virtual machine.
+ */
+export interface VirtualMachineSpec {
+  /**
+   * Guest RAM: a number of bytes, or a size string such as 128M, 2G or 512MiB (powers of 1024). 2 MiB .. 1 TiB, a multiple of 4 KiB. Default 128M.
+   */
+  memory?: number | string;
+  /**
+   * Number of virtual CPUs.
+   */
+  vcpus?: number;
+  /**
+   * CPU model and feature adjustments: "<model>[,+feature|-feature...]", e.g. host or baseline,-cx16,+xsaveerptr. Default host.
+   */
+  cpu?: string;
+  /**
+   * How the VM boots: bios, or a direct kernel boot {kernel, initrd?, cmdline?}. Default bios.
+   */
+  firmware?: 'bios' | DirectKernelBoot;
+  /**
+   * Disks attached to the VM, in order (each names a Disk resource).
+   */
+  disks?: DiskAttachment[];
+  /**
+   * Network interfaces, in order (each names a Network resource).
+   */
+  networks?: NetworkAttachment[];
+  /**
+   * Where the first serial port (COM1) goes: console (a Unix socket that `mvctl console` attaches to), none, or {file: path}. Default console.
+   */
+  serial?: ('console' | 'none') | SerialFile;
+  /**
+   * Extra devices, each an object with a `class` (the same shapes as the VMM config's devices).
+   */
+  devices?: (SerialPortDevice | DebugConsoleDevice)[];
+  /**
+   * The Host the VM runs on (`local`, the machine mvctl runs on, needs no Host manifest). Default local.
+   */
+  host?: string;
+  /**
+   * Desired power state: true starts the VM, false shuts it down (gracefully, within shutdownTimeout). Default true.
+   */
+  running?: boolean;
+  /**
+   * How long a graceful shutdown may take before the VM is killed: seconds, or a duration such as 30s or 2m. Default 30s.
+   */
+  shutdownTimeout?: number | string;
+  /**
+   * Machine type. Default pc.
+   */
+  machine?: 'pc';
+}
+/**
+ * Direct kernel boot (no firmware).
+ */
+export interface DirectKernelBoot {
+  /**
+   * Guest kernel: an ELF vmlinux (booted through its PVH entry point) or a bzImage.
+   */
+  kernel: string;
+  /**
+   * Initial ramdisk (optional).
+   */
+  initrd?: string;
+  /**
+   * Kernel command line. Default empty.
+   */
+  cmdline?: string;
+}
+/**
+ * A Disk attached to the VM.
+ */
+export interface DiskAttachment {
+  /**
+   * Name of a Disk resource.
+   */
+  disk: string;
+  /**
+   * Attach read-only. Default false.
+   */
+  readonly?: boolean;
+}
+/**
+ * A network interface on a Network.
+ */
+export interface NetworkAttachment {
+  /**
+   * Name of a Network resource.
+   */
+  network: string;
+}
+export interface SerialFile {
+  /**
+   * File the serial output is written to (created or truncated when the VM starts).
+   */
+  file: string;
+}
+/**
+ * An extra 16550 UART (COM2..COM4).
+ */
+export interface SerialPortDevice {
+  class: 'serial-port';
+  /**
+   * I/O base port: 0x2f8 (COM2), 0x3e8 (COM3) or 0x2e8 (COM4).
+   */
+  port: 760 | 1000 | 744;
+  /**
+   * ISA IRQ. Default 3 for 0x2f8 and 0x2e8, 4 for 0x3e8.
+   */
+  irq?: 3 | 4;
+  /**
+   * Where a serial port goes: stdio, none, {file: path} or {socket: path}. Default stdio for COM1, none for extra ports.
+   */
+  serial?: ('stdio' | 'none') | FileSink | SocketSink;
+}
+export interface FileSink {
+  /**
+   * Path of a file (created or truncated).
+   */
+  file: string;
+}
+export interface SocketSink {
+  /**
+   * Path of a Unix stream socket.
+   */
+  socket: string;
+}
+/**
+ * An extra write-only debug console on one I/O port.
+ */
+export interface DebugConsoleDevice {
+  class: 'debug-console';
+  /**
+   * I/O port.
+   */
+  port: number;
+  /**
+   * stderr (default) or {file: path}.
+   */
+  output?: 'stderr' | FileSink;
+}
