@@ -1,0 +1,170 @@
+/**
+ * Refresh: compare what state says with what is really there, before
+ * planning. A VM whose VMM process died, a disk file deleted or resized by
+ * hand: each becomes a Drift, and the view of actual resources handed to
+ * the planner shows reality (the VM stopped, the disk at its real size).
+ *
+ * Refresh only reads. It never writes state: the apply engine decides what
+ * to record once it has acted on the plan.
+ */
+
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { hostname as osHostname } from 'node:os';
+import type { ResourceId } from '../types.js';
+import { processExists, type ResourceRecord, type ResourceStatus, type StateVersion } from './store.js';
+
+export type DriftKind = 'vm-process-gone' | 'disk-file-missing' | 'disk-resized';
+
+/** A difference between state and reality, found by refresh. */
+export interface Drift {
+  id: ResourceId;
+  what: DriftKind;
+  /** One line for people, e.g. "VMM process 1234 is gone". */
+  detail: string;
+}
+
+/** A resource as the planner sees it: state, corrected by what refresh observed. */
+export interface ActualResource extends ResourceId {
+  /** The applied spec; a raw disk's `size` is its file's real size when that differs (see drift). */
+  spec: Record<string, unknown>;
+  /** What it referred to when applied: the destroy order walks these backwards. */
+  dependsOn: ResourceId[];
+  /** Observed status: a 'running' VM whose process is gone is 'stopped' here. */
+  status: ResourceStatus;
+  pid: number | null;
+  /** Why the last operation failed (status 'failed'). */
+  error?: string | null;
+  /** The drift refresh found on this resource (empty when none). */
+  drift: Drift[];
+}
+
+/** What refresh asks of the machine; tests pass fakes. */
+export interface Probes {
+  /** The process exists and is an mvisor VMM (not a reused pid). */
+  pidAlive(pid: number): boolean;
+  fileExists(path: string): boolean;
+  /** Apparent size in bytes, or undefined if the file cannot be stat'ed. */
+  fileSize(path: string): number | undefined;
+}
+
+/** True if `pid` exists and its command line mentions mvisor (so a reused pid is not mistaken for our VMM). */
+export function vmmProcessAlive(pid: number): boolean {
+  if (!processExists(pid)) return false;
+  let cmdline: Buffer;
+  try {
+    cmdline = readFileSync(`/proc/${pid}/cmdline`);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    // No /proc at all: trust kill(0). The process exited between the two calls: gone.
+    if (code === 'ENOENT' || code === 'ESRCH') return !existsSync('/proc/self/cmdline');
+    return true; // exists, but we may not look at it (EACCES)
+  }
+  // A zombie's cmdline is empty: it has exited, only its parent has not reaped it.
+  return cmdline.includes('mvisor');
+}
+
+export const realProbes: Probes = {
+  pidAlive: vmmProcessAlive,
+  fileExists: (path) => existsSync(path),
+  fileSize(path) {
+    try {
+      return statSync(path).size;
+    } catch {
+      return undefined;
+    }
+  },
+};
+
+export interface RefreshOptions {
+  /** This machine's hostname: pids and files of resources recorded on other hosts are not probed. */
+  hostname?: string;
+}
+
+export interface RefreshResult {
+  /** Every resource in state, as observed. */
+  actual: ActualResource[];
+  /** All drift found, in state order. */
+  drift: Drift[];
+  /** The state version refresh read (a plan records it). */
+  state: StateVersion;
+}
+
+/** Anything with the store's read side (a StateStore, or a fake in tests). */
+export interface StateReader {
+  list(): ResourceRecord[];
+  version(): StateVersion;
+}
+
+/** The planner's view of a record without probing anything (`plan --refresh=false`). */
+export function toActual(record: ResourceRecord): ActualResource {
+  return {
+    kind: record.kind,
+    name: record.name,
+    spec: record.spec,
+    dependsOn: record.dependsOn,
+    status: record.status,
+    pid: record.pid,
+    error: record.error,
+    drift: [],
+  };
+}
+
+/** Probes every resource in state; returns the observed view and the drift. Writes nothing. */
+export function refresh(
+  store: StateReader,
+  probes: Probes = realProbes,
+  options: RefreshOptions = {},
+): RefreshResult {
+  const here = options.hostname ?? osHostname();
+  const state = store.version();
+  const actual = store.list().map((record) => {
+    const view = toActual(record);
+    if (record.host !== null && record.host !== here) return view;
+    if (record.kind === 'VirtualMachine') refreshVm(record, view, probes);
+    if (record.kind === 'Disk') refreshDisk(record, view, probes);
+    return view;
+  });
+  return { actual, drift: actual.flatMap((a) => a.drift), state };
+}
+
+function refreshVm(record: ResourceRecord, view: ActualResource, probes: Probes): void {
+  const id = { kind: record.kind, name: record.name };
+  const alive = record.pid !== null && probes.pidAlive(record.pid);
+  if (alive) return;
+  if (record.status === 'running') {
+    view.drift.push({
+      id,
+      what: 'vm-process-gone',
+      detail:
+        record.pid === null
+          ? 'state says running but records no VMM process'
+          : `VMM process ${record.pid} is gone`,
+    });
+    view.status = 'stopped';
+  }
+  // A dead pid means nothing in any status; 'creating' and 'deleting' stay as they are (tainted).
+  view.pid = null;
+}
+
+function refreshDisk(record: ResourceRecord, view: ActualResource, probes: Probes): void {
+  if (record.status !== 'ready') return; // creating/failed/deleting: the planner replaces or deletes it
+  const path = record.spec.path;
+  if (typeof path !== 'string') return;
+  const id = { kind: record.kind, name: record.name };
+  if (!probes.fileExists(path)) {
+    view.drift.push({ id, what: 'disk-file-missing', detail: `disk file ${path} is missing` });
+    return;
+  }
+  // Only a raw image's file size is its disk size (a qcow2 file grows as it is written).
+  const format = record.spec.format ?? 'raw';
+  const recorded = record.spec.size;
+  if (format !== 'raw' || typeof recorded !== 'number') return;
+  const size = probes.fileSize(path);
+  if (size === undefined || size === recorded) return;
+  view.drift.push({
+    id,
+    what: 'disk-resized',
+    detail: `disk file ${path} is ${size} bytes, but ${recorded} were applied`,
+  });
+  view.spec = { ...record.spec, size };
+}
