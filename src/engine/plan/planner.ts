@@ -119,10 +119,32 @@ export class PlanError extends Error {
   }
 }
 
+/** A predicate on a spec field of a kind (`path` as in FieldChange). */
+export type FieldPredicate = (kind: Kind, path: readonly (string | number)[]) => boolean;
+
 export interface PlanOptions {
   /** The state version refresh read; recorded in `createdFrom`. */
   state?: StateVersion;
+  /**
+   * Fields that may only grow (`x-mvisor-grow-only`; the manifest layer's `isGrowOnly`): a decrease is
+   * a PlanError. Default: a Disk's `size`.
+   */
+  growOnly?: FieldPredicate;
+  /**
+   * Optional fields the engine fills in when the manifest leaves them out (Terraform's Optional +
+   * Computed): absent in the desired spec, the applied value is kept and is no change. Default: a
+   * Disk's `path`.
+   */
+  computed?: FieldPredicate;
 }
+
+const isTopField =
+  (kind: Kind, field: string): FieldPredicate =>
+  (k, path) =>
+    k === kind && path.length === 1 && path[0] === field;
+
+export const defaultGrowOnly: FieldPredicate = isTopField('Disk', 'size');
+export const defaultComputed: FieldPredicate = isTopField('Disk', 'path');
 
 /** Statuses a previous apply leaves when it did not finish: such a resource is replaced (tainted). */
 const TAINTED: readonly ResourceStatus[] = ['creating', 'failed', 'deleting'];
@@ -184,8 +206,12 @@ export function diffSpecs(
   before: Record<string, unknown>,
   after: Record<string, unknown>,
   policy: UpdatePolicyFn,
+  computed: FieldPredicate = defaultComputed,
 ): FieldChange[] {
-  return diffJson(before, after).map((c) => ({
+  const diffs = diffJson(before, after).filter(
+    (c) => !('before' in c && !('after' in c) && computed(kind, c.path)),
+  );
+  return diffs.map((c) => ({
     ...c,
     policy:
       kind === 'VirtualMachine' && c.path.length === 1 && c.path[0] === 'running'
@@ -296,7 +322,7 @@ export function plan(
   const decisions = new Map<string, Decision>();
   for (const key of depGraph.topoSort()) {
     const d = desiredByKey.get(key) as DesiredResource;
-    const decision = decide(d, actualByKey.get(key), decisions, policy, problems);
+    const decision = decide(d, actualByKey.get(key), decisions, policy, options, problems);
     decisions.set(key, decision);
   }
   for (const a of [...actual].sort(compareIds)) {
@@ -382,11 +408,12 @@ function decide(
   a: ActualResource | undefined,
   decided: ReadonlyMap<string, Decision>,
   policy: UpdatePolicyFn,
+  options: PlanOptions,
   problems: string[],
 ): Decision {
   const key = resourceKey(d);
   if (!a) return { action: 'create', reason: 'not in state', changes: [] };
-  const changes = diffSpecs(d.kind, a.spec, d.spec, policy);
+  const changes = diffSpecs(d.kind, a.spec, d.spec, policy, options.computed ?? defaultComputed);
 
   if (TAINTED.includes(a.status)) {
     const why = a.error ? `: ${a.error}` : '';
@@ -424,22 +451,20 @@ function decide(
     }
   }
 
-  if (d.kind === 'Disk') {
-    const size = changes.find((c) => c.path.length === 1 && c.path[0] === 'size');
-    if (
-      size &&
-      typeof size.before === 'number' &&
-      typeof size.after === 'number' &&
-      size.after < size.before
-    ) {
-      const resized = a.drift.some((x) => x.what === 'disk-resized')
-        ? ' (its file was resized outside mvctl)'
-        : '';
-      problems.push(
-        `${key}: size ${size.after} is smaller than the disk's ${size.before} bytes${resized}; ` +
-          'a disk can grow but never shrink (delete it, or declare a new disk, to start smaller)',
-      );
-    }
+  const growOnly = options.growOnly ?? defaultGrowOnly;
+  for (const c of changes) {
+    if (!growOnly(d.kind, c.path) || typeof c.before !== 'number' || typeof c.after !== 'number') continue;
+    if (c.after >= c.before) continue;
+    const resized = a.drift.some((x) => x.what === 'disk-resized')
+      ? ' (its file was resized outside mvctl)'
+      : '';
+    const field = formatPath(c.path);
+    problems.push(
+      d.kind === 'Disk' && field === 'size'
+        ? `${key}: size ${c.after} is smaller than the disk's ${c.before} bytes${resized}; ` +
+            'a disk can grow but never shrink (delete it, or declare a new disk, to start smaller)'
+        : `${key}: ${field} ${c.after} is smaller than the current ${c.before}; ${field} can grow but never shrink`,
+    );
   }
 
   const gone = processGone ? `drift: ${processGone.detail}; ` : '';

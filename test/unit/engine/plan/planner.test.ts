@@ -7,6 +7,7 @@ import {
   planStaleness,
   type Plan,
 } from '../../../../src/engine/plan/planner.js';
+import { isGrowOnly, updatePolicy } from '../../../../src/engine/manifest/load.js';
 import type { ActualResource } from '../../../../src/engine/state/refresh.js';
 import type { DesiredResource } from '../../../../src/engine/types.js';
 import { DISK, have, policy, VM, want } from './fixtures.js';
@@ -273,6 +274,51 @@ describe('plan', () => {
     const grow = plan([want('Disk/root', { ...DISK, size: 4 * DISK.size })], [resized], policy);
     expect(actionsOf(grow)).toEqual(['update Disk/root']);
     expect(() => plan([want('Disk/root', DISK)], [resized], policy)).toThrow(/resized outside mvctl/);
+  });
+
+  it('a disk path the engine chose (absent in the manifest) is no change; a declared new path replaces', () => {
+    const chosen = have('Disk/root', DISK);
+    const { path: _path, ...withoutPath } = DISK;
+    expect(actionsOf(plan([want('Disk/root', withoutPath)], [chosen], policy))).toEqual(['noop Disk/root']);
+    expect(
+      actionsOf(plan([want('Disk/root', { ...DISK, path: '/elsewhere.img' })], [chosen], policy)),
+    ).toEqual(['replace Disk/root']);
+  });
+
+  it('grow-only fields come from the options', () => {
+    const growOnly = (kind: string, path: readonly (string | number)[]) =>
+      kind === 'Host' && path[0] === 'address';
+    expect(() =>
+      plan([want('Host/h', { address: 1 })], [have('Host/h', { address: 2 })], policy, { growOnly }),
+    ).toThrow('Host/h: address 1 is smaller than the current 2; address can grow but never shrink');
+  });
+
+  it("works with the manifest schemas' update policies", () => {
+    const vm = { ...VM, cpu: 'host', host: 'local' };
+    const p = plan(
+      [
+        want('Disk/root', { ...DISK, size: 2 * DISK.size }),
+        want('VirtualMachine/web', { ...vm, memory: 268435456 }),
+      ],
+      [have('Disk/root', DISK), have('VirtualMachine/web', vm)],
+      updatePolicy,
+      { growOnly: isGrowOnly },
+    );
+    expect(actionsOf(p)).toEqual(['replace VirtualMachine/web', 'update Disk/root']);
+    expect(() =>
+      plan([want('Disk/root', { ...DISK, size: 512 })], [have('Disk/root', DISK)], updatePolicy, {
+        growOnly: isGrowOnly,
+      }),
+    ).toThrow(/never shrink/);
+    expect(
+      actionsOf(
+        plan(
+          [want('VirtualMachine/web', { ...vm, running: false })],
+          [have('VirtualMachine/web', vm)],
+          updatePolicy,
+        ),
+      ),
+    ).toEqual(['stop VirtualMachine/web']);
   });
 
   it('rejects undeclared dependencies and duplicates, listing every problem', () => {
