@@ -19,7 +19,10 @@ function writeStats(path: string, m: PcMachine, ms: number, log: Logger): void {
   const s = m.vm.stats;
   const byPort = Object.fromEntries([...s.byPort].map(([p, n]) => ['0x' + p.toString(16), n]));
   try {
-    writeFileSync(path, JSON.stringify({ ms, exits: { io: s.io, mmio: s.mmio, other: s.other }, wakeups: s.wakeups, byPort }));
+    writeFileSync(
+      path,
+      JSON.stringify({ ms, exits: { io: s.io, mmio: s.mmio, other: s.other }, wakeups: s.wakeups, byPort }),
+    );
   } catch (e) {
     log.warn(`cannot write stats to ${path}: ${(e as Error).message}`);
   }

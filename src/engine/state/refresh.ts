@@ -10,6 +10,7 @@
 
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { hostname as osHostname } from 'node:os';
+import { LOCAL_HOST } from '../manifest/types.js';
 import type { ResourceId } from '../types.js';
 import { processExists, type ResourceRecord, type ResourceStatus, type StateVersion } from './store.js';
 
@@ -119,7 +120,8 @@ export function refresh(
   const state = store.version();
   const actual = store.list().map((record) => {
     const view = toActual(record);
-    if (record.host !== null && record.host !== here) return view;
+    // Resources on the Host named 'local' are on this machine, whatever its hostname.
+    if (record.host !== null && record.host !== here && record.host !== LOCAL_HOST) return view;
     if (record.kind === 'VirtualMachine') refreshVm(record, view, probes);
     if (record.kind === 'Disk') refreshDisk(record, view, probes);
     return view;

@@ -1,0 +1,104 @@
+/**
+ * What the mvctl commands share: flags, opening the state, loading manifests,
+ * refreshing and planning, and turning engine errors into one-line messages
+ * with exit codes (Terraform's: 0 success, 1 error, 2 changes with
+ * --detailed-exitcode).
+ */
+import { Command, Flags } from '@oclif/core';
+import { readFileSync } from 'node:fs';
+import { loadManifests } from '../engine/manifest/load.js';
+import { ManifestError } from '../engine/manifest/errors.js';
+import { isGrowOnly, updatePolicy } from '../engine/manifest/schemas.js';
+import { plan as makePlan, PlanError, parsePlan, type Plan } from '../engine/plan/planner.js';
+import { refresh } from '../engine/state/refresh.js';
+import { defaultStatePath, StateError, StateLockedError, StateStore } from '../engine/state/store.js';
+import type { DesiredResource } from '../engine/types.js';
+import { ApplyError } from '../engine/apply/apply.js';
+
+export const stateFlag = Flags.string({
+  summary: 'State file (default: $MVISOR_STATE, else ~/.local/state/mvisor/state.db).',
+  helpValue: 'FILE',
+});
+
+export const fileFlag = Flags.string({
+  char: 'f',
+  summary: 'Manifest file or directory (repeatable); - reads standard input.',
+  helpValue: 'PATH',
+  multiple: true,
+  default: ['.'],
+});
+
+export const noColorFlag = Flags.boolean({
+  summary: 'Plain output without colours or spinners.',
+  default: false,
+});
+
+export function openState(path: string | undefined): StateStore {
+  return StateStore.open(path ?? defaultStatePath());
+}
+
+export function readStdin(): string {
+  return readFileSync(0, 'utf8');
+}
+
+export function loadDesired(files: string[]): DesiredResource[] {
+  return loadManifests(files, files.includes('-') ? { stdin: readStdin() } : {});
+}
+
+export interface Planned {
+  plan: Plan;
+  desired: DesiredResource[];
+}
+
+export function planAgainst(store: StateStore, desired: DesiredResource[]): Planned {
+  const r = refresh(store);
+  return {
+    plan: makePlan(desired, r.actual, updatePolicy, { state: r.state, growOnly: isGrowOnly }),
+    desired,
+  };
+}
+
+/** A saved plan file: the plan and the desired resources it was made from. */
+export interface SavedPlan {
+  format: 'mvisor-plan';
+  version: 1;
+  plan: Plan;
+  desired: DesiredResource[];
+}
+
+export function readSavedPlan(path: string): Planned {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(readFileSync(path, 'utf8'));
+  } catch (e) {
+    throw new UserError(`${path}: not a plan file (${(e as Error).message})`);
+  }
+  const s = raw as Partial<SavedPlan>;
+  if (s.format !== 'mvisor-plan' || s.version !== 1 || !Array.isArray(s.desired)) {
+    throw new UserError(`${path}: not an mvisor plan file (made by mvctl plan --out)`);
+  }
+  return { plan: parsePlan(s.plan), desired: s.desired };
+}
+
+export class UserError extends Error {}
+
+/** Prints an engine error without a stack trace (unless DEBUG) and exits 1. */
+export async function handleError(cmd: Command, err: Error & { oclif?: { exit?: number } }): Promise<never> {
+  if (err.oclif !== undefined) throw err;
+  const known =
+    err instanceof ManifestError ||
+    err instanceof PlanError ||
+    err instanceof StateLockedError ||
+    err instanceof StateError ||
+    err instanceof ApplyError ||
+    err instanceof UserError;
+  const msg = process.env.DEBUG ? (err.stack ?? err.message) : err.message;
+  process.stderr.write(known ? `${msg}\n` : `mvctl: error: ${msg}\n`);
+  return exitProcess(1);
+}
+
+export async function exitProcess(code: number): Promise<never> {
+  const flush = (s: NodeJS.WriteStream) => new Promise<void>((resolve) => s.write('', () => resolve()));
+  await Promise.all([flush(process.stdout), flush(process.stderr)]);
+  process.exit(code);
+}

@@ -1,0 +1,39 @@
+import { Args, Command } from '@oclif/core';
+import { KINDS, type Kind, type ResourceId } from '../../engine/types.js';
+import { exitProcess, handleError, openState, stateFlag, UserError } from '../../cli/common.js';
+
+export function parseResourceRef(ref: string): ResourceId {
+  const m = /^([A-Za-z]+)\/([a-z0-9][a-z0-9-]*)$/.exec(ref);
+  if (!m || !KINDS.includes(m[1] as Kind)) {
+    throw new UserError(`${ref}: expected KIND/NAME with KIND one of ${KINDS.join(', ')}`);
+  }
+  return { kind: m[1] as Kind, name: m[2]! };
+}
+
+export default class StateRm extends Command {
+  static override summary =
+    'Forget a resource: remove it from the state without touching the host (it is no longer managed).';
+  static override examples = ['<%= config.bin %> state rm VirtualMachine/web'];
+  static override args = { resource: Args.string({ required: true, description: 'KIND/NAME' }) };
+  static override flags = { state: stateFlag };
+
+  async run(): Promise<void> {
+    const { args, flags } = await this.parse(StateRm);
+    const store = openState(flags.state);
+    const lock = store.acquireLock('mvctl state rm');
+    try {
+      const id = parseResourceRef(args.resource);
+      if (!store.remove(id)) throw new UserError(`${args.resource}: not in the state`);
+      store.recordEvent({ command: 'mvctl state rm', id, action: 'forget', outcome: 'succeeded' });
+      process.stdout.write(`Removed ${args.resource} from the state (nothing on the host was changed).\n`);
+    } finally {
+      lock.release();
+      store.close();
+    }
+    await exitProcess(0);
+  }
+
+  protected override async catch(err: Error): Promise<unknown> {
+    return handleError(this, err);
+  }
+}

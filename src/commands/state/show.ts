@@ -1,0 +1,28 @@
+import { Args, Command } from '@oclif/core';
+import { exitProcess, handleError, openState, stateFlag, UserError } from '../../cli/common.js';
+import { parseResourceRef } from './rm.js';
+
+export default class StateShow extends Command {
+  static override summary =
+    'Print one resource of the state file as JSON (its applied spec, pid, paths, status).';
+  static override examples = ['<%= config.bin %> state show VirtualMachine/web'];
+  static override args = { resource: Args.string({ required: true, description: 'KIND/NAME' }) };
+  static override flags = { state: stateFlag };
+
+  async run(): Promise<void> {
+    const { args, flags } = await this.parse(StateShow);
+    const store = openState(flags.state);
+    try {
+      const r = store.get(parseResourceRef(args.resource));
+      if (!r) throw new UserError(`${args.resource}: not in the state`);
+      process.stdout.write(JSON.stringify(r, null, 2) + '\n');
+    } finally {
+      store.close();
+    }
+    await exitProcess(0);
+  }
+
+  protected override async catch(err: Error): Promise<unknown> {
+    return handleError(this, err);
+  }
+}

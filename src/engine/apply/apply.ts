@@ -1,0 +1,380 @@
+/**
+ * The apply engine: carries out a Plan's steps in dependency order. Each
+ * step is recorded in the state file (a 'started' event and the resource
+ * marked creating/deleting before anything happens on the host, the result
+ * after), so a crash mid-apply leaves state that says what may exist, and
+ * the next refresh and plan finish the job. A failed step fails only the
+ * steps that depend on it; independent ones still run.
+ */
+import { existsSync, mkdirSync, rmSync, statSync, truncateSync, openSync, closeSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { dirname, join } from 'node:path';
+import type { DesiredResource, ResourceId } from '../types.js';
+import { resourceKey } from '../types.js';
+import type { Plan, PlanStep } from '../plan/planner.js';
+import type { ResourceRecord, StateStore } from '../state/store.js';
+import type { NormalizedDiskSpec, NormalizedVirtualMachineSpec } from '../manifest/types.js';
+import { controlRequest } from './control-client.js';
+import { launchVm, stopVm, vmPaths, isVmmProcess } from './vm-process.js';
+
+export type ApplyEvent =
+  | { type: 'step-start'; step: PlanStep }
+  | { type: 'step-done'; step: PlanStep; ms: number; detail?: string }
+  | { type: 'step-failed'; step: PlanStep; ms: number; error: string }
+  | { type: 'step-skipped'; step: PlanStep; reason: string };
+
+export interface ApplyOptions {
+  /** The command line, for events and messages ("mvctl apply"). */
+  command: string;
+  /** Directory for VM runtime files and engine-created disks (default: next to the state file). */
+  stateDir?: string;
+  onEvent?: (e: ApplyEvent) => void;
+  /** How long to wait for a launched VM to report running. */
+  launchTimeoutMs?: number;
+}
+
+export interface ApplyResult {
+  ok: boolean;
+  done: number;
+  failed: { step: PlanStep; error: string }[];
+  skipped: number;
+}
+
+export class ApplyError extends Error {}
+
+function stateDirOf(store: StateStore, opts: ApplyOptions): string {
+  return opts.stateDir ?? dirname(store.path);
+}
+
+/** Carries out `plan` (the caller holds the state lock). */
+export async function applyPlan(
+  store: StateStore,
+  plan: Plan,
+  desired: readonly DesiredResource[],
+  opts: ApplyOptions,
+): Promise<ApplyResult> {
+  const byKey = new Map(desired.map((d) => [resourceKey(d), d]));
+  const failedKeys = new Set<string>();
+  const result: ApplyResult = { ok: true, done: 0, failed: [], skipped: 0 };
+  const stateDir = stateDirOf(store, opts);
+  for (const step of plan.steps) {
+    const blocked = step.after.find((k) => failedKeys.has(k));
+    if (blocked) {
+      failedKeys.add(step.key);
+      result.skipped++;
+      const reason = `skipped: ${blocked} failed`;
+      store.recordEvent({
+        command: opts.command,
+        id: step.id,
+        action: step.op,
+        outcome: 'skipped',
+        detail: reason,
+      });
+      opts.onEvent?.({ type: 'step-skipped', step, reason });
+      continue;
+    }
+    const t0 = Date.now();
+    opts.onEvent?.({ type: 'step-start', step });
+    store.recordEvent({ command: opts.command, id: step.id, action: step.op, outcome: 'started' });
+    try {
+      const detail = await runStep(store, step, byKey.get(resourceKey(step.id)), stateDir, opts);
+      store.recordEvent({
+        command: opts.command,
+        id: step.id,
+        action: step.op,
+        outcome: 'succeeded',
+        detail,
+      });
+      result.done++;
+      opts.onEvent?.({ type: 'step-done', step, ms: Date.now() - t0, detail });
+    } catch (e) {
+      const error = (e as Error).message;
+      failedKeys.add(step.key);
+      result.ok = false;
+      result.failed.push({ step, error });
+      store.recordEvent({
+        command: opts.command,
+        id: step.id,
+        action: step.op,
+        outcome: 'failed',
+        detail: error,
+      });
+      opts.onEvent?.({ type: 'step-failed', step, ms: Date.now() - t0, error });
+    }
+  }
+  return result;
+}
+
+async function runStep(
+  store: StateStore,
+  step: PlanStep,
+  want: DesiredResource | undefined,
+  stateDir: string,
+  opts: ApplyOptions,
+): Promise<string | undefined> {
+  const have = store.get(step.id);
+  const needWant = (): DesiredResource => {
+    if (!want) throw new ApplyError(`${resourceKey(step.id)}: not in the manifests, cannot ${step.op} it`);
+    return want;
+  };
+  switch (step.id.kind) {
+    case 'VirtualMachine':
+      return vmStep(
+        store,
+        step,
+        have,
+        step.op === 'delete' || step.op === 'stop' ? want : needWant(),
+        stateDir,
+        opts,
+      );
+    case 'Disk':
+      return diskStep(store, step, have, step.op === 'delete' ? want : needWant(), stateDir);
+    case 'Host': {
+      if (step.op === 'delete') return removeRecord(store, step.id);
+      const w = needWant();
+      const address = (w.spec as { address?: string }).address ?? 'local';
+      if (address !== 'local') {
+        throw new ApplyError(`Host/${w.name}: remote hosts (${address}) are not supported yet; only 'local'`);
+      }
+      store.put({ ...ids(w), spec: w.spec, dependsOn: w.dependsOn, status: 'ready', host: w.name });
+      return undefined;
+    }
+    case 'Network': {
+      if (step.op === 'delete') return removeRecord(store, step.id);
+      const w = needWant();
+      store.put({ ...ids(w), spec: w.spec, dependsOn: w.dependsOn, status: 'ready' });
+      return 'recorded (no host set-up is needed until a VM attaches a NIC)';
+    }
+    case 'VfioAssignment': {
+      if (step.op === 'delete') return removeRecord(store, step.id);
+      const w = needWant();
+      if (!existsSync('/dev/vfio'))
+        throw new ApplyError(`VfioAssignment/${w.name}: this host has no /dev/vfio (no IOMMU)`);
+      store.put({ ...ids(w), spec: w.spec, dependsOn: w.dependsOn, status: 'ready' });
+      return undefined;
+    }
+  }
+}
+
+function ids(r: ResourceId): ResourceId {
+  return { kind: r.kind, name: r.name };
+}
+
+function removeRecord(store: StateStore, id: ResourceId): string | undefined {
+  store.remove(id);
+  return undefined;
+}
+
+// ---- VirtualMachine ----
+
+/** The VMM config (schema/vmm-config.schema.json) for a VM spec. */
+export function vmmConfigFor(
+  name: string,
+  spec: NormalizedVirtualMachineSpec,
+  consoleSocket: string,
+): Record<string, unknown> {
+  if (spec.firmware === 'bios') {
+    throw new ApplyError(
+      `VirtualMachine/${name}: firmware 'bios' needs the PC platform (SeaBIOS), not built yet; use direct kernel boot`,
+    );
+  }
+  if (spec.disks.length)
+    throw new ApplyError(`VirtualMachine/${name}: the VMM has no disk controllers yet (spec.disks)`);
+  if (spec.networks.length)
+    throw new ApplyError(`VirtualMachine/${name}: the VMM has no network cards yet (spec.networks)`);
+  if (spec.host !== 'local')
+    throw new ApplyError(`VirtualMachine/${name}: only host 'local' is supported yet`);
+  const serial =
+    spec.serial === 'console'
+      ? { socket: consoleSocket }
+      : spec.serial === 'none'
+        ? 'none'
+        : { file: spec.serial.file };
+  const cfg: Record<string, unknown> = {
+    name,
+    memory: spec.memory,
+    vcpus: spec.vcpus,
+    cpu: spec.cpu,
+    kernel: spec.firmware.kernel,
+    cmdline: spec.firmware.cmdline,
+    serial,
+    devices: spec.devices,
+  };
+  if (spec.firmware.initrd) cfg.initrd = spec.firmware.initrd;
+  return cfg;
+}
+
+async function vmStep(
+  store: StateStore,
+  step: PlanStep,
+  have: ResourceRecord | undefined,
+  want: DesiredResource | undefined,
+  stateDir: string,
+  opts: ApplyOptions,
+): Promise<string | undefined> {
+  const id = step.id;
+  const paths = vmPaths(stateDir, id.name);
+  const stop = async (rec: ResourceRecord): Promise<string> => {
+    const spec = rec.spec as Partial<NormalizedVirtualMachineSpec>;
+    if (!rec.pid || !isVmmProcess(rec.pid)) return 'not running';
+    store.patch(id, { status: 'deleting' });
+    const r = await stopVm(rec.pid, rec.controlSocket ?? paths.control, spec.shutdownTimeout ?? 30);
+    return r.how === 'powerdown' ? 'shut down by the guest' : `stopped (${r.how})`;
+  };
+  const start = async (w: DesiredResource): Promise<string> => {
+    const spec = w.spec as NormalizedVirtualMachineSpec;
+    const cfg = vmmConfigFor(id.name, spec, paths.console);
+    store.put({
+      ...ids(w),
+      spec: w.spec,
+      dependsOn: w.dependsOn,
+      status: 'creating',
+      host: spec.host,
+      pid: null,
+    });
+    try {
+      const l = await launchVm(stateDir, id.name, cfg, opts.launchTimeoutMs);
+      // Read the VM back: never report an update that did not happen.
+      const s = await controlRequest(l.paths.control, { cmd: 'status' });
+      if (s.vcpus !== spec.vcpus || s.memory !== spec.memory) {
+        throw new ApplyError(
+          `VirtualMachine/${id.name}: the VMM runs ${String(s.vcpus)} vCPUs / ${String(s.memory)} bytes, the spec says ${spec.vcpus} / ${spec.memory}`,
+        );
+      }
+      store.patch(id, {
+        status: 'running',
+        pid: l.pid,
+        controlSocket: l.paths.control,
+        vmmConfigPath: l.paths.config,
+        logPath: l.paths.log,
+        error: null,
+      });
+      return `running, pid ${l.pid}`;
+    } catch (e) {
+      store.patch(id, { status: 'failed', error: (e as Error).message });
+      throw e;
+    }
+  };
+  switch (step.op) {
+    case 'create': {
+      const w = want!;
+      const spec = w.spec as NormalizedVirtualMachineSpec;
+      vmmConfigFor(id.name, spec, paths.console); // refuse unsupported specs before touching anything
+      if (!spec.running) {
+        store.put({
+          ...ids(w),
+          spec: w.spec,
+          dependsOn: w.dependsOn,
+          status: 'stopped',
+          host: spec.host,
+          pid: null,
+        });
+        return 'created stopped (running: false)';
+      }
+      return start(w);
+    }
+    case 'start':
+      return start(want!);
+    case 'stop': {
+      const detail = have ? await stop(have) : 'not running';
+      if (want)
+        store.put({ ...ids(want), spec: want.spec, dependsOn: want.dependsOn, status: 'stopped', pid: null });
+      else store.patch(id, { status: 'stopped', pid: null });
+      return detail;
+    }
+    case 'update': {
+      const w = want!;
+      store.patch(id, { spec: w.spec, dependsOn: w.dependsOn });
+      return 'updated in place';
+    }
+    case 'delete': {
+      const detail = have ? await stop(have) : 'not running';
+      store.remove(id);
+      rmSync(paths.dir, { recursive: true, force: true });
+      return detail;
+    }
+  }
+}
+
+// ---- Disk ----
+
+function diskPath(stateDir: string, name: string, spec: NormalizedDiskSpec): string {
+  return spec.path ?? join(stateDir, 'disks', `${name}.${spec.format === 'qcow2' ? 'qcow2' : 'img'}`);
+}
+
+function qemuImg(args: string[]): void {
+  try {
+    execFileSync('qemu-img', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  } catch (e) {
+    const err = e as { stderr?: Buffer; message: string };
+    throw new ApplyError(`qemu-img ${args.join(' ')}: ${err.stderr?.toString().trim() || err.message}`);
+  }
+}
+
+async function diskStep(
+  store: StateStore,
+  step: PlanStep,
+  have: ResourceRecord | undefined,
+  want: DesiredResource | undefined,
+  stateDir: string,
+): Promise<string | undefined> {
+  const id = step.id;
+  const users = store
+    .list()
+    .filter(
+      (r) => r.kind === 'VirtualMachine' && r.dependsOn.some((d) => d.kind === 'Disk' && d.name === id.name),
+    );
+  switch (step.op) {
+    case 'create': {
+      const w = want!;
+      const spec = w.spec as NormalizedDiskSpec;
+      const path = diskPath(stateDir, id.name, spec);
+      store.put({ ...ids(w), spec: { ...spec, path }, dependsOn: w.dependsOn, status: 'creating' });
+      mkdirSync(dirname(path), { recursive: true });
+      if (existsSync(path)) {
+        throw new ApplyError(
+          `Disk/${id.name}: ${path} already exists; remove it or import it (mvctl import is planned)`,
+        );
+      }
+      if (spec.format === 'raw') {
+        closeSync(openSync(path, 'wx'));
+        truncateSync(path, spec.size);
+      } else {
+        const args = ['create', '-q', '-f', 'qcow2'];
+        if (spec.backingFile) args.push('-b', spec.backingFile, '-F', 'qcow2');
+        qemuImg([...args, path, String(spec.size)]);
+      }
+      store.patch(id, { status: 'ready' });
+      return path;
+    }
+    case 'update': {
+      const w = want!;
+      const old = (have?.spec ?? {}) as NormalizedDiskSpec;
+      const spec = w.spec as NormalizedDiskSpec;
+      const path = old.path ?? diskPath(stateDir, id.name, spec);
+      if (spec.size !== old.size) {
+        if (spec.format === 'raw') {
+          if (statSync(path).size > spec.size) throw new ApplyError(`Disk/${id.name}: cannot shrink ${path}`);
+          truncateSync(path, spec.size);
+        } else qemuImg(['resize', '-q', path, String(spec.size)]);
+      }
+      store.patch(id, { spec: { ...spec, path }, dependsOn: w.dependsOn, status: 'ready' });
+      return `${path}: ${spec.size} bytes`;
+    }
+    case 'delete': {
+      const stillUsed = users.filter((u) => u.pid && isVmmProcess(u.pid));
+      if (stillUsed.length) {
+        throw new ApplyError(
+          `Disk/${id.name}: still used by ${stillUsed.map((u) => `VirtualMachine/${u.name}`).join(', ')}`,
+        );
+      }
+      const path = (have?.spec as NormalizedDiskSpec | undefined)?.path;
+      store.patch(id, { status: 'deleting' });
+      if (path) rmSync(path, { force: true });
+      store.remove(id);
+      return path;
+    }
+    default:
+      throw new ApplyError(`Disk/${id.name}: cannot ${step.op} a disk`);
+  }
+}

@@ -1,0 +1,226 @@
+/**
+ * mvctl end to end: real manifests, a real SQLite state file, real VMM child
+ * processes. One VM boots the guest-kit kernel (its first serial lines prove
+ * the boot), the other a tiny guest that prints a marker and halts.
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { describe, expect, it } from 'vitest';
+import {
+  EMULATED_KVM_CMDLINE,
+  guestKit,
+  hasKvm,
+  repoRoot,
+  tempDir,
+  TEST_CPU,
+  assertBuilt,
+} from '../helpers/mvisor.js';
+import { tinyPvhElf, x86 } from '../helpers/tiny-elf.js';
+
+const mvctl = join(repoRoot, 'bin/mvctl.js');
+
+interface Out {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+function run(dir: string, args: string[], input?: string): Out {
+  const r = spawnSync(process.execPath, [mvctl, ...args, '--state', join(dir, 'state.db')], {
+    cwd: dir,
+    encoding: 'utf8',
+    input,
+    env: { ...process.env, NO_COLOR: '1' },
+    timeout: 120_000,
+  });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+function manifests(dir: string, tinyMemory: string): void {
+  const kit = guestKit();
+  const tiny = join(dir, 'tiny.elf');
+  if (!existsSync(tiny))
+    writeFileSync(tiny, tinyPvhElf([...x86.print('tiny-up\n'), 0xfa, 0xf4, ...x86.hang]));
+  writeFileSync(
+    join(dir, 'vms.yaml'),
+    `apiVersion: mvisor.dev/v1alpha1
+kind: VirtualMachine
+metadata: {name: linux}
+spec:
+  memory: 128M
+  vcpus: 1
+  cpu: ${TEST_CPU}
+  firmware:
+    kernel: ${kit.kernel}
+    initrd: ${kit.initramfs}
+    cmdline: console=ttyS0 acpi=off mvisor_test.action=halt ${EMULATED_KVM_CMDLINE}
+  serial: {file: linux-console.log}
+---
+apiVersion: mvisor.dev/v1alpha1
+kind: VirtualMachine
+metadata: {name: tiny}
+spec:
+  memory: ${tinyMemory}
+  firmware: {kernel: tiny.elf}
+---
+apiVersion: mvisor.dev/v1alpha1
+kind: Disk
+metadata: {name: scratch}
+spec: {format: raw, size: 8M}
+`,
+  );
+}
+
+function pidOf(dir: string, name: string): number {
+  const db = new Database(join(dir, 'state.db'), { readonly: true });
+  const row = db.prepare("SELECT pid FROM resources WHERE kind = 'VirtualMachine' AND name = ?").get(name) as
+    { pid: number | null } | undefined;
+  db.close();
+  return row?.pid ?? 0;
+}
+
+/** Alive and not a zombie (a detached VMM is re-parented to PID 1, which may not reap it at once). */
+function alive(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return !/^\d+ \(.*\) Z/.test(stat);
+  } catch {
+    return false;
+  }
+}
+
+async function waitFor(pred: () => boolean, ms: number, what: string): Promise<void> {
+  const t = Date.now();
+  while (!pred()) {
+    if (Date.now() - t > ms) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+describe.skipIf(!hasKvm())('mvctl plan/apply/destroy end to end', () => {
+  it('applies two VMs and a disk, converges, replaces on a memory change, repairs drift, locks, survives kill -9, destroys', async () => {
+    assertBuilt();
+    const dir = tempDir('mvctl-e2e-');
+    manifests(dir, '16M');
+
+    // plan: 3 to add, exit 2 with --detailed-exitcode
+    let r = run(dir, ['plan', '-f', 'vms.yaml', '--detailed-exitcode']);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(2);
+    expect(r.stdout).toMatch(/Plan: 3 to add, 0 to change, 0 to destroy/);
+
+    // apply without a terminal needs --auto-approve
+    r = run(dir, ['apply', '-f', 'vms.yaml']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/--auto-approve/);
+
+    r = run(dir, ['apply', '-f', 'vms.yaml', '--auto-approve']);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    const linuxPid = pidOf(dir, 'linux');
+    const tinyPid = pidOf(dir, 'tiny');
+    expect(alive(linuxPid)).toBe(true);
+    expect(alive(tinyPid)).toBe(true);
+    expect(existsSync(join(dir, 'disks', 'scratch.img'))).toBe(true);
+    await waitFor(
+      () =>
+        existsSync(join(dir, 'linux-console.log')) &&
+        readFileSync(join(dir, 'linux-console.log'), 'utf8').includes('Linux version'),
+      60_000,
+      'the Linux VM to print its first kernel line',
+    );
+    // mvctl console shows what the tiny guest printed (the console socket keeps recent output)
+    r = run(dir, ['console', 'tiny'], '');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('tiny-up');
+
+    // apply again: no changes, exit 0 under --detailed-exitcode
+    r = run(dir, ['plan', '-f', 'vms.yaml', '--detailed-exitcode']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/No changes/);
+
+    // memory change: the VM is replaced
+    manifests(dir, '32M');
+    r = run(dir, ['plan', '-f', 'vms.yaml', '--json']);
+    const plan = JSON.parse(r.stdout) as { actions: { id: { name: string }; action: string }[] };
+    expect(plan.actions.find((a) => a.id.name === 'tiny')?.action).toBe('replace');
+    r = run(dir, ['apply', '-f', 'vms.yaml', '--auto-approve']);
+    expect(r.code).toBe(0);
+    const tinyPid2 = pidOf(dir, 'tiny');
+    expect(tinyPid2).not.toBe(tinyPid);
+    expect(alive(tinyPid)).toBe(false);
+    expect(alive(tinyPid2)).toBe(true);
+    expect(pidOf(dir, 'linux')).toBe(linuxPid);
+
+    // kill -9 of a VM: plan shows the drift, apply recreates it
+    process.kill(tinyPid2, 'SIGKILL');
+    await waitFor(() => !alive(tinyPid2), 5000, 'the VM to die');
+    r = run(dir, ['plan', '-f', 'vms.yaml', '--detailed-exitcode']);
+    expect(r.code).toBe(2);
+    expect(r.stdout).toMatch(/drift/i);
+    expect(r.stdout).toMatch(/tiny/);
+    r = run(dir, ['apply', '-f', 'vms.yaml', '--auto-approve']);
+    expect(r.code).toBe(0);
+    expect(alive(pidOf(dir, 'tiny'))).toBe(true);
+
+    // concurrent applies: one holds the lock, the other fails at once naming it
+    const db = new Database(join(dir, 'state.db'));
+    db.prepare(
+      "INSERT INTO locks (id, pid, hostname, command, since, token) VALUES (1, ?, 'test', 'mvctl apply', ?, 'test')",
+    ).run(process.pid, new Date().toISOString());
+    db.close();
+    const t0 = Date.now();
+    r = run(dir, ['apply', '-f', 'vms.yaml', '--auto-approve']);
+    expect(r.code).toBe(1);
+    expect(Date.now() - t0).toBeLessThan(10_000);
+    expect(r.stderr).toMatch(new RegExp(`locked by \`mvctl apply\` \\(pid ${process.pid}`));
+    r = run(dir, ['force-unlock']);
+    expect(r.code).toBe(0);
+
+    // kill -9 of mvctl mid-apply: the state file stays intact and the next apply converges
+    manifests(dir, '48M');
+    const victim = spawn(
+      process.execPath,
+      [mvctl, 'apply', '-f', 'vms.yaml', '--auto-approve', '--state', join(dir, 'state.db')],
+      {
+        cwd: dir,
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
+    let out = '';
+    await new Promise<void>((resolve) => {
+      victim.stdout.on('data', (d: Buffer) => {
+        out += d.toString();
+        if (/destroying|creating/i.test(out)) {
+          victim.kill('SIGKILL');
+          resolve();
+        }
+      });
+      victim.on('close', () => resolve());
+    });
+    await new Promise((res) => victim.on('close', res));
+    const check = new Database(join(dir, 'state.db'), { readonly: true });
+    expect(check.pragma('integrity_check', { simple: true })).toBe('ok');
+    check.close();
+    r = run(dir, ['apply', '-f', 'vms.yaml', '--auto-approve']);
+    if (r.code !== 0 && /locked/.test(r.stderr)) {
+      expect(run(dir, ['force-unlock']).code).toBe(0);
+      r = run(dir, ['apply', '-f', 'vms.yaml', '--auto-approve']);
+    }
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    r = run(dir, ['plan', '-f', 'vms.yaml', '--detailed-exitcode']);
+    expect(r.code).toBe(0);
+
+    // destroy: processes gone, state empty, disk file removed
+    const pids = [pidOf(dir, 'linux'), pidOf(dir, 'tiny')];
+    r = run(dir, ['destroy', '--auto-approve']);
+    expect(r.code).toBe(0);
+    for (const p of pids) expect(alive(p)).toBe(false);
+    r = run(dir, ['state', 'list']);
+    expect(r.stdout.trim()).toBe('');
+    expect(existsSync(join(dir, 'disks', 'scratch.img'))).toBe(false);
+  }, 600_000);
+});
