@@ -32,7 +32,7 @@ guests: apt
 	./guests/build.sh > /dev/null
 
 demo: deps guests
-	node bin/mvisor.js -c examples/demo/vm.yaml
+	./scripts/demo.sh
 
 lint: npm
 	npx eslint .

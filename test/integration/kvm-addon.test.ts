@@ -158,6 +158,26 @@ describe.skipIf(!hasKvm())('KVM addon', () => {
     vm.close();
   });
 
+  it('IRQ lines and irqfds raise interrupt requests in the in-kernel PIC; MSIs can be signalled', async () => {
+    const vm = longModeVm([...hang]);
+    const a = vm.addon;
+    // kvm_irqchip: chip_id, pad, then struct kvm_pic_state { last_irr, irr, imr, ... }
+    const picIrr = () => vm.native.getState('irqchip', a.constants.KVM_IRQCHIP_PIC_MASTER!)[9]!;
+    expect(picIrr() & (1 << 5)).toBe(0);
+    vm.setIrq(5, true);
+    vm.setIrq(5, false);
+    expect(picIrr() & (1 << 5)).toBe(1 << 5);
+    const fd = a.eventfdCreate(0, true);
+    vm.native.irqfd(fd, 6);
+    a.eventfdWrite(fd, 1);
+    await new Promise((r) => setTimeout(r, 50)); // irqfd injection runs on a kernel worker
+    expect(picIrr() & (1 << 6)).toBe(1 << 6);
+    vm.native.irqfd(fd, 6, a.constants.KVM_IRQFD_FLAG_DEASSIGN!);
+    a.closeFd(fd);
+    expect(typeof vm.native.signalMsi(0xfee00000, 0, 0x30)).toBe('number');
+    vm.close();
+  });
+
   it('pauses a computing guest and resumes it', async () => {
     const vm = longModeVm([...hang], 2);
     const run = vm.run();
