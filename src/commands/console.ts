@@ -1,4 +1,4 @@
-import { Args, Command } from '@oclif/core';
+import { Args, Command, Flags } from '@oclif/core';
 import { createConnection } from 'node:net';
 import { existsSync } from 'node:fs';
 import { exitProcess, handleError, openState, stateFlag, UserError } from '../cli/common.js';
@@ -9,7 +9,14 @@ export default class Console extends Command {
   static override summary = "Attach this terminal to a VM's serial console (Ctrl-] detaches).";
   static override examples = ['<%= config.bin %> console web'];
   static override args = { name: Args.string({ required: true, description: 'VM name' }) };
-  static override flags = { state: stateFlag };
+  static override flags = {
+    state: stateFlag,
+    'exit-on-eof': Flags.boolean({
+      summary:
+        'Without a terminal: detach when standard input ends (default: keep printing until the VM stops).',
+      default: false,
+    }),
+  };
 
   async run(): Promise<void> {
     const { args, flags } = await this.parse(Console);
@@ -42,7 +49,7 @@ export default class Console extends Command {
       sock.on('data', (d) => process.stdout.write(d));
       sock.on('close', () => resolve());
       sock.on('error', (e) => reject(new UserError(`${path}: ${e.message}`)));
-      if (!raw) stdin.on('end', () => sock.end());
+      if (!raw && flags['exit-on-eof']) stdin.on('end', () => sock.end());
     }).finally(() => {
       if (raw) stdin.setRawMode(false);
       stdin.pause();

@@ -132,7 +132,7 @@ describe.skipIf(!hasKvm())('mvctl plan/apply/destroy end to end', () => {
       'the Linux VM to print its first kernel line',
     );
     // mvctl console shows what the tiny guest printed (the console socket keeps recent output)
-    r = run(dir, ['console', 'tiny'], '');
+    r = run(dir, ['console', 'tiny', '--exit-on-eof'], '');
     expect(r.code).toBe(0);
     expect(r.stdout).toContain('tiny-up');
 
