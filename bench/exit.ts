@@ -14,6 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { KvmVm } from '../src/vmm/core/kvm-vm.js';
 import { StderrLogger } from '../src/vmm/core/log.js';
 import { zeroRegs } from '../src/vmm/kvm/structs.js';
+import { setupLongModeBoot } from '../src/vmm/boot/pagetables.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 
@@ -30,23 +31,10 @@ export async function mvisorExitCost(n: number): Promise<number> {
   code.push(0xe6, 0x11); // out 0x11, al: done
   code.push(0xeb, 0xfe); // jmp $
   vm.mem.write(0x100000, Uint8Array.from(code));
-  const pt = vm.mem.dataView(0x2000, 0x3000);
-  pt.setBigUint64(0, 0x3000n | 7n, true);
-  pt.setBigUint64(0x1000, 0x4000n | 7n, true);
-  for (let i = 0; i < 512; i++) pt.setBigUint64(0x2000 + i * 8, (BigInt(i) << 21n) | 0x87n, true);
-  const s = vm.getSregs(0);
-  const seg = { base: 0n, limit: 0xffffffff, present: 1, dpl: 0, s: 1, g: 1, avl: 0, unusable: 0 };
-  s.cs = { ...seg, selector: 8, type: 0xb, db: 0, l: 1 };
-  s.ds = s.es = s.fs = s.gs = s.ss = { ...seg, selector: 0x10, type: 3, db: 1, l: 0 };
-  s.cr0 = 0x80010011n;
-  s.cr3 = 0x2000n;
-  s.cr4 = 0x20n;
-  s.efer = 0x500n;
-  vm.setSregs(0, s);
   const r = zeroRegs();
   r.rip = 0x100000n;
   r.rsp = 0x1ff000n;
-  vm.setRegs(0, r);
+  vm.setBootState(0, setupLongModeBoot(vm.mem), r);
   let count = 0;
   let t0 = 0n;
   vm.pio.register(

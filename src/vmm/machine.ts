@@ -9,7 +9,7 @@ import type { ResolvedCharSink, ResolvedDebugSink, ResolvedVmmConfig } from './c
 import { KvmVm, ExitCode, type VmStop } from './core/kvm-vm.js';
 import type { Device, DeviceContext, IoHandler } from './core/device.js';
 import type { Logger } from './core/log.js';
-import { zeroRegs, type Segment } from './kvm/structs.js';
+import { zeroRegs } from './kvm/structs.js';
 import { pcMemoryLayout, FOUR_GIB, BOOT_STACK_POINTER, type PcMemoryLayout } from './boot/layout.js';
 import { buildE820, type E820Entry } from './boot/e820.js';
 import { writeMpTable } from './boot/mptable.js';
@@ -17,12 +17,7 @@ import { isElf } from './boot/elf.js';
 import { isBzImage, loadBzImage } from './boot/bzimage.js';
 import { loadPvhKernel } from './boot/pvh.js';
 import { BootError } from './boot/errors.js';
-import {
-  setupLongModeBoot,
-  setupProtectedModeBoot,
-  type BootCpuState,
-  type SegmentDescriptor,
-} from './boot/pagetables.js';
+import { setupLongModeBoot, setupProtectedModeBoot, type BootCpuState } from './boot/pagetables.js';
 import type { InitrdImage } from './boot/loader.js';
 import { CmosRtc } from './chipset/cmos-rtc.js';
 import { PostPort } from './chipset/post-port.js';
@@ -60,10 +55,6 @@ export function pcGsiRoutes(c: Record<string, number>): Uint32Array {
   }
   for (let gsi = 16; gsi < 24; gsi++) routes.push(gsi, chip, 0, c.KVM_IRQCHIP_IOAPIC!, gsi, 0, 0);
   return Uint32Array.from(routes);
-}
-
-function toSegment(d: SegmentDescriptor): Segment {
-  return { ...d, base: BigInt(d.base), limit: d.limit >>> 0 };
 }
 
 export class PcMachine {
@@ -220,18 +211,7 @@ export class PcMachine {
     }
     regs.rsp = BigInt(BOOT_STACK_POINTER);
     regs.rflags = 2n;
-    const s = this.vm.getSregs(0);
-    s.cs = toSegment(boot.cs);
-    s.ds = s.es = s.fs = s.gs = s.ss = toSegment(boot.ds);
-    s.tr = toSegment(boot.tss);
-    s.gdt = { base: BigInt(boot.gdt.base), limit: boot.gdt.limit };
-    s.idt = { base: BigInt(boot.idt.base), limit: boot.idt.limit };
-    s.cr0 = BigInt(boot.cr0);
-    s.cr3 = BigInt(boot.cr3);
-    s.cr4 = BigInt(boot.cr4);
-    s.efer = BigInt(boot.efer);
-    this.vm.setSregs(0, s);
-    this.vm.setRegs(0, regs);
+    this.vm.setBootState(0, boot, regs);
   }
 
   async run(): Promise<VmStop> {

@@ -25,8 +25,10 @@ import {
   initialFpu,
   parseSregs,
   type Regs,
+  type Segment,
   type Sregs,
 } from '../kvm/structs.js';
+import type { BootCpuState, SegmentDescriptor } from '../boot/pagetables.js';
 import { applyCpuModel, cpuidForVcpu, decodeCpuid, encodeCpuid, type CpuModel } from '../cpu/cpuid.js';
 import { Bus, hex } from './bus.js';
 import type { AccessSize, IrqSink } from './device.js';
@@ -162,6 +164,26 @@ export class KvmVm implements IrqSink {
   }
   setRegs(i: number, r: Regs): void {
     this.vcpus[i]!.setState('regs', encodeRegs(r));
+  }
+
+  /**
+   * Puts vCPU `i` into a boot CPU state (control registers, flat segments,
+   * GDT/IDT from src/vmm/boot/pagetables.ts) with the given registers.
+   */
+  setBootState(i: number, boot: BootCpuState, regs: Regs): void {
+    const seg = (d: SegmentDescriptor): Segment => ({ ...d, base: BigInt(d.base), limit: d.limit >>> 0 });
+    const s = this.getSregs(i);
+    s.cs = seg(boot.cs);
+    s.ds = s.es = s.fs = s.gs = s.ss = seg(boot.ds);
+    s.tr = seg(boot.tss);
+    s.gdt = { base: BigInt(boot.gdt.base), limit: boot.gdt.limit };
+    s.idt = { base: BigInt(boot.idt.base), limit: boot.idt.limit };
+    s.cr0 = BigInt(boot.cr0);
+    s.cr3 = BigInt(boot.cr3);
+    s.cr4 = BigInt(boot.cr4);
+    s.efer = BigInt(boot.efer);
+    this.setSregs(i, s);
+    this.setRegs(i, regs);
   }
 
   /** Starts every vCPU thread; resolves when the VM stops. */
