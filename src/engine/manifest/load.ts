@@ -14,7 +14,18 @@
  */
 import { readFileSync, readdirSync, realpathSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import { LineCounter, isAlias, isMap, isNode, isScalar, isSeq, parseAllDocuments, type Document } from 'yaml';
+import { LineCounter, isScalar, parseAllDocuments, type Document } from 'yaml';
+import {
+  closest,
+  describeValue,
+  firstLine,
+  formatPath,
+  isRecord,
+  locateNode,
+  problem,
+  type RawProblem,
+  type Segment,
+} from '../../common/yaml-schema-errors.js';
 import {
   API_VERSION,
   KINDS,
@@ -25,20 +36,12 @@ import {
   type SourcePos,
 } from '../types.js';
 import { ManifestError, type ManifestProblem } from './errors.js';
-import {
-  checkSizeStrings,
-  closest,
-  describeValue,
-  explain,
-  isRecord,
-  problem,
-  type RawProblem,
-  type Segment,
-} from './explain.js';
+import { checkSizeStrings, explain } from './explain.js';
 import { normaliseSpec } from './normalise.js';
 import { ENVELOPE_URI, KIND_SCHEMA_URI } from './schemas.js';
 import { LOCAL_HOST, type NormalizedSpecs } from './types.js';
 
+export { formatPath } from '../../common/yaml-schema-errors.js';
 export { ManifestError, formatManifestProblem, type ManifestProblem } from './errors.js';
 export { isGrowOnly, updatePolicy, updateRule, type UpdateRule } from './schemas.js';
 export { canonicalCidr, canonicalCpu, parseDuration, resolveManifestPath } from './normalise.js';
@@ -495,63 +498,4 @@ function checkReferences(docs: readonly LoadedDoc[], problems: SortableProblem[]
       } else pciUsers.set(pciKey, d);
     }
   }
-}
-
-// ---------------------------------------------------------------------------
-// Source positions
-
-function locateNode(
-  doc: Document,
-  lc: LineCounter,
-  at: readonly Segment[],
-  atKey: boolean,
-): { line: number; col: number } {
-  let node: unknown = doc.contents;
-  let offset = rangeStart(node) ?? 0;
-  for (let i = 0; i < at.length; i++) {
-    if (isAlias(node)) node = node.resolve(doc);
-    const seg = at[i];
-    if (isMap(node)) {
-      const pair = node.items.find((p) => keyName(p.key) === String(seg));
-      if (!pair) break;
-      const last = i === at.length - 1;
-      if ((last && atKey) || !isNode(pair.value)) {
-        offset = rangeStart(pair.key) ?? offset;
-        break;
-      }
-      node = pair.value;
-    } else if (isSeq(node) && typeof seg === 'number') {
-      const item: unknown = node.items[seg];
-      if (!isNode(item)) break;
-      node = item;
-    } else {
-      break;
-    }
-    offset = rangeStart(node) ?? offset;
-  }
-  const pos = lc.linePos(offset);
-  return { line: pos.line, col: pos.col };
-}
-
-function rangeStart(n: unknown): number | undefined {
-  return isNode(n) && n.range ? n.range[0] : undefined;
-}
-
-function keyName(k: unknown): string {
-  if (isScalar(k)) return String(k.value);
-  return k === null || k === undefined ? '' : String(k);
-}
-
-/** `['spec', 'disks', 0, 'disk']` -> `spec.disks[0].disk`. */
-export function formatPath(path: readonly Segment[]): string {
-  let out = '';
-  for (const seg of path) {
-    if (typeof seg === 'number') out += `[${seg}]`;
-    else out += out === '' ? seg : `.${seg}`;
-  }
-  return out;
-}
-
-function firstLine(s: string): string {
-  return s.split('\n')[0]?.trim() ?? s;
 }

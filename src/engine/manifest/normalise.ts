@@ -14,7 +14,8 @@ import type { VfioAssignmentSpec } from '../../generated/manifests/vfio-assignme
 import type { Device, DebugSink, CharSink } from '../../generated/vmm-config.js';
 import { parseCpuSpec } from '../../vmm/config/load.js';
 import type { Kind } from '../types.js';
-import { hex, problem, sizeCheck, type RawProblem, type Segment } from './explain.js';
+import { hex, problem, type RawProblem, type Segment } from '../../common/yaml-schema-errors.js';
+import { sizeCheck } from './explain.js';
 import { kindDefinition, schemaAt, specField, vmmDefinition } from './schemas.js';
 import {
   LOCAL_HOST,

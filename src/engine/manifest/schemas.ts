@@ -18,36 +18,13 @@ import networkSchema from '../../../schema/manifests/network.schema.json' with {
 import vfioSchema from '../../../schema/manifests/vfio-assignment.schema.json' with { type: 'json' };
 import vmSchema from '../../../schema/manifests/virtual-machine.schema.json' with { type: 'json' };
 import vmmConfigSchema from '../../../schema/vmm-config.schema.json' with { type: 'json' };
+import {
+  EXPLAIN_AJV_OPTIONS,
+  escapePointer,
+  schemaNodeAt,
+  type SchemaNode,
+} from '../../common/yaml-schema-errors.js';
 import type { Kind, UpdatePolicy, UpdatePolicyFn } from '../types.js';
-
-/** The part of JSON Schema (draft-07) the manifest code reads. */
-export interface SchemaNode {
-  $id?: string;
-  $ref?: string;
-  title?: string;
-  description?: string;
-  type?: string | readonly string[];
-  enum?: readonly unknown[];
-  const?: unknown;
-  default?: unknown;
-  pattern?: string;
-  minLength?: number;
-  maxLength?: number;
-  minimum?: number;
-  maximum?: number;
-  multipleOf?: number;
-  properties?: Readonly<Record<string, SchemaNode>>;
-  required?: readonly string[];
-  additionalProperties?: boolean | SchemaNode;
-  propertyNames?: SchemaNode;
-  items?: SchemaNode;
-  oneOf?: readonly SchemaNode[];
-  anyOf?: readonly SchemaNode[];
-  definitions?: Readonly<Record<string, SchemaNode>>;
-  'x-mvisor-update'?: string;
-  'x-mvisor-grow-only'?: boolean;
-  'x-mvisor-expected'?: string;
-}
 
 /** Schema URI: `<$id>#<json pointer>` (the pointer is '' for a schema's root). */
 export type SchemaUri = string;
@@ -116,10 +93,6 @@ function splitUri(uri: SchemaUri): { id: string; pointer: string } {
   return hash < 0 ? { id: uri, pointer: '' } : { id: uri.slice(0, hash), pointer: uri.slice(hash + 1) };
 }
 
-export function escapePointer(seg: string): string {
-  return seg.replace(/~/g, '~0').replace(/\//g, '~1');
-}
-
 /** `childUri(u, 'properties', 'memory')` is the URI of `u`'s property `memory`. */
 export function childUri(uri: SchemaUri, ...segs: readonly (string | number)[]): SchemaUri {
   const base = uri.includes('#') ? uri : `${uri}#`;
@@ -129,16 +102,9 @@ export function childUri(uri: SchemaUri, ...segs: readonly (string | number)[]):
 /** The schema node at a URI. Throws for a URI that names nothing (an internal error). */
 export function schemaAt(uri: SchemaUri): SchemaNode {
   const { id, pointer } = splitUri(uri);
-  let node: unknown = BY_ID.get(id);
-  if (node === undefined) throw new Error(`internal: unknown schema ${id}`);
-  for (const raw of pointer.split('/').slice(1)) {
-    const seg = raw.replace(/~1/g, '/').replace(/~0/g, '~');
-    if (typeof node !== 'object' || node === null || !(seg in node)) {
-      throw new Error(`internal: no schema at ${uri}`);
-    }
-    node = (node as Record<string, unknown>)[seg];
-  }
-  return node as SchemaNode;
+  const root = BY_ID.get(id);
+  if (root === undefined) throw new Error(`internal: unknown schema ${id}`);
+  return schemaNodeAt(root, pointer, uri);
 }
 
 /** Resolves a `$ref` found in the schema at `from`. */
@@ -185,7 +151,7 @@ const validators = new Map<SchemaUri, ValidateFunction>();
 
 function getAjv(): Ajv {
   if (!ajv) {
-    ajv = new Ajv({ allErrors: true, verbose: true, allowUnionTypes: true, strict: true });
+    ajv = new Ajv(EXPLAIN_AJV_OPTIONS);
     ajv.addVocabulary([...ANNOTATIONS]);
     for (const s of SCHEMAS) ajv.addSchema(s);
   }

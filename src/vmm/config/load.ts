@@ -5,17 +5,31 @@
  * `ResolvedVmmConfig` (sizes in bytes, absolute paths, defaults filled).
  *
  * Every problem becomes one line `file:line:col: field.path: message` of a
- * `ConfigError`. Ajv's raw errors for unions (`oneOf`) are unreadable, so a
- * failing union is explained by picking the alternative the user obviously
- * meant (by value type, by a `const` discriminator such as `class`, or by
- * the keys present) and re-validating against that alternative alone.
+ * `ConfigError`; schema errors are explained (and located in the YAML) by
+ * src/common/yaml-schema-errors.ts, which the manifest loader uses too.
  */
 import { accessSync, constants as fsConstants, readFileSync, statSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
-import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
-import { LineCounter, isAlias, isMap, isNode, isScalar, isSeq, parseDocument, type Document } from 'yaml';
+import { Ajv, type ValidateFunction } from 'ajv';
+import { LineCounter, parseDocument } from 'yaml';
 import schemaJson from '../../../schema/vmm-config.schema.json' with { type: 'json' };
+import {
+  EXPLAIN_AJV_OPTIONS,
+  createSchemaErrorExplainer,
+  describeValue,
+  escapePointer,
+  firstLine,
+  formatPath,
+  hex,
+  isRecord,
+  locateNode,
+  problem,
+  schemaNodeAt,
+  type RawProblem,
+  type SchemaNode,
+  type Segment,
+} from '../../common/yaml-schema-errors.js';
 import type {
   CharSink,
   DebugConsoleDevice,
@@ -95,12 +109,13 @@ export function parseVmmConfig(text: string, path: string): ResolvedVmmConfig {
   }
 
   const toProblem = (p: RawProblem): ConfigProblem => {
-    const pos = locate(doc, lineCounter, p.at, p.atKey);
+    const pos = locateNode(doc, lineCounter, p.at, p.atKey);
     return { ...at(pos.line, pos.col), path: formatPath(p.path), message: p.message };
   };
 
   const validate = rootValidator();
-  if (!validate(data)) throw new ConfigError(sortProblems(dedupe(explain('', data, []).map(toProblem))));
+  if (!validate(data))
+    throw new ConfigError(sortProblems(dedupe(explainer.explain('', data).map(toProblem))));
 
   const problems: RawProblem[] = [];
   const resolved = normalise(data, resolvePath(path), problems);
@@ -143,44 +158,12 @@ export function parseCpuSpec(spec: string): ResolvedCpu {
 // ---------------------------------------------------------------------------
 // Schema access
 
-interface SchemaNode {
-  $id?: string;
-  $ref?: string;
-  title?: string;
-  description?: string;
-  type?: string | readonly string[];
-  enum?: readonly unknown[];
-  const?: unknown;
-  default?: unknown;
-  pattern?: string;
-  minLength?: number;
-  maxLength?: number;
-  minimum?: number;
-  maximum?: number;
-  multipleOf?: number;
-  properties?: Readonly<Record<string, SchemaNode>>;
-  required?: readonly string[];
-  additionalProperties?: boolean;
-  items?: SchemaNode;
-  oneOf?: readonly SchemaNode[];
-  anyOf?: readonly SchemaNode[];
-  definitions?: Readonly<Record<string, SchemaNode>>;
-}
-
 const SCHEMA: SchemaNode = schemaJson;
 const SCHEMA_ID = SCHEMA.$id ?? 'vmm-config';
 
 /** The schema node at a JSON pointer ('' is the root). */
 function schemaAt(pointer: string): SchemaNode {
-  let node: unknown = SCHEMA;
-  for (const raw of pointer.split('/').slice(1)) {
-    const seg = raw.replace(/~1/g, '/').replace(/~0/g, '~');
-    if (typeof node !== 'object' || node === null || !(seg in node)) {
-      throw new Error(`internal: no schema at ${pointer}`);
-    }
-    node = (node as Record<string, unknown>)[seg];
-  }
-  return node as SchemaNode;
+  return schemaNodeAt(SCHEMA, pointer);
 }
 
 /** Follows `$ref`s (local ones only: `#/definitions/...`) to the pointer of the real schema. */
@@ -194,8 +177,9 @@ function deref(pointer: string): string {
   throw new Error(`internal: $ref loop at ${pointer}`);
 }
 
-function escapePointer(seg: string): string {
-  return seg.replace(/~/g, '~0').replace(/\//g, '~1');
+/** The pointer of a node below the one at `pointer` (`childPointer(p, 'properties', 'memory')`). */
+function childPointer(pointer: string, ...segs: readonly Segment[]): string {
+  return pointer + segs.map((s) => `/${escapePointer(String(s))}`).join('');
 }
 
 let ajv: Ajv | undefined;
@@ -203,7 +187,7 @@ const validators = new Map<string, ValidateFunction>();
 
 function getAjv(): Ajv {
   if (!ajv) {
-    ajv = new Ajv({ allErrors: true, verbose: true, allowUnionTypes: true, strict: true });
+    ajv = new Ajv(EXPLAIN_AJV_OPTIONS);
     ajv.addSchema(schemaJson, SCHEMA_ID);
   }
   return ajv;
@@ -229,453 +213,30 @@ function validatorAt(pointer: string): ValidateFunction {
 // ---------------------------------------------------------------------------
 // Explaining validation errors
 
-type Segment = string | number;
-
-interface RawProblem {
-  /** Field path shown in the message. */
-  path: Segment[];
-  /** Where to point in the YAML (closest existing node is used). */
-  at: Segment[];
-  /** Point at the key of the last segment rather than its value. */
-  atKey: boolean;
-  message: string;
-}
-
-function problem(path: Segment[], message: string, at: Segment[] = path, atKey = false): RawProblem {
-  return { path, at, atKey, message };
-}
-
-/** Problems of `data` (found at `base`) against the schema at `pointer`. */
-function explain(pointer: string, data: unknown, base: Segment[]): RawProblem[] {
-  const validate = validatorAt(pointer);
-  if (validate(data)) return [];
-  const errors = validate.errors ?? [];
-  const out: RawProblem[] = [];
-  const unionPaths: Segment[][] = [];
-
-  const unions = errors
-    .filter(isUnionError)
-    .map((e) => ({ e, rel: instanceSegments(e.instancePath, data) }))
-    .sort((a, b) => a.rel.length - b.rel.length);
-  for (const { e, rel } of unions) {
-    if (unionPaths.some((u) => isPrefix(u, rel))) continue;
-    unionPaths.push(rel);
-    const unionPointer = schemaPointerAt(pointer, data, rel);
-    const path = [...base, ...rel];
-    out.push(
-      ...(unionPointer === undefined
-        ? [problem(path, e.message ?? 'invalid value')]
-        : explainUnion(unionPointer, valueAt(data, rel), path, e)),
-    );
-  }
-  for (const e of errors) {
-    if (isUnionError(e)) continue;
-    const rel = instanceSegments(e.instancePath, data);
-    if (unionPaths.some((u) => isPrefix(u, rel))) continue;
-    out.push(explainError(e, [...base, ...rel]));
-  }
-  return out;
-}
-
-function isUnionError(e: ErrorObject): boolean {
-  return e.keyword === 'oneOf' || e.keyword === 'anyOf';
-}
-
-type BranchChoice =
-  | { kind: 'branch'; index: number }
-  | { kind: 'unknownTag'; tag: string; known: unknown[] }
-  | { kind: 'missingTag'; tag: string; known: unknown[] }
-  | { kind: 'none' };
-
-function unionKey(node: SchemaNode): 'oneOf' | 'anyOf' | undefined {
-  return node.oneOf ? 'oneOf' : node.anyOf ? 'anyOf' : undefined;
-}
-
-function branchPointers(pointer: string): string[] {
-  const node = schemaAt(pointer);
-  const key = unionKey(node);
-  return key ? (node[key] ?? []).map((_, i) => `${pointer}/${key}/${i}`) : [];
-}
-
-function explainUnion(pointer: string, value: unknown, path: Segment[], e: ErrorObject): RawProblem[] {
-  const branches = branchPointers(pointer);
-  const passing: unknown = e.params.passingSchemas;
-  if (Array.isArray(passing)) return [problem(path, 'matches more than one of the allowed forms')];
-  const choice = chooseBranch(branches, value);
-  const mismatch = () =>
-    problem(path, `expected ${describeAlternatives(branches)}, got ${describeValue(value, path)}`);
-  switch (choice.kind) {
-    case 'branch': {
-      const branch = branches[choice.index] ?? '';
-      if (isLiteral(schemaAt(deref(branch)))) return [mismatch()];
-      const inner = explain(branch, value, path);
-      return inner.length > 0 ? inner : [mismatch()];
-    }
-    case 'unknownTag': {
-      const noun = definitionName(pointer);
-      const given = isRecord(value) ? value[choice.tag] : undefined;
-      return [
-        problem(
-          [...path, choice.tag],
-          `unknown ${noun ? `${noun} ` : ''}${choice.tag} ${describeValue(given, path)} ` +
-            `(known: ${choice.known.map(String).join(', ')})`,
-        ),
-      ];
-    }
-    case 'missingTag':
-      return [
-        problem(
-          [...path, choice.tag],
-          `missing required field (one of: ${choice.known.map(String).join(', ')})`,
-          path,
-        ),
-      ];
-    case 'none':
-      return [mismatch()];
-  }
-}
-
-/** `Device` for `/definitions/Device` (lower-cased, for messages), else ''. */
-function definitionName(pointer: string): string {
-  const m = /^\/definitions\/([^/]+)$/.exec(pointer);
-  return m?.[1] ? m[1].replace(/([a-z])([A-Z])/g, '$1 $2').toLowerCase() : '';
-}
-
-/** Picks the alternative of a union that `value` was evidently meant to be. */
-function chooseBranch(branches: string[], value: unknown): BranchChoice {
-  const kind = jsonKind(value);
-  const nodes = branches.map((b) => schemaAt(deref(b)));
-  const candidates = nodes.map((n, i) => ({ n, i })).filter(({ n }) => acceptsKind(n, kind));
-  if (isRecord(value)) {
-    const first = candidates[0]?.n;
-    const tag = Object.keys(first?.properties ?? {}).find((k) =>
-      candidates.every(({ n }) => n.properties?.[k]?.const !== undefined),
-    );
-    if (tag !== undefined) {
-      const known = candidates.map(({ n }) => n.properties?.[tag]?.const);
-      if (!(tag in value)) return { kind: 'missingTag', tag, known };
-      const hit = candidates.find(({ n }) => n.properties?.[tag]?.const === value[tag]);
-      return hit ? { kind: 'branch', index: hit.i } : { kind: 'unknownTag', tag, known };
-    }
-    const withRequired = candidates.filter(({ n }) => (n.required ?? []).every((k) => k in value));
-    if (withRequired.length === 1 && withRequired[0]) return { kind: 'branch', index: withRequired[0].i };
-  }
-  if (candidates.length === 1 && candidates[0]) return { kind: 'branch', index: candidates[0].i };
-  return { kind: 'none' };
-}
-
-function isLiteral(n: SchemaNode): boolean {
-  return (n.enum !== undefined || n.const !== undefined) && n.properties === undefined;
-}
-
-type JsonKind = 'null' | 'boolean' | 'integer' | 'number' | 'string' | 'array' | 'object';
-
-function jsonKind(v: unknown): JsonKind {
-  if (v === null || v === undefined) return 'null';
-  if (Array.isArray(v)) return 'array';
-  if (typeof v === 'number') return Number.isInteger(v) ? 'integer' : 'number';
-  if (typeof v === 'string') return 'string';
-  if (typeof v === 'boolean') return 'boolean';
-  return 'object';
-}
-
-function acceptsKind(n: SchemaNode, kind: JsonKind): boolean {
-  let types: readonly string[];
-  if (n.type !== undefined) types = typeof n.type === 'string' ? [n.type] : n.type;
-  else if (n.enum !== undefined) types = n.enum.map(jsonKind);
-  else if (n.const !== undefined) types = [jsonKind(n.const)];
-  else return true;
-  return types.includes(kind) || (kind === 'integer' && types.includes('number'));
-}
-
-function describeAlternatives(branches: string[]): string {
-  const parts: string[] = [];
-  for (const b of branches) {
-    const n = schemaAt(deref(b));
-    if (n.enum) parts.push(...n.enum.map((v) => JSON.stringify(v)));
-    else if (n.const !== undefined) parts.push(JSON.stringify(n.const));
-    else if (n.properties) {
-      const keys = n.required?.length ? n.required : Object.keys(n.properties);
-      parts.push(`{${keys.map((k) => `${k}: ...`).join(', ')}}`);
-    } else {
-      const types = typeof n.type === 'string' ? [n.type] : (n.type ?? ['value']);
-      parts.push(...types.map(typeName));
-    }
-  }
-  return joinOr(parts);
-}
-
-function joinOr(parts: readonly string[]): string {
-  if (parts.length <= 1) return parts[0] ?? '';
-  return `${parts.slice(0, -1).join(', ')} or ${parts[parts.length - 1]}`;
-}
-
-function typeName(t: string): string {
-  switch (t) {
-    case 'integer':
-      return 'an integer';
-    case 'object':
-      return 'a mapping';
-    case 'array':
-      return 'a list';
-    case 'null':
-      return 'null';
-    default:
-      return `a ${t}`;
-  }
-}
-
-function describeValue(v: unknown, path: readonly Segment[] = []): string {
-  if (v === null || v === undefined) return 'nothing (null)';
-  if (typeof v === 'string') return JSON.stringify(v.length > 60 ? `${v.slice(0, 57)}...` : v);
-  if (typeof v === 'number') {
-    return path[path.length - 1] === 'port' && Number.isInteger(v) && v >= 0 ? hex(v) : String(v);
-  }
-  if (typeof v === 'boolean') return String(v);
-  if (Array.isArray(v)) return v.length === 0 ? 'an empty list' : 'a list';
-  if (isRecord(v)) {
-    const keys = Object.keys(v);
-    return keys.length === 0 ? 'an empty mapping' : `a mapping with ${keys.join(', ')}`;
-  }
-  return typeof v;
-}
-
-function hex(n: number): string {
-  return `0x${n.toString(16)}`;
-}
-
-/** One readable message for one (non-union) ajv error. */
-function explainError(e: ErrorObject, path: Segment[]): RawProblem {
-  const parent = e.parentSchema as SchemaNode | undefined;
-  const data: unknown = e.data;
-  const params: Record<string, unknown> = e.params;
-  const isSize = parent?.pattern === SIZE_PATTERN;
-  switch (e.keyword) {
-    case 'required':
-      return problem([...path, String(params.missingProperty)], 'missing required field', path);
-    case 'additionalProperties': {
-      const name = String(params.additionalProperty);
-      const known = Object.keys(parent?.properties ?? {});
-      return problem([...path, name], unknownFieldMessage(name, known), [...path, name], true);
-    }
-    case 'type':
-      if (path.length === 0 && (data === null || data === undefined)) {
-        return problem(path, 'the config is empty (expected a mapping with at least name and kernel)');
+const explainer = createSchemaErrorExplainer(
+  { schemaAt, deref, child: childPointer, validatorAt },
+  {
+    sizes: { pattern: SIZE_PATTERN, parse: parseSize, format: formatSize, example: '128M' },
+    patternMessage: (pattern, data) => {
+      if (pattern === schemaAt('/definitions/CpuSpec').pattern && typeof data === 'string') {
+        try {
+          parseCpuSpec(data);
+        } catch (err) {
+          return err instanceof Error ? err.message : String(err);
+        }
       }
-      if (isSize) return problem(path, sizeCheck(data, parent).problem ?? 'invalid size');
-      return problem(
-        path,
-        `expected ${joinOr(asStrings(params.type).map(typeName))}, got ${describeValue(data)}`,
-      );
-    case 'enum': {
-      const allowed = Array.isArray(params.allowedValues) ? params.allowedValues : [];
-      const shown = allowed.map((v: unknown) => describeValue(v, path));
-      const msg =
-        shown.length === 1
-          ? `expected ${shown[0]} (the only supported value)`
-          : `expected one of ${shown.join(', ')}`;
-      return problem(path, `${msg}, got ${describeValue(data, path)}`);
-    }
-    case 'const':
-      return problem(
-        path,
-        `expected ${describeValue(params.allowedValue, path)}, got ${describeValue(data, path)}`,
-      );
-    case 'pattern':
-      return problem(path, patternMessage(String(params.pattern), data, parent));
-    case 'minimum':
-    case 'maximum':
-    case 'exclusiveMinimum':
-    case 'exclusiveMaximum':
-      if (isSize) return problem(path, sizeCheck(data, parent).problem ?? 'invalid size');
-      return problem(
-        path,
-        `must be ${String(params.comparison)} ${String(params.limit)}, got ${describeValue(data)}`,
-      );
-    case 'multipleOf':
-      if (isSize) return problem(path, sizeCheck(data, parent).problem ?? 'invalid size');
-      return problem(path, `must be a multiple of ${String(params.multipleOf)}, got ${describeValue(data)}`);
-    case 'minLength':
-      return problem(
-        path,
-        params.limit === 1 ? 'must not be empty' : `must be at least ${String(params.limit)} characters long`,
-      );
-    case 'maxLength':
-      return problem(
-        path,
-        `too long: ${typeof data === 'string' ? data.length : '?'} characters (at most ${String(params.limit)})`,
-      );
-    default:
-      return problem(path, e.message ?? `invalid (${e.keyword})`);
-  }
-}
-
-function asStrings(v: unknown): string[] {
-  if (Array.isArray(v)) return v.map(String);
-  return typeof v === 'string' ? v.split(',') : [];
-}
-
-function patternMessage(pattern: string, data: unknown, parent: SchemaNode | undefined): string {
-  const text = describeValue(data);
-  if (pattern === SIZE_PATTERN) return sizeCheck(data, parent).problem ?? `invalid size ${text}`;
-  if (pattern === schemaAt('/definitions/CpuSpec').pattern && typeof data === 'string') {
-    try {
-      parseCpuSpec(data);
-    } catch (err) {
-      return err instanceof Error ? err.message : String(err);
-    }
-  }
-  if (pattern === schemaAt('/definitions/CpuObject/properties/features/items').pattern) {
-    return `invalid CPU feature ${text}: expected +name or -name`;
-  }
-  if (pattern === schemaAt('/properties/name').pattern) {
-    return `invalid name ${text}: use 1-63 lowercase letters, digits or '-', starting with a letter or digit`;
-  }
-  return `invalid value ${text} (must match ${pattern})`;
-}
-
-function unknownFieldMessage(name: string, known: readonly string[]): string {
-  const close = known
-    .map((k) => ({ k, d: editDistance(name.toLowerCase(), k.toLowerCase()) }))
-    .filter(({ d }) => d <= Math.max(1, Math.min(2, Math.floor(name.length / 3))))
-    .sort((a, b) => a.d - b.d)[0];
-  if (close) return `unknown field (did you mean ${JSON.stringify(close.k)}?)`;
-  return `unknown field (known fields: ${known.join(', ')})`;
-}
-
-function editDistance(a: string, b: string): number {
-  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    const cur = [i];
-    for (let j = 1; j <= b.length; j++) {
-      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
-      cur[j] = Math.min((prev[j] ?? 0) + 1, (cur[j - 1] ?? 0) + 1, (prev[j - 1] ?? 0) + cost);
-    }
-    prev = cur;
-  }
-  return prev[b.length] ?? 0;
-}
-
-/** Converts an ajv instancePath (`/devices/0/port`) into segments (array indices as numbers). */
-function instanceSegments(instancePath: string, data: unknown): Segment[] {
-  if (instancePath === '') return [];
-  const out: Segment[] = [];
-  let cur: unknown = data;
-  for (const raw of instancePath.split('/').slice(1)) {
-    const seg = raw.replace(/~1/g, '/').replace(/~0/g, '~');
-    const s: Segment = Array.isArray(cur) && /^[0-9]+$/.test(seg) ? Number(seg) : seg;
-    out.push(s);
-    cur = child(cur, s);
-  }
-  return out;
-}
-
-function child(v: unknown, seg: Segment): unknown {
-  if (Array.isArray(v) && typeof seg === 'number') return v[seg];
-  if (isRecord(v)) return v[String(seg)];
-  return undefined;
-}
-
-function valueAt(v: unknown, path: readonly Segment[]): unknown {
-  return path.reduce<unknown>((cur, seg) => child(cur, seg), v);
-}
-
-function isPrefix(prefix: readonly Segment[], path: readonly Segment[]): boolean {
-  return prefix.length <= path.length && prefix.every((s, i) => s === path[i]);
-}
-
-/**
- * The pointer of the schema that applies to the value at `rel` below the
- * value validated by the schema at `pointer` (through properties, items, and
- * the alternative of any union on the way that the value satisfies).
- */
-function schemaPointerAt(pointer: string, data: unknown, rel: readonly Segment[]): string | undefined {
-  let p = deref(pointer);
-  let d = data;
-  for (const seg of rel) {
-    p = throughUnions(p, d);
-    const node = schemaAt(p);
-    if (typeof seg === 'number' && node.items) p = deref(`${p}/items`);
-    else if (typeof seg === 'string' && node.properties?.[seg])
-      p = deref(`${p}/properties/${escapePointer(seg)}`);
-    else return undefined;
-    d = child(d, seg);
-  }
-  return p;
-}
-
-function throughUnions(pointer: string, value: unknown): string {
-  for (let depth = 0; depth < 8 && unionKey(schemaAt(pointer)); depth++) {
-    const branches = branchPointers(pointer);
-    const valid = branches.find((b) => validatorAt(b)(value));
-    let next = valid;
-    if (next === undefined) {
-      const choice = chooseBranch(branches, value);
-      next = choice.kind === 'branch' ? branches[choice.index] : undefined;
-    }
-    if (next === undefined) return pointer;
-    pointer = deref(next);
-  }
-  return pointer;
-}
-
-// ---------------------------------------------------------------------------
-// Source positions
-
-function locate(
-  doc: Document,
-  lc: LineCounter,
-  at: readonly Segment[],
-  atKey: boolean,
-): { line: number; col: number } {
-  let node: unknown = doc.contents;
-  let offset = rangeStart(node) ?? 0;
-  for (let i = 0; i < at.length; i++) {
-    if (isAlias(node)) node = node.resolve(doc);
-    const seg = at[i];
-    if (isMap(node)) {
-      const pair = node.items.find((p) => keyName(p.key) === String(seg));
-      if (!pair) break;
-      const last = i === at.length - 1;
-      if ((last && atKey) || !isNode(pair.value)) {
-        offset = rangeStart(pair.key) ?? offset;
-        break;
+      const text = describeValue(data);
+      if (pattern === schemaAt('/definitions/CpuObject/properties/features/items').pattern) {
+        return `invalid CPU feature ${text}: expected +name or -name`;
       }
-      node = pair.value;
-    } else if (isSeq(node) && typeof seg === 'number') {
-      const item: unknown = node.items[seg];
-      if (!isNode(item)) break;
-      node = item;
-    } else {
-      break;
-    }
-    offset = rangeStart(node) ?? offset;
-  }
-  const pos = lc.linePos(offset);
-  return { line: pos.line, col: pos.col };
-}
-
-function rangeStart(n: unknown): number | undefined {
-  return isNode(n) && n.range ? n.range[0] : undefined;
-}
-
-function keyName(k: unknown): string {
-  if (isScalar(k)) return String(k.value);
-  return k === null || k === undefined ? '' : String(k);
-}
-
-function formatPath(path: readonly Segment[]): string {
-  let out = '';
-  for (const seg of path) {
-    if (typeof seg === 'number') out += `[${seg}]`;
-    else out += out === '' ? seg : `.${seg}`;
-  }
-  return out;
-}
-
-function firstLine(s: string): string {
-  return s.split('\n')[0]?.trim() ?? s;
-}
+      if (pattern === schemaAt('/properties/name').pattern) {
+        return `invalid name ${text}: use 1-63 lowercase letters, digits or '-', starting with a letter or digit`;
+      }
+      return undefined;
+    },
+    emptyDocument: 'the config is empty (expected a mapping with at least name and kernel)',
+  },
+);
 
 function dedupe(problems: ConfigProblem[]): ConfigProblem[] {
   const seen = new Set<string>();
@@ -691,43 +252,8 @@ function sortProblems(problems: ConfigProblem[]): ConfigProblem[] {
   return [...problems].sort((a, b) => (a.line ?? 0) - (b.line ?? 0) || (a.col ?? 0) - (b.col ?? 0));
 }
 
-function isRecord(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
 // ---------------------------------------------------------------------------
 // Normalisation (on schema-valid data)
-
-interface SizeCheck {
-  bytes?: number;
-  problem?: string;
-}
-
-/** Parses a size and checks it against a size schema's minimum, maximum and multipleOf. */
-function sizeCheck(value: unknown, schema: SchemaNode | undefined): SizeCheck {
-  if (typeof value !== 'string' && typeof value !== 'number') {
-    return { problem: `expected a size (bytes, or a string such as 128M), got ${describeValue(value)}` };
-  }
-  let bytes: number;
-  try {
-    bytes = parseSize(value);
-  } catch (e) {
-    return { problem: e instanceof Error ? e.message : String(e) };
-  }
-  const pretty = formatSize(bytes);
-  const shown =
-    typeof value === 'string' ? value : pretty === `${value} bytes` ? pretty : `${value} bytes (${pretty})`;
-  if (schema?.minimum !== undefined && bytes < schema.minimum) {
-    return { problem: `${shown} is too small (minimum ${formatSize(schema.minimum)})` };
-  }
-  if (schema?.maximum !== undefined && bytes > schema.maximum) {
-    return { problem: `${shown} is too large (maximum ${formatSize(schema.maximum)})` };
-  }
-  if (schema?.multipleOf !== undefined && bytes % schema.multipleOf !== 0) {
-    return { problem: `${shown} is not a multiple of ${formatSize(schema.multipleOf)}` };
-  }
-  return { bytes };
-}
 
 const CPU_MODELS: readonly CpuModel[] = ['host', 'baseline'];
 const FEATURE_RE = /^[+-][a-z0-9][a-z0-9_.-]*$/;
@@ -779,7 +305,10 @@ function normalise(config: VmmConfig, configPath: string, problems: RawProblem[]
   const baseDir = dirname(configPath);
   const abs = (p: string) => resolvePath(baseDir, p);
 
-  const memory = sizeCheck(config.memory ?? VMM_CONFIG_DEFAULTS.memory, schemaAt('/definitions/MemorySize'));
+  const memory = explainer.sizeCheck(
+    config.memory ?? VMM_CONFIG_DEFAULTS.memory,
+    schemaAt('/definitions/MemorySize'),
+  );
   if (memory.problem !== undefined) problems.push(problem(['memory'], memory.problem));
 
   let cpu: ResolvedCpu = { model: 'host', features: {} };
