@@ -45,7 +45,9 @@ struct RamRegion {
 // 64 bytes per vCPU (no false sharing), visible to JavaScript as an
 // Int32Array: [0] state, [1] kind, [2] errno, [3] sleeping.
 enum MailboxState : int32_t { kRunning = 0, kPending = 1, kDone = 2 };
-enum MailboxKind : int32_t { kKvmExit = 0, kPaused = 1, kRunError = 2, kStopped = 3 };
+// kParked: a paused vCPU whose Paused post JavaScript has already taken;
+// Pump() skips it until complete() releases it.
+enum MailboxKind : int32_t { kKvmExit = 0, kPaused = 1, kRunError = 2, kStopped = 3, kParked = 4 };
 struct alignas(64) Mailbox {
   std::atomic<int32_t> state{kRunning};
   int32_t kind = kKvmExit;
@@ -117,6 +119,8 @@ class Vm : public Napi::ObjectWrap<Vm> {
   int fd_ = -1;
   Napi::ObjectReference kvm_ref_;
   std::vector<std::shared_ptr<RamRegion>> ram_;
+  // Memory slot sizes, to check dirty-log bitmaps against.
+  std::vector<uint64_t> slot_sizes_;
   std::vector<std::shared_ptr<VcpuCore>> vcpus_;
   Mailbox* mailboxes_ = nullptr;
   std::shared_ptr<void> mailbox_owner_;

@@ -188,7 +188,12 @@ Napi::Value Vm::SetMemoryRegion(const Napi::CallbackInfo& info) {
     }
     r.userspace_addr = reinterpret_cast<uint64_t>(ram_[id]->base + off);
   }
-  if (Ioctl(fd_, KVM_SET_USER_MEMORY_REGION, &r) < 0) ThrowErrno(env, "KVM_SET_USER_MEMORY_REGION", errno);
+  if (Ioctl(fd_, KVM_SET_USER_MEMORY_REGION, &r) < 0) {
+    ThrowErrno(env, "KVM_SET_USER_MEMORY_REGION", errno);
+    return env.Undefined();
+  }
+  if (slot_sizes_.size() <= (slot & 0xffff)) slot_sizes_.resize((slot & 0xffff) + 1, 0);
+  slot_sizes_[slot & 0xffff] = size;
   return env.Undefined();
 }
 
@@ -198,8 +203,13 @@ Napi::Value Vm::GetDirtyLog(const Napi::CallbackInfo& info) {
   uint8_t* data;
   size_t len;
   if (!ArgU32(info, 0, "slot", &slot) || !ArgBytes(info, 1, "bitmap", &data, &len)) return env.Undefined();
-  if (len % 8) {
-    ThrowRange(env, "dirty bitmap length must be a multiple of 8 bytes");
+  uint64_t pages = slot < slot_sizes_.size() ? slot_sizes_[slot] / 4096 : 0;
+  if (pages == 0) {
+    ThrowRange(env, "no memory slot " + std::to_string(slot));
+    return env.Undefined();
+  }
+  if (len % 8 || len < ((pages + 63) / 64) * 8) {
+    ThrowRange(env, "dirty bitmap must be a multiple of 8 bytes, at least one bit per page of the slot");
     return env.Undefined();
   }
   kvm_dirty_log d{};
@@ -494,6 +504,12 @@ static void* VcpuThread(void* p) {
   pthread_sigmask(SIG_UNBLOCK, &set, nullptr);
   while (!c->stop_req.load()) {
     if (c->pause_req.load()) {
+      // Let KVM finish the I/O or MMIO instruction JavaScript just answered
+      // (it does so on the next KVM_RUN, which immediate_exit makes return
+      // at once), so the state read while paused is between instructions.
+      c->run->immediate_exit = 1;
+      ioctl(c->fd, KVM_RUN, 0);
+      c->run->immediate_exit = 0;
       vm->Post(c, kPaused, 0);
       continue;
     }
@@ -534,8 +550,12 @@ int32_t Vm::ScanPending() {
   uint32_t n = static_cast<uint32_t>(vcpus_.size());
   for (uint32_t k = 0; k < n; k++) {
     uint32_t i = (scan_start_ + k) % n;
-    if (mailboxes_[i].state.load(std::memory_order_acquire) == kPending) {
+    Mailbox& m = mailboxes_[i];
+    if (m.state.load(std::memory_order_acquire) == kPending && m.kind != kParked) {
       scan_start_ = i + 1;
+      // A pause is reported once; then the vCPU stays parked without
+      // being handed out again (no busy loop while the VM is paused).
+      if (m.kind == kPaused) m.kind = kParked;
       return static_cast<int32_t>(i);
     }
   }

@@ -84,7 +84,12 @@ export class UserError extends Error {}
 
 /** Prints an engine error without a stack trace (unless DEBUG) and exits 1. */
 export async function handleError(cmd: Command, err: Error & { oclif?: { exit?: number } }): Promise<never> {
-  if (err.oclif !== undefined) throw err;
+  // Usage errors too exit 1: with --detailed-exitcode, 2 means "changes".
+  if (err.oclif !== undefined) {
+    if (err.oclif.exit === 0) return exitProcess(0);
+    process.stderr.write(`${err.message}\nSee more help with --help\n`);
+    return exitProcess(1);
+  }
   const known =
     err instanceof ManifestError ||
     err instanceof PlanError ||

@@ -81,55 +81,62 @@ export class PcMachine {
       ram: ram.map((r) => ({ gpa: r.gpa, size: r.size })),
       log,
     });
-    this.vm.native.setGsiRouting(pcGsiRoutes(this.vm.addon.constants));
-    const vm = this.vm;
-    this.ctx = {
-      irq: vm,
-      log,
-      guestErrors: vm.guestErrors,
-      requestReset: (reason) => vm.onGuestReset(reason),
-      requestPowerOff: (reason) => vm.requestStop(ExitCode.Ok, `guest powered off (${reason})`),
-    };
+    // A failure half-way (a bus overlap, a socket that cannot listen) must
+    // not leave files, sockets or the VM behind.
+    try {
+      this.vm.native.setGsiRouting(pcGsiRoutes(this.vm.addon.constants));
+      const vm = this.vm;
+      this.ctx = {
+        irq: vm,
+        log,
+        guestErrors: vm.guestErrors,
+        requestReset: (reason) => vm.onGuestReset(reason),
+        requestPowerOff: (reason) => vm.requestStop(ExitCode.Ok, `guest powered off (${reason})`),
+      };
 
-    const below = this.layout.lowRam.size;
-    const above = this.layout.highRam?.size ?? 0;
-    this.rtc = this.add(
-      new CmosRtc(this.ctx, {
-        memoryBytes: config.memory,
-        belowFourGiB: below,
-        aboveFourGiB: above,
-        cpus: config.vcpus,
-      }),
-    );
-    this.pio(0x70, 2, this.rtc);
-    const keyboard = this.add(new Ps2Keyboard(this.ctx));
-    const mouse = this.add(new Ps2Mouse(this.ctx));
-    this.i8042 = this.add(new I8042(this.ctx, { keyboard, mouse }));
-    vm.pio.register(0x60, 1, this.i8042.dataPort, 'i8042');
-    vm.pio.register(0x64, 1, this.i8042.commandPort, 'i8042');
-    this.pio(0x80, 1, this.add(new PostPort(this.ctx)));
-    // Port 0x61 (system control port B with the PIT channel 2 gate and
-    // output) is served inside KVM by the in-kernel PIT (KVM_PIT_SPEAKER_DUMMY),
-    // which the TSC calibration of guests needs exactly.
+      const below = this.layout.lowRam.size;
+      const above = this.layout.highRam?.size ?? 0;
+      this.rtc = this.add(
+        new CmosRtc(this.ctx, {
+          memoryBytes: config.memory,
+          belowFourGiB: below,
+          aboveFourGiB: above,
+          cpus: config.vcpus,
+        }),
+      );
+      this.pio(0x70, 2, this.rtc);
+      const keyboard = this.add(new Ps2Keyboard(this.ctx));
+      const mouse = this.add(new Ps2Mouse(this.ctx));
+      this.i8042 = this.add(new I8042(this.ctx, { keyboard, mouse }));
+      vm.pio.register(0x60, 1, this.i8042.dataPort, 'i8042');
+      vm.pio.register(0x64, 1, this.i8042.commandPort, 'i8042');
+      this.pio(0x80, 1, this.add(new PostPort(this.ctx)));
+      // Port 0x61 (system control port B with the PIT channel 2 gate and
+      // output) is served inside KVM by the in-kernel PIT (KVM_PIT_SPEAKER_DUMMY),
+      // which the TSC calibration of guests needs exactly.
 
-    this.com1 = this.add(
-      new Uart16550a('com1', this.ctx, { irq: 4, backend: this.charBackend(config.serial) }),
-    );
-    this.pio(0x3f8, 8, this.com1);
-    this.debugConsole(0x402, config.debugConsole, 'debugcon');
-    for (const d of config.devices) {
-      if (d.class === 'serial-port') {
-        const name = `serial-${d.port.toString(16)}`;
-        this.pio(
-          d.port,
-          8,
-          this.add(new Uart16550a(name, this.ctx, { irq: d.irq, backend: this.charBackend(d.serial) })),
-        );
-      } else if (d.class === 'debug-console') {
-        this.debugConsole(d.port, d.output, `debugcon-${d.port.toString(16)}`);
+      this.com1 = this.add(
+        new Uart16550a('com1', this.ctx, { irq: 4, backend: this.charBackend(config.serial) }),
+      );
+      this.pio(0x3f8, 8, this.com1);
+      this.debugConsole(0x402, config.debugConsole, 'debugcon');
+      for (const d of config.devices) {
+        if (d.class === 'serial-port') {
+          const name = `serial-${d.port.toString(16)}`;
+          this.pio(
+            d.port,
+            8,
+            this.add(new Uart16550a(name, this.ctx, { irq: d.irq, backend: this.charBackend(d.serial) })),
+          );
+        } else if (d.class === 'debug-console') {
+          this.debugConsole(d.port, d.output, `debugcon-${d.port.toString(16)}`);
+        }
       }
+      this.pio(RESET_CONTROL_PORT, 1, this.add(new ResetControl(this.ctx)));
+    } catch (e) {
+      this.close();
+      throw e;
     }
-    this.pio(RESET_CONTROL_PORT, 1, this.add(new ResetControl(this.ctx)));
   }
 
   private add<T extends Device>(d: T): T {

@@ -61,7 +61,11 @@ export async function runVmm(
   process.on('SIGINT', onSignal);
   process.on('SIGHUP', onSignal);
   // SIGUSR2: print where every vCPU is (like QEMU's `info registers`, briefly).
-  const onDump = () => void machine.vm.describeVcpus().then((lines) => lines.forEach((l) => log.info(l)));
+  const onDump = () =>
+    void machine.vm
+      .describeVcpus()
+      .then((lines) => lines.forEach((l) => log.info(l)))
+      .catch((e: Error) => log.warn(`cannot describe vCPUs: ${e.message}`));
   process.on('SIGUSR2', onDump);
   let control: ControlServer | undefined;
   const started = Date.now();

@@ -72,6 +72,10 @@ describe.skipIf(!hasKvm())('bad inputs', () => {
     r = await runMvisorFile(path);
     expect(r.code).toBe(2);
     expect(oneLine(r.stderr)).toMatch(/vm\.yaml:4:\d+: devices\[0\]\.class: unknown device class/);
+    writeFileSync(path, stringify({ name: 'x', kernel, devices: [{ class: 'debug-console', port: 0x70 }] }));
+    r = await runMvisorFile(path);
+    expect(r.code).toBe(2);
+    expect(oneLine(r.stderr)).toMatch(/devices\[0\]\.port: port 0x70 is already used by the CMOS\/RTC/);
     writeFileSync(path, stringify({ name: 'x', kernel, cpu: 'baseline,+warpdrive' }));
     r = await runMvisorFile(path);
     expect(r.code).toBe(2);

@@ -6,7 +6,16 @@
  * the next refresh and plan finish the job. A failed step fails only the
  * steps that depend on it; independent ones still run.
  */
-import { existsSync, mkdirSync, rmSync, statSync, truncateSync, openSync, closeSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  truncateSync,
+  openSync,
+  closeSync,
+} from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import type { DesiredResource, ResourceId } from '../types.js';
@@ -216,9 +225,11 @@ async function vmStep(
   const paths = vmPaths(stateDir, id.name);
   const stop = async (rec: ResourceRecord): Promise<string> => {
     const spec = rec.spec as Partial<NormalizedVirtualMachineSpec>;
-    if (!rec.pid || !isVmmProcess(rec.pid)) return 'not running';
+    // The pid file covers a VMM whose pid never reached the state file.
+    const pid = rec.pid ?? pidFromFile(paths.pidFile);
+    if (!pid || !isVmmProcess(pid)) return 'not running';
     store.patch(id, { status: 'deleting' });
-    const r = await stopVm(rec.pid, rec.controlSocket ?? paths.control, spec.shutdownTimeout ?? 30);
+    const r = await stopVm(pid, rec.controlSocket ?? paths.control, spec.shutdownTimeout ?? 30);
     return r.how === 'powerdown' ? 'shut down by the guest' : `stopped (${r.how})`;
   };
   const start = async (w: DesiredResource): Promise<string> => {
@@ -232,8 +243,12 @@ async function vmStep(
       host: spec.host,
       pid: null,
     });
+    let spawned: number | undefined;
     try {
-      const l = await launchVm(stateDir, id.name, cfg, opts.launchTimeoutMs);
+      const l = await launchVm(stateDir, id.name, cfg, opts.launchTimeoutMs, (pid, p) => {
+        spawned = pid;
+        store.patch(id, { pid, controlSocket: p.control, vmmConfigPath: p.config, logPath: p.log });
+      });
       // Read the VM back: never report an update that did not happen.
       const s = await controlRequest(l.paths.control, { cmd: 'status' });
       if (s.vcpus !== spec.vcpus || s.memory !== spec.memory) {
@@ -251,7 +266,9 @@ async function vmStep(
       });
       return `running, pid ${l.pid}`;
     } catch (e) {
-      store.patch(id, { status: 'failed', error: (e as Error).message });
+      // Never leave a VMM running that state does not account for.
+      if (spawned && isVmmProcess(spawned)) await stopVm(spawned, paths.control, 0);
+      store.patch(id, { status: 'failed', pid: null, error: (e as Error).message });
       throw e;
     }
   };
@@ -293,6 +310,15 @@ async function vmStep(
       rmSync(paths.dir, { recursive: true, force: true });
       return detail;
     }
+  }
+}
+
+function pidFromFile(path: string): number | undefined {
+  try {
+    const n = Number(readFileSync(path, 'utf8').trim());
+    return Number.isInteger(n) && n > 0 ? n : undefined;
+  } catch {
+    return undefined;
   }
 }
 

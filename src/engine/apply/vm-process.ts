@@ -54,7 +54,11 @@ export interface Launched {
   paths: VmPaths;
 }
 
-/** True if `pid` is alive and runs mvisor (guards against pid reuse). */
+/**
+ * True if `pid` is alive and is a VMM the engine launched: its argv runs
+ * bin/mvisor.js with --control (so a reused pid, or `tail -f` on a file under
+ * ~/.local/state/mvisor, is never taken for one).
+ */
 export function isVmmProcess(pid: number | null | undefined): boolean {
   if (!pid || pid <= 0) return false;
   try {
@@ -63,7 +67,8 @@ export function isVmmProcess(pid: number | null | undefined): boolean {
     return false;
   }
   try {
-    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('mvisor');
+    const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+    return argv.some((a) => a.endsWith('mvisor.js')) && argv.includes('--control');
   } catch {
     return false;
   }
@@ -88,6 +93,7 @@ export async function launchVm(
   name: string,
   vmmConfig: Record<string, unknown>,
   timeoutMs = 30_000,
+  onSpawn?: (pid: number, paths: VmPaths) => void,
 ): Promise<Launched> {
   const paths = vmPaths(stateDir, name);
   mkdirSync(paths.dir, { recursive: true });
@@ -99,11 +105,16 @@ export async function launchVm(
     cwd: paths.dir,
   });
   closeSync(logFd);
+  let spawnError: Error | undefined;
+  child.once('error', (e) => (spawnError = e));
   const pid = child.pid;
-  if (!pid) throw new LaunchError(`${name}: could not start mvisor`);
+  if (!pid)
+    throw new LaunchError(`${name}: could not start mvisor${spawnError ? `: ${spawnError.message}` : ''}`);
   writeFileSync(paths.pidFile, `${pid}\n`);
-  let exited: number | null | undefined;
-  child.on('exit', (code) => (exited = code));
+  // Recorded before anything can fail, so a VMM is never left running unknown to state.
+  onSpawn?.(pid, paths);
+  let exited: string | undefined;
+  child.on('exit', (code, signal) => (exited = signal ? `signal ${signal}` : `code ${code}`));
   child.unref();
   const t0 = Date.now();
   for (;;) {

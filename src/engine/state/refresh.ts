@@ -61,7 +61,9 @@ export function vmmProcessAlive(pid: number): boolean {
     return true; // exists, but we may not look at it (EACCES)
   }
   // A zombie's cmdline is empty: it has exited, only its parent has not reaped it.
-  return cmdline.includes('mvisor');
+  // Our VMMs run bin/mvisor.js with --control (see engine/apply/vm-process.ts).
+  const argv = cmdline.toString('utf8').split('\0');
+  return argv.some((a) => a.endsWith('mvisor.js')) && argv.includes('--control');
 }
 
 export const realProbes: Probes = {

@@ -9,6 +9,7 @@
  * src/common/yaml-schema-errors.ts, which the manifest loader uses too.
  */
 import { accessSync, constants as fsConstants, readFileSync, statSync } from 'node:fs';
+import { PC_FIXED_PORTS, type PortRange } from '../pc-ports.js';
 import { homedir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { Ajv, type ValidateFunction } from 'ajv';
@@ -358,7 +359,8 @@ function normalise(config: VmmConfig, configPath: string, problems: RawProblem[]
   const debugConsole = debugSink(config.debugConsole ?? VMM_CONFIG_DEFAULTS.debugConsole);
 
   // I/O port ranges in use, to catch two devices on the same ports.
-  const ports: { start: number; end: number; owner: string }[] = [
+  const ports: PortRange[] = [
+    ...PC_FIXED_PORTS,
     { start: 0x3f8, end: 0x400, owner: 'the COM1 serial port (serial)' },
   ];
   if (debugConsole.kind !== 'none') ports.push({ start: 0x402, end: 0x403, owner: 'debugConsole' });

@@ -14,17 +14,32 @@
 import type { NativeVcpu } from '../kvm/addon.js';
 import { encodeRegs } from '../kvm/structs.js';
 import type { CpuSnapshot } from './cpu-state.js';
+import { decodeCpuid, hasFeature } from '../cpu/cpuid.js';
 
 const AC = 1n << 18n;
 
-/** Returns the mnemonic it completed, or undefined. */
+function hasSmap(vcpu: NativeVcpu): boolean {
+  return hasFeature(decodeCpuid(vcpu.getCpuid()), 'smap');
+}
+
+/**
+ * Returns the mnemonic it completed, or undefined. Only at CPL 0 (where the
+ * reasoning above holds), and clac/stac only when the vCPU has SMAP (else
+ * the CPU raises #UD, which KVM then reports itself).
+ */
 export function tryEmulate(vcpu: NativeVcpu, snap: CpuSnapshot, insn: Uint8Array): string | undefined {
+  if (snap.cpl !== 0) return undefined;
   const regs = { ...snap.regs };
   let name: string | undefined;
   if (insn[0] === 0x9b) {
     regs.rip += 1n;
     name = 'fwait';
-  } else if (insn[0] === 0x0f && insn[1] === 0x01 && (insn[2] === 0xca || insn[2] === 0xcb)) {
+  } else if (
+    insn[0] === 0x0f &&
+    insn[1] === 0x01 &&
+    (insn[2] === 0xca || insn[2] === 0xcb) &&
+    hasSmap(vcpu)
+  ) {
     regs.rflags = insn[2] === 0xca ? regs.rflags & ~AC : regs.rflags | AC;
     regs.rip += 3n;
     name = insn[2] === 0xca ? 'clac' : 'stac';

@@ -99,6 +99,7 @@ export class KvmVm implements IrqSink {
   private readonly irqLevels = new Map<number, boolean>();
   private readonly paused = new Set<number>();
   private pauseWaiters: (() => void)[] = [];
+  private pauseDepth = 0;
   private stopInfo: VmStop | undefined;
   private stopWaiters: ((s: VmStop) => void)[] = [];
   private started = false;
@@ -207,6 +208,9 @@ export class KvmVm implements IrqSink {
     if (this.stopInfo) return;
     this.stopInfo = { code, reason };
     this.native.stop();
+    const pw = this.pauseWaiters;
+    this.pauseWaiters = [];
+    for (const f of pw) f();
     const w = this.stopWaiters;
     this.stopWaiters = [];
     for (const f of w) f(this.stopInfo);
@@ -223,9 +227,13 @@ export class KvmVm implements IrqSink {
     this.native.close();
   }
 
-  /** Parks every vCPU outside KVM_RUN (for snapshots and state reads). */
+  /**
+   * Parks every vCPU outside KVM_RUN (for snapshots and state reads).
+   * Pauses nest: the VM runs again when every pause() has had its resume().
+   */
   pause(): Promise<void> {
     if (this.stopInfo) return Promise.resolve();
+    this.pauseDepth++;
     for (let i = 0; i < this.vcpus.length; i++) if (!this.paused.has(i)) this.native.kick(i, true);
     return new Promise((resolve) => {
       if (this.paused.size === this.vcpus.length) resolve();
@@ -234,6 +242,8 @@ export class KvmVm implements IrqSink {
   }
 
   resume(): void {
+    if (this.pauseDepth === 0) return;
+    if (--this.pauseDepth > 0) return;
     for (const i of this.paused) {
       this.native.kick(i, false);
       this.native.complete(i);
@@ -247,7 +257,12 @@ export class KvmVm implements IrqSink {
     try {
       return this.vcpus.map((v, i) => {
         const snap = snapshotCpu(v);
-        const mp = v.getState('mpstate').readUInt32LE(0);
+        let mp = -1;
+        try {
+          mp = v.getState('mpstate').readUInt32LE(0);
+        } catch {
+          // reported as unknown below
+        }
         const mpName =
           ['runnable', 'uninitialized', 'init-received', 'halted', 'sipi-received'][mp] ?? `${mp}`;
         return snap
@@ -267,7 +282,14 @@ export class KvmVm implements IrqSink {
       const idx = this.native.pump(done);
       done = -1;
       if (idx < 0) return;
-      if (this.handleMailbox(idx)) done = idx;
+      try {
+        if (this.handleMailbox(idx)) done = idx;
+      } catch (e) {
+        // A bug in a device model must not leave the vCPU unanswered or kill
+        // the process without closing devices: stop the VM with an error.
+        this.fatal(idx, ExitCode.VmmError, `internal error handling an exit: ${(e as Error).stack ?? e}`);
+        return;
+      }
       if (this.stopInfo) return;
       if ((n & 15) === 0 && performance.now() > deadline) {
         if (done >= 0) this.native.complete(done);
@@ -281,7 +303,7 @@ export class KvmVm implements IrqSink {
   private handleMailbox(idx: number): boolean {
     const kind = this.mailbox[idx * MAILBOX_WORDS + 1];
     if (kind === MailboxKind.KvmExit) return this.handleExit(idx);
-    if (kind === MailboxKind.Paused) {
+    if (kind === MailboxKind.Paused || kind === MailboxKind.Parked) {
       this.paused.add(idx);
       if (this.paused.size === this.vcpus.length) {
         const w = this.pauseWaiters;

@@ -87,7 +87,7 @@ export interface Addon {
 
 /** Mailbox words (see native/kvm.h). */
 export const MAILBOX_WORDS = 16;
-export const MailboxKind = { KvmExit: 0, Paused: 1, RunError: 2, Stopped: 3 } as const;
+export const MailboxKind = { KvmExit: 0, Paused: 1, RunError: 2, Stopped: 3, Parked: 4 } as const;
 
 let cached: Addon | undefined;
 

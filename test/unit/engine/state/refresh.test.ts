@@ -101,12 +101,22 @@ describe('refresh', () => {
   });
 });
 
+/** The argv shape of a VMM the engine launched (engine/apply/vm-process.ts). */
+const VMM_ARGV = ['/opt/mvisor/bin/mvisor.js', '-c', '/tmp/vm.yaml', '--control', '/tmp/control.sock'];
+
 describe('realProbes', () => {
-  it('pidAlive is true only for a live process whose command line mentions mvisor', async () => {
-    const ours = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)', 'mvisor-vmm'], {
+  it('pidAlive is true only for a live process that runs mvisor.js with --control', async () => {
+    const ours = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)', ...VMM_ARGV], {
       stdio: 'ignore',
     });
-    const other = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)'], { stdio: 'ignore' });
+    // Mentions mvisor, as `tail -f ~/.local/state/mvisor/vms/a/vmm.log` would, but is no VMM.
+    const other = spawn(
+      process.execPath,
+      ['-e', 'setInterval(() => {}, 1000)', '/root/.local/state/mvisor/vmm.log'],
+      {
+        stdio: 'ignore',
+      },
+    );
     try {
       await Promise.all([once(ours, 'spawn'), once(other, 'spawn')]);
       expect(vmmProcessAlive(ours.pid as number)).toBe(true);
@@ -133,7 +143,7 @@ describe('realProbes', () => {
 describe('refresh against a real state file and real processes', () => {
   it('plan after kill -9 of a VM process shows it as drifted and creates it again', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'mvisor-refresh-'));
-    const vmm = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)', 'mvisor-vmm'], {
+    const vmm = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)', ...VMM_ARGV], {
       stdio: 'ignore',
     });
     const store = StateStore.open(join(dir, 'state.db'));

@@ -82,7 +82,7 @@ describe('loadVmmConfig: good configs', () => {
           serial: { kind: 'socket', path: '/tmp/mvisor-com2.sock' },
         },
         { class: 'serial-port', port: 0x3e8, irq: 3, serial: { kind: 'none' } },
-        { class: 'debug-console', port: 0x80, output: { kind: 'file', path: fixture('debug.log') } },
+        { class: 'debug-console', port: 0x500, output: { kind: 'file', path: fixture('debug.log') } },
       ],
     } satisfies ResolvedVmmConfig);
     // Plain data: survives JSON.
