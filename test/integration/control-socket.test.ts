@@ -2,12 +2,19 @@
  * The VMM control socket (src/vmm/control.ts) against a real mvisor child
  * process running a guest that spins.
  */
-import { writeFileSync, existsSync } from 'node:fs';
+import { writeFileSync, existsSync, readFileSync } from 'node:fs';
 import { createConnection } from 'node:net';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { tinyPvhElf, x86 } from '../helpers/tiny-elf.js';
 import { hasKvm, runMvisor, tempDir } from '../helpers/mvisor.js';
+
+/** User + system CPU time of a process, in seconds (/proc/PID/stat fields 14 and 15). */
+function cpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
 
 async function waitFor(path: string, ms = 10_000): Promise<void> {
   const t = Date.now();
@@ -55,14 +62,27 @@ describe.skipIf(!hasKvm())('control socket', () => {
     );
     await spinning;
     await waitFor(ctl);
-    const [status, bad, unknown, pause, vcpus, resume] = await talk(ctl, [
+    const [status, bad, unknown, pause, vcpus, stillPaused, resume, running] = await talk(ctl, [
       { id: 1, cmd: 'status' },
       { cmd: 42 },
       { cmd: 'explode' },
       { cmd: 'pause' },
       { cmd: 'vcpus' },
+      { cmd: 'status' },
       { cmd: 'resume' },
+      { cmd: 'status' },
     ]);
+    // A paused VM costs no CPU: neither its vCPU threads nor the JS thread spin.
+    const pid = status!.pid as number;
+    await talk(ctl, [{ cmd: 'pause' }]);
+    const cpuBefore = cpuSeconds(pid);
+    await new Promise((r) => setTimeout(r, 1000));
+    const cpuWhilePaused = cpuSeconds(pid) - cpuBefore;
+    await talk(ctl, [{ cmd: 'resume' }]);
+    expect(cpuWhilePaused).toBeLessThan(0.2);
+    // Listing vCPUs of a paused VM leaves it paused.
+    expect(stillPaused).toMatchObject({ ok: true, state: 'paused' });
+    expect(running).toMatchObject({ ok: true, state: 'running' });
     expect(status).toMatchObject({ id: 1, ok: true, name: 'spin', state: 'running', vcpus: 2 });
     expect(bad).toMatchObject({ ok: false });
     expect(unknown!.error).toMatch(/unknown command "explode"/);
