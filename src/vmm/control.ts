@@ -3,7 +3,8 @@
  * one request object per line, one response per request, in order:
  *   {"cmd":"status"}    → {"ok":true,"state":"running",...}
  *   {"cmd":"stop"}      → stops the VM now (exit code 0)
- *   {"cmd":"powerdown"} → asks the guest to shut down (ACPI power button)
+ *   {"cmd":"powerdown"} → presses the ACPI power button (an error if the guest
+ *                       has not enabled it: no ACPI OS is listening)
  *   {"cmd":"pause"} / {"cmd":"resume"} / {"cmd":"vcpus"}
  * An optional "id" is echoed back. The engine (mvctl apply, destroy) uses
  * it; it is also handy with `socat - UNIX-CONNECT:path`. Bad requests get

@@ -22,6 +22,10 @@ import type { InitrdImage } from './boot/loader.js';
 import { CmosRtc } from './chipset/cmos-rtc.js';
 import { PostPort } from './chipset/post-port.js';
 import { ResetControl, RESET_CONTROL_PORT } from './chipset/reset-control.js';
+import { Piix4Pm } from './chipset/piix4-pm.js';
+
+/** I/O base of the ACPI PM registers (what the FADT will name). */
+export const PM_IO_BASE = 0x600;
 import { I8042 } from './input/i8042.js';
 import { Ps2Keyboard } from './input/ps2-keyboard.js';
 import { Ps2Mouse } from './input/ps2-mouse.js';
@@ -65,6 +69,7 @@ export class PcMachine {
   readonly com1: Uart16550a;
   readonly rtc: CmosRtc;
   readonly i8042: I8042;
+  readonly pm: Piix4Pm;
   private readonly ctx: DeviceContext;
 
   constructor(
@@ -133,6 +138,8 @@ export class PcMachine {
         }
       }
       this.pio(RESET_CONTROL_PORT, 1, this.add(new ResetControl(this.ctx)));
+      this.pm = this.add(new Piix4Pm(this.ctx));
+      this.pio(PM_IO_BASE, 16, this.pm);
     } catch (e) {
       this.close();
       throw e;

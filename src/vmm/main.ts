@@ -85,7 +85,13 @@ export async function runVmm(
             exits: { io: machine.vm.stats.io, mmio: machine.vm.stats.mmio, other: machine.vm.stats.other },
           }),
           stop: () => machine.vm.stop(ExitCode.Ok, 'stopped through the control socket'),
-          powerdown: () => 'this machine has no ACPI power button yet; use stop',
+          powerdown: () => {
+            // Only an ACPI OS that enabled the power button event will act on it;
+            // say so at once rather than let the caller wait for a shutdown.
+            if (!machine.pm.powerButtonEnabled) return 'the guest has not enabled the ACPI power button';
+            machine.pm.pressPowerButton();
+            return undefined;
+          },
           pause: async () => {
             await machine.vm.pause();
             paused = true;

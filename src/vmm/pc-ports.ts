@@ -20,5 +20,6 @@ export const PC_FIXED_PORTS: readonly PortRange[] = [
   { start: 0x80, end: 0x81, owner: 'the POST port' },
   { start: 0xa0, end: 0xa2, owner: 'the slave PIC (in KVM)' },
   { start: 0x4d0, end: 0x4d2, owner: 'the ELCR (in KVM)' },
+  { start: 0x600, end: 0x610, owner: 'the ACPI power management registers' },
   { start: 0xcf9, end: 0xcfa, owner: 'the reset control register' },
 ];

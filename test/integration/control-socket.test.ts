@@ -99,4 +99,41 @@ describe.skipIf(!hasKvm())('control socket', () => {
     expect(r.stderr).toContain('stopped through the control socket');
     expect(existsSync(ctl)).toBe(false);
   });
+
+  it('powerdown presses the ACPI power button: an ACPI guest powers off (S5) and mvisor exits 0', async () => {
+    const dir = tempDir();
+    const kernel = join(dir, 'acpi.elf');
+    writeFileSync(kernel, tinyPvhElf([...x86.print('listening\n'), ...x86.acpiPowerButtonToS5, ...x86.hang]));
+    const ctl = join(dir, 'ctl.sock');
+    let ready!: () => void;
+    const listening = new Promise<void>((r) => (ready = r));
+    const run = runMvisor(
+      { name: 'acpi', memory: '16M', kernel },
+      { dir, args: ['--control', ctl], timeoutMs: 30_000, onLine: (l) => l === 'listening' && ready() },
+    );
+    await listening;
+    await waitFor(ctl);
+    await new Promise((r) => setTimeout(r, 200)); // let it enable PWRBTN_EN
+    const [res] = await talk(ctl, [{ cmd: 'powerdown' }]);
+    expect(res).toMatchObject({ ok: true });
+    const r = await run;
+    expect(r.code).toBe(0);
+    expect(r.stderr).toContain('guest powered off (ACPI S5 (soft off))');
+  });
+
+  it('powerdown is refused at once when no ACPI OS listens', async () => {
+    const dir = tempDir();
+    const kernel = join(dir, 'spin.elf');
+    writeFileSync(kernel, tinyPvhElf([...x86.print('spinning\n'), ...x86.hang]));
+    const ctl = join(dir, 'ctl.sock');
+    const run = runMvisor(
+      { name: 'deaf', memory: '16M', kernel },
+      { dir, args: ['--control', ctl], timeoutMs: 30_000 },
+    );
+    await waitFor(ctl);
+    const [res, stop] = await talk(ctl, [{ cmd: 'powerdown' }, { cmd: 'stop' }]);
+    expect(res!.error).toMatch(/has not enabled the ACPI power button/);
+    expect(stop).toMatchObject({ ok: true });
+    expect((await run).code).toBe(0);
+  });
 });
