@@ -223,4 +223,52 @@ describe.skipIf(!hasKvm())('mvctl plan/apply/destroy end to end', () => {
     expect(r.stdout.trim()).toBe('');
     expect(existsSync(join(dir, 'disks', 'scratch.img'))).toBe(false);
   }, 600_000);
+
+  it('a second mvctl fails at once on the lock while destroy waits out a guest that ignores the power button', async () => {
+    assertBuilt();
+    const dir = tempDir('mvctl-lock-');
+    writeFileSync(
+      join(dir, 'stubborn.elf'),
+      tinyPvhElf([...x86.print('up\n'), ...x86.acpiDeafToPowerButton]),
+    );
+    writeFileSync(
+      join(dir, 'vm.yaml'),
+      `apiVersion: mvisor.dev/v1alpha1
+kind: VirtualMachine
+metadata: {name: stubborn}
+spec:
+  memory: 16M
+  firmware: {kernel: stubborn.elf}
+  shutdownTimeout: 4s
+`,
+    );
+    let r = run(dir, ['apply', '-f', 'vm.yaml', '--auto-approve']);
+    expect(r.code).toBe(0);
+    const pid = pidOf(dir, 'stubborn');
+    await new Promise((res) => setTimeout(res, 300)); // let the guest enable PWRBTN_EN
+    const t0 = Date.now();
+    const destroy = spawn(
+      process.execPath,
+      [mvctl, 'destroy', '--auto-approve', '--state', join(dir, 'state.db')],
+      {
+        cwd: dir,
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
+    let out = '';
+    destroy.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    await waitFor(() => /destroying/.test(out), 10_000, 'destroy to start');
+    const t1 = Date.now();
+    r = run(dir, ['apply', '-f', 'vm.yaml', '--auto-approve']);
+    expect(r.code).toBe(1);
+    expect(Date.now() - t1).toBeLessThan(3000);
+    expect(r.stderr).toMatch(/state is locked by `mvctl destroy` \(pid \d+/);
+    const code = await new Promise<number | null>((res) => destroy.on('close', res));
+    expect(code).toBe(0);
+    // The guest got the power button, ignored it for shutdownTimeout, then was stopped.
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(4000);
+    expect(out).toMatch(/destroyed .*stopped \(stop\)/);
+    expect(alive(pid)).toBe(false);
+    expect(run(dir, ['state', 'list']).stdout.trim()).toBe('');
+  }, 120_000);
 });
