@@ -16,13 +16,12 @@ import {
   type DeviceState,
 } from '../core/device.js';
 import {
-  ByteQueue,
+  PS2_NO_COMMAND as NO_COMMAND,
+  Ps2DeviceBase,
   hex2,
   isByteArray,
   isInt,
   translateSet2ToSet1,
-  type Ps2Device,
-  type Ps2Port,
 } from './ps2.js';
 
 export interface Ps2KeyboardOptions {
@@ -37,28 +36,21 @@ const RESEND = 0xfe;
 const BAT_OK = 0xaa;
 const ECHO = 0xee;
 
-/** No command is waiting for its argument byte. */
-const NO_COMMAND = -1;
 /** Bytes of queue space kept for command replies when key input fills it. */
 const REPLY_RESERVE = 8;
 const QUEUE_SIZE = 256;
 
-export class Ps2Keyboard implements Device, Ps2Device {
-  readonly name: string;
-  private readonly queue = new ByteQueue(QUEUE_SIZE);
-  private port: Ps2Port | undefined;
+export class Ps2Keyboard extends Ps2DeviceBase implements Device {
   private scanning = true;
   private set = 2;
   private ledBits = 0;
   private typematic = 0x2b;
-  private pendingCommand = NO_COMMAND;
-  private lastSent = 0;
 
   constructor(
     private readonly ctx: DeviceContext,
     private readonly options: Ps2KeyboardOptions = {},
   ) {
-    this.name = options.name ?? 'ps2-kbd';
+    super(options.name ?? 'ps2-kbd', QUEUE_SIZE);
   }
 
   /** LED state last set by the guest (bit 0 scroll, 1 num, 2 caps lock). */
@@ -92,30 +84,7 @@ export class Ps2Keyboard implements Device, Ps2Device {
     return true;
   }
 
-  attach(port: Ps2Port | undefined): void {
-    this.port = port;
-  }
-
-  hasData(): boolean {
-    return this.queue.length > 0;
-  }
-
-  nextByte(): number | undefined {
-    return this.queue.shift();
-  }
-
-  receive(byte: number): void {
-    const b = byte & 0xff;
-    if (this.pendingCommand !== NO_COMMAND) {
-      const cmd = this.pendingCommand;
-      this.pendingCommand = NO_COMMAND;
-      this.argument(cmd, b);
-      return;
-    }
-    this.command(b);
-  }
-
-  private command(b: number): void {
+  protected command(b: number): void {
     switch (b) {
       case 0xff: // reset and self test
         this.defaults();
@@ -176,7 +145,7 @@ export class Ps2Keyboard implements Device, Ps2Device {
     }
   }
 
-  private argument(cmd: number, b: number): void {
+  protected argument(cmd: number, b: number): void {
     switch (cmd) {
       case 0xed:
         this.ledBits = b & 0x07;
@@ -212,14 +181,6 @@ export class Ps2Keyboard implements Device, Ps2Device {
       this.ledBits = 0;
       this.options.onLeds?.(0);
     }
-  }
-
-  private send(...bytes: number[]): void {
-    for (const b of bytes) {
-      this.queue.push(b);
-      this.lastSent = b & 0xff;
-    }
-    this.port?.dataAvailable();
   }
 
   reset(): void {

@@ -16,7 +16,7 @@ import {
   type DeviceContext,
   type DeviceState,
 } from '../core/device.js';
-import { ByteQueue, hex2, isByteArray, isInt, type Ps2Device, type Ps2Port } from './ps2.js';
+import { PS2_NO_COMMAND as NO_COMMAND, Ps2DeviceBase, hex2, isByteArray, isInt } from './ps2.js';
 
 export interface Ps2MouseOptions {
   /** Instance name (default "ps2-mouse"). */
@@ -27,7 +27,6 @@ const ACK = 0xfa;
 const RESEND = 0xfe;
 const BAT_OK = 0xaa;
 
-const NO_COMMAND = -1;
 const QUEUE_SIZE = 256;
 /** Largest delta a packet carries (9-bit two's complement). */
 const MAX_DELTA = 255;
@@ -35,11 +34,7 @@ const MAX_WHEEL = 127;
 /** Packets one `move` may queue for a large motion. */
 const MAX_PACKETS_PER_MOVE = 16;
 
-export class Ps2Mouse implements Device, Ps2Device {
-  readonly name: string;
-  private readonly queue = new ByteQueue(QUEUE_SIZE);
-  private port: Ps2Port | undefined;
-
+export class Ps2Mouse extends Ps2DeviceBase implements Device {
   private reporting = false;
   private remote = false;
   private wrap = false;
@@ -48,8 +43,6 @@ export class Ps2Mouse implements Device, Ps2Device {
   private sampleRate = 100;
   private id = 0;
   private recentRates: number[] = [];
-  private pendingCommand = NO_COMMAND;
-  private lastSent = 0;
   private buttonBits = 0;
   /** Motion not yet reported (PS/2 orientation: y up, z down). */
   private dx = 0;
@@ -60,7 +53,7 @@ export class Ps2Mouse implements Device, Ps2Device {
     private readonly ctx: DeviceContext,
     options: Ps2MouseOptions = {},
   ) {
-    this.name = options.name ?? 'ps2-mouse';
+    super(options.name ?? 'ps2-mouse', QUEUE_SIZE);
   }
 
   /** Device ID the mouse reports to 0xF2: 0 standard, 3 IntelliMouse (wheel). */
@@ -95,34 +88,11 @@ export class Ps2Mouse implements Device, Ps2Device {
     this.port?.dataAvailable();
   }
 
-  attach(port: Ps2Port | undefined): void {
-    this.port = port;
-  }
-
-  hasData(): boolean {
-    return this.queue.length > 0;
-  }
-
-  nextByte(): number | undefined {
-    return this.queue.shift();
-  }
-
-  receive(byte: number): void {
-    const b = byte & 0xff;
-    if (this.pendingCommand !== NO_COMMAND) {
-      const cmd = this.pendingCommand;
-      this.pendingCommand = NO_COMMAND;
-      this.argument(cmd, b);
-      return;
-    }
+  protected command(b: number): void {
     if (this.wrap && b !== 0xec && b !== 0xff) {
       this.send(b); // wrap (echo) mode
       return;
     }
-    this.command(b);
-  }
-
-  private command(b: number): void {
     switch (b) {
       case 0xff: // reset: ACK, self test passed, ID 0
         this.defaults();
@@ -196,7 +166,7 @@ export class Ps2Mouse implements Device, Ps2Device {
     }
   }
 
-  private argument(cmd: number, b: number): void {
+  protected argument(cmd: number, b: number): void {
     if (cmd === 0xf3) {
       this.sampleRate = b;
       this.recentRates = [...this.recentRates, b].slice(-3);
@@ -248,14 +218,6 @@ export class Ps2Mouse implements Device, Ps2Device {
     this.recentRates = [];
     this.pendingCommand = NO_COMMAND;
     this.dx = this.dy = this.dz = 0;
-  }
-
-  private send(...bytes: number[]): void {
-    for (const b of bytes) {
-      this.queue.push(b);
-      this.lastSent = b & 0xff;
-    }
-    this.port?.dataAvailable();
   }
 
   reset(): void {

@@ -74,6 +74,69 @@ export class ByteQueue {
   }
 }
 
+/** `pendingCommand` value when no command is waiting for its argument byte. */
+export const PS2_NO_COMMAND = -1;
+
+/**
+ * The plumbing every PS/2 device shares: its byte queue, the controller
+ * port it is attached to, the last byte sent (for the 0xFE resend command)
+ * and the dispatch of host bytes to a command or, when the previous command
+ * takes an argument, to that command's argument handler.
+ */
+export abstract class Ps2DeviceBase implements Ps2Device {
+  protected readonly queue: ByteQueue;
+  protected port: Ps2Port | undefined;
+  /** Command waiting for its argument byte, or PS2_NO_COMMAND. */
+  protected pendingCommand = PS2_NO_COMMAND;
+  /** Last byte queued (what 0xFE resends). */
+  protected lastSent = 0;
+
+  constructor(
+    readonly name: string,
+    queueSize: number,
+  ) {
+    this.queue = new ByteQueue(queueSize);
+  }
+
+  attach(port: Ps2Port | undefined): void {
+    this.port = port;
+  }
+
+  hasData(): boolean {
+    return this.queue.length > 0;
+  }
+
+  nextByte(): number | undefined {
+    return this.queue.shift();
+  }
+
+  receive(byte: number): void {
+    const b = byte & 0xff;
+    if (this.pendingCommand !== PS2_NO_COMMAND) {
+      const cmd = this.pendingCommand;
+      this.pendingCommand = PS2_NO_COMMAND;
+      this.argument(cmd, b);
+      return;
+    }
+    this.command(b);
+  }
+
+  /** A command byte from the host (no command was waiting for an argument). */
+  protected abstract command(b: number): void;
+
+  /** The argument byte `b` of the pending command `cmd`. */
+  protected abstract argument(cmd: number, b: number): void;
+
+  /** Queues reply bytes, records the last one and tells the controller. */
+  protected send(...bytes: number[]): void {
+    for (const b of bytes) {
+      this.queue.push(b);
+      this.lastSent = b & 0xff;
+    }
+    this.port?.dataAvailable();
+  }
+}
+
 /**
  * The 8042's set 2 -> set 1 translation for 0x00-0x7f; bytes from 0x80 up
  * pass through unchanged except 0x83 (F7) and 0x84 (SysRq). A 0xF0 (break
