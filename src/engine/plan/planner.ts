@@ -17,6 +17,7 @@
  * created again is replaced with it.
  */
 
+import { formatPath } from '../../common/yaml-schema-errors.js';
 import { hashJson } from '../canonical.js';
 import type { ActualResource, Drift } from '../state/refresh.js';
 import type { ResourceStatus, StateVersion } from '../state/store.js';
@@ -151,15 +152,8 @@ const TAINTED: readonly ResourceStatus[] = ['creating', 'failed', 'deleting'];
 
 const FORWARD_OPS: readonly StepOp[] = ['create', 'update', 'start'];
 
-/** "disks[0].disk" */
-export function formatPath(path: readonly (string | number)[]): string {
-  let out = '';
-  for (const part of path) {
-    if (typeof part === 'number') out += `[${part}]`;
-    else out += out === '' ? part : `.${part}`;
-  }
-  return out;
-}
+/** Field paths print as "disks[0].disk", the way config errors print them. */
+export { formatPath };
 
 function isPlainObject(v: unknown): v is Record<string, unknown> {
   return v !== null && typeof v === 'object' && !Array.isArray(v);

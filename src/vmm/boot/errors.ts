@@ -8,6 +8,4 @@ export class BootError extends Error {
 }
 
 /** `0x1f000`: how boot messages print guest-physical addresses and sizes. */
-export function hex(n: number): string {
-  return `0x${n.toString(16)}`;
-}
+export { hex } from '../core/bus.js';
