@@ -22,6 +22,30 @@ export type CpuSpec = string;
  */
 export type CpuModel = 'host' | 'baseline';
 /**
+ * Machine type: pc (i440FX + PIIX, like QEMU's pc), or {type: pc, debug: true} to also send the firmware's debug port 0x402 to stderr (unless debugConsole is set). Default pc.
+ */
+export type Machine = 'pc' | MachineObject;
+/**
+ * How the VM starts: direct (the VMM loads `kernel`), bios (SeaBIOS from /usr/share/seabios/bios-256k.bin) or {bios: path} (another BIOS image: a multiple of 64 KiB, 64 KiB .. 16 MiB). Default direct when kernel is given, else bios.
+ */
+export type Firmware = ('direct' | 'bios') | BiosImage;
+/**
+ * SMBIOS system UUID (8-4-4-4-12 hex digits). Default: derived from the VM name (a UUID v5), so it is the same at every start.
+ */
+export type Uuid = string;
+/**
+ * Device name: 1-63 lowercase letters, digits or '-', starting with a letter or digit; unique among devices.
+ */
+export type DeviceName = string;
+/**
+ * A fw_cfg file: {name, file} (the contents of a file) or {name, string} (a string).
+ */
+export type FwCfgItem = FwCfgFile | FwCfgString;
+/**
+ * fw_cfg file name: starts with opt/ (e.g. opt/org.example/config), at most 55 bytes.
+ */
+export type FwCfgName = string;
+/**
  * Where a serial port goes: stdio, none, {file: path} or {socket: path}. Default stdio for COM1, none for extra ports.
  */
 export type CharSink = ('stdio' | 'none') | FileSink | SocketSink;
@@ -32,7 +56,7 @@ export type DebugSink = ('none' | 'stderr') | FileSink;
 /**
  * An extra device, chosen by its class.
  */
-export type Device = SerialPortDevice | DebugConsoleDevice;
+export type Device = SerialPortDevice | DebugConsoleDevice | OptionRomDevice;
 
 /**
  * Low-level configuration of one VM, as run by `mvisor -c vm.yaml` or `mvctl vm run -c vm.yaml`. Relative paths are relative to the directory of the config file.
@@ -48,16 +72,28 @@ export interface VmmConfig {
    */
   vcpus?: number;
   cpu?: Cpu;
+  machine?: Machine;
+  firmware?: Firmware;
   /**
-   * Guest kernel: an ELF vmlinux (booted through its PVH entry point) or a bzImage.
+   * Build ACPI tables for the guest. Default true.
    */
-  kernel: string;
+  acpi?: boolean;
+  uuid?: Uuid;
+  boot?: Boot;
   /**
-   * Initial ramdisk (optional).
+   * Files the guest can read through fw_cfg (like QEMU's -fw_cfg): each {name, file} or {name, string}; names start with opt/ and are unique.
+   */
+  fwCfg?: FwCfgItem[];
+  /**
+   * Guest kernel for direct boot (firmware direct): an ELF vmlinux (booted through its PVH entry point) or a bzImage. Not used with firmware bios.
+   */
+  kernel?: string;
+  /**
+   * Initial ramdisk for direct boot (optional; not used with firmware bios).
    */
   initrd?: string;
   /**
-   * Kernel command line.
+   * Kernel command line for direct boot (not used with firmware bios).
    */
   cmdline?: string;
   serial?: CharSink;
@@ -81,6 +117,53 @@ export interface CpuObject {
    * Features to add (+name) or remove (-name).
    */
   features?: string[];
+}
+export interface MachineObject {
+  /**
+   * Machine type.
+   */
+  type: 'pc';
+  /**
+   * Capture the firmware's debug output (port 0x402): to stderr in a VMM config (unless debugConsole is set), to firmware.log in the VM's state directory for a VirtualMachine manifest. Default false.
+   */
+  debug?: boolean;
+}
+export interface BiosImage {
+  /**
+   * Path of the BIOS image: a multiple of 64 KiB, 64 KiB .. 16 MiB.
+   */
+  bios: string;
+}
+/**
+ * Boot order and menu of the firmware.
+ */
+export interface Boot {
+  /**
+   * Boot devices by device name (devices with a name), first tried first. Default: the firmware's own order.
+   */
+  order?: DeviceName[];
+  /**
+   * Show the firmware's boot menu (press Esc). Default false.
+   */
+  menu?: boolean;
+  /**
+   * How long the boot menu waits for a key, in milliseconds (0..65535). Default 0.
+   */
+  menuTimeout?: number;
+}
+export interface FwCfgFile {
+  name: FwCfgName;
+  /**
+   * Path of the file whose contents the guest reads.
+   */
+  file: string;
+}
+export interface FwCfgString {
+  name: FwCfgName;
+  /**
+   * The contents, as text (UTF-8).
+   */
+  string: string;
 }
 export interface FileSink {
   /**
@@ -122,4 +205,15 @@ export interface DebugConsoleDevice {
    * stderr (default) or {file: path}.
    */
   output?: 'stderr' | FileSink;
+}
+/**
+ * A legacy option ROM the firmware runs (fw_cfg genroms/); one with a boot entry vector is a boot device for boot.order.
+ */
+export interface OptionRomDevice {
+  class: 'option-rom';
+  name: DeviceName;
+  /**
+   * Path of the ROM image: 512 bytes .. 128 KiB, starting with 0x55 0xAA.
+   */
+  file: string;
 }

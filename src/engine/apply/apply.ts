@@ -24,7 +24,7 @@ import type { Plan, PlanStep } from '../plan/planner.js';
 import type { ResourceRecord, StateStore } from '../state/store.js';
 import type { NormalizedDiskSpec, NormalizedVirtualMachineSpec } from '../manifest/types.js';
 import { controlRequest } from './control-client.js';
-import { launchVm, stopVm, vmPaths, isVmmProcess } from './vm-process.js';
+import { launchVm, stopVm, vmPaths, isVmmProcess, type VmPaths } from './vm-process.js';
 
 export type ApplyEvent =
   | { type: 'step-start'; step: PlanStep }
@@ -176,17 +176,16 @@ function removeRecord(store: StateStore, id: ResourceId): string | undefined {
 
 // ---- VirtualMachine ----
 
-/** The VMM config (schema/vmm-config.schema.json) for a VM spec. */
+/**
+ * The VMM config (schema/vmm-config.schema.json) for a VM spec. `paths` are
+ * the VM's runtime files: its console socket (serial `console`) and the
+ * firmware log (`machine.debug`).
+ */
 export function vmmConfigFor(
   name: string,
   spec: NormalizedVirtualMachineSpec,
-  consoleSocket: string,
+  paths: Pick<VmPaths, 'console' | 'firmwareLog'>,
 ): Record<string, unknown> {
-  if (spec.firmware === 'bios') {
-    throw new ApplyError(
-      `VirtualMachine/${name}: firmware 'bios' needs the PC platform (SeaBIOS), not built yet; use direct kernel boot`,
-    );
-  }
   if (spec.disks.length)
     throw new ApplyError(`VirtualMachine/${name}: the VMM has no disk controllers yet (spec.disks)`);
   if (spec.networks.length)
@@ -195,7 +194,7 @@ export function vmmConfigFor(
     throw new ApplyError(`VirtualMachine/${name}: only host 'local' is supported yet`);
   const serial =
     spec.serial === 'console'
-      ? { socket: consoleSocket }
+      ? { socket: paths.console }
       : spec.serial === 'none'
         ? 'none'
         : { file: spec.serial.file };
@@ -204,12 +203,25 @@ export function vmmConfigFor(
     memory: spec.memory,
     vcpus: spec.vcpus,
     cpu: spec.cpu,
-    kernel: spec.firmware.kernel,
-    cmdline: spec.firmware.cmdline,
+    machine: 'pc',
+    acpi: spec.acpi,
+    uuid: spec.uuid,
+    boot: spec.boot,
+    fwCfg: spec.fwCfg,
     serial,
     devices: spec.devices,
   };
-  if (spec.firmware.initrd) cfg.initrd = spec.firmware.initrd;
+  const fw = spec.firmware;
+  if (fw === 'bios') cfg.firmware = 'bios';
+  else if ('bios' in fw) cfg.firmware = { bios: fw.bios.image };
+  else {
+    cfg.firmware = 'direct';
+    cfg.kernel = fw.kernel;
+    if (fw.initrd !== undefined) cfg.initrd = fw.initrd;
+    cfg.cmdline = fw.cmdline;
+  }
+  // The VMM's stderr is its log; the firmware's chatter gets a file of its own.
+  if (spec.machine !== 'pc' && spec.machine.debug) cfg.debugConsole = { file: paths.firmwareLog };
   return cfg;
 }
 
@@ -234,7 +246,7 @@ async function vmStep(
   };
   const start = async (w: DesiredResource): Promise<string> => {
     const spec = w.spec as NormalizedVirtualMachineSpec;
-    const cfg = vmmConfigFor(id.name, spec, paths.console);
+    const cfg = vmmConfigFor(id.name, spec, paths);
     store.put({
       ...ids(w),
       spec: w.spec,
@@ -276,7 +288,7 @@ async function vmStep(
     case 'create': {
       const w = want!;
       const spec = w.spec as NormalizedVirtualMachineSpec;
-      vmmConfigFor(id.name, spec, paths.console); // refuse unsupported specs before touching anything
+      vmmConfigFor(id.name, spec, paths); // refuse unsupported specs before touching anything
       if (!spec.running) {
         store.put({
           ...ids(w),

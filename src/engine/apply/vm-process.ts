@@ -33,6 +33,8 @@ export interface VmPaths {
   pidFile: string;
   control: string;
   console: string;
+  /** The firmware's debug output (port 0x402) of a VM with `machine: {type: pc, debug: true}`. */
+  firmwareLog: string;
 }
 
 export function vmPaths(stateDir: string, name: string): VmPaths {
@@ -44,6 +46,7 @@ export function vmPaths(stateDir: string, name: string): VmPaths {
     pidFile: join(dir, 'vmm.pid'),
     control: join(dir, 'control.sock'),
     console: join(dir, 'console.sock'),
+    firmwareLog: join(dir, 'firmware.log'),
   };
 }
 

@@ -6,7 +6,13 @@
  * cannot express.
  */
 import { createSchemaErrorExplainer } from '../../common/yaml-schema-errors.js';
-import { SIZE_PATTERN, formatSize, parseCpuSpec, parseSize } from '../../vmm/config/load.js';
+import {
+  SIZE_PATTERN,
+  formatSize,
+  parseCpuSpec,
+  parseSize,
+  vmmPatternMessage,
+} from '../../vmm/config/load.js';
 import { childUri, deref, schemaAt, specField, validatorAt } from './schemas.js';
 
 const CPU_PATTERN = specField('VirtualMachine', 'cpu').pattern;
@@ -23,7 +29,8 @@ const explainer = createSchemaErrorExplainer(
           return err instanceof Error ? err.message : String(err);
         }
       }
-      return undefined;
+      // Device names, UUIDs, fw_cfg names: the shapes VirtualMachine shares with the VMM config.
+      return vmmPatternMessage(pattern, data);
     },
   },
 );

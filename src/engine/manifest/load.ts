@@ -345,7 +345,7 @@ function loadDocument(
   }
 
   const raw: RawProblem[] = [];
-  const spec = normaliseSpec(kind, data.spec ?? {}, { baseDir: src.baseDir, problems: raw });
+  const spec = normaliseSpec(kind, data.spec ?? {}, { baseDir: src.baseDir, problems: raw, name: id.name });
   if (raw.length > 0) {
     report(label, raw);
     return loaded;

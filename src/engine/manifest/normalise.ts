@@ -6,13 +6,24 @@
  */
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
-import type { DirectKernelBoot, VirtualMachineSpec } from '../../generated/manifests/virtual-machine.js';
+import type {
+  BiosFirmware,
+  DirectKernelBoot,
+  VirtualMachineSpec,
+} from '../../generated/manifests/virtual-machine.js';
 import type { DiskSpec } from '../../generated/manifests/disk.js';
 import type { HostSpec } from '../../generated/manifests/host.js';
 import type { NetworkSpec } from '../../generated/manifests/network.js';
 import type { VfioAssignmentSpec } from '../../generated/manifests/vfio-assignment.js';
 import type { Device, DebugSink, CharSink } from '../../generated/vmm-config.js';
-import { parseCpuSpec } from '../../vmm/config/load.js';
+import {
+  bootOrderProblems,
+  defaultVmUuid,
+  deviceNameProblems,
+  fwCfgNameProblems,
+  normaliseUuid,
+  parseCpuSpec,
+} from '../../vmm/config/load.js';
 import type { Kind } from '../types.js';
 import { hex, problem, type RawProblem, type Segment } from '../../common/yaml-schema-errors.js';
 import { sizeCheck } from './explain.js';
@@ -20,9 +31,12 @@ import { kindDefinition, schemaAt, specField, vmmDefinition } from './schemas.js
 import {
   LOCAL_HOST,
   MANIFEST_DEFAULTS,
+  type NormalizedBoot,
   type NormalizedDevice,
   type NormalizedDiskSpec,
   type NormalizedFirmware,
+  type NormalizedFwCfgItem,
+  type NormalizedMachine,
   type NormalizedHostSpec,
   type NormalizedNetworkSpec,
   type NormalizedSerial,
@@ -35,6 +49,8 @@ import {
 export interface NormaliseContext {
   baseDir: string;
   problems: RawProblem[];
+  /** The resource's name (a VirtualMachine's default UUID is derived from it). */
+  name: string;
 }
 
 /** Resolves a path from a manifest: `~` / `~/...` is the user's home, relative paths are against `base`. */
@@ -139,28 +155,63 @@ function normaliseVirtualMachine(
     return { disk: d.disk, readonly: d.readonly ?? MANIFEST_DEFAULTS.DiskAttachment.readonly };
   });
 
+  const devicesIn = spec.devices ?? D.devices;
+  const devices = normaliseDevices(devicesIn, abs, problems);
+  const deviceNames = devicesIn.map((d) => ('name' in d ? d.name : undefined));
+  for (const p of deviceNameProblems(deviceNames)) {
+    problems.push(problem(['spec', 'devices', p.index, 'name'], p.message));
+  }
+
+  const bootIn = spec.boot ?? D.boot;
+  const boot: NormalizedBoot = {
+    order: [...(bootIn.order ?? D.boot.order)],
+    menu: bootIn.menu ?? D.boot.menu,
+    menuTimeout: bootIn.menuTimeout ?? D.boot.menuTimeout,
+  };
+  for (const p of bootOrderProblems(boot.order, deviceNames)) {
+    problems.push(problem(['spec', 'boot', 'order', p.index], p.message));
+  }
+
+  const fwCfgIn = spec.fwCfg ?? D.fwCfg;
+  for (const p of fwCfgNameProblems(fwCfgIn.map((f) => f.name))) {
+    problems.push(problem(['spec', 'fwCfg', p.index, 'name'], p.message));
+  }
+  const fwCfg = fwCfgIn.map((f): NormalizedFwCfgItem =>
+    'file' in f ? { name: f.name, file: abs(f.file) } : { name: f.name, string: f.string },
+  );
+
+  const machineIn = spec.machine ?? D.machine;
+  const machine: NormalizedMachine =
+    typeof machineIn === 'object' && machineIn.debug === true ? { type: 'pc', debug: true } : 'pc';
+
   return {
     memory: memory.bytes ?? 0,
     vcpus: spec.vcpus ?? D.vcpus,
     cpu,
     firmware: normaliseFirmware(spec.firmware ?? D.firmware, abs, problems),
+    machine,
+    acpi: spec.acpi ?? D.acpi,
+    // The schema checked the form.
+    uuid: spec.uuid !== undefined ? normaliseUuid(spec.uuid) : defaultVmUuid(ctx.name),
+    boot,
+    fwCfg,
     disks,
     networks: (spec.networks ?? []).map((n) => ({ network: n.network })),
     serial: normaliseSerial(spec.serial ?? D.serial, abs),
-    devices: normaliseDevices(spec.devices ?? [], abs, problems),
+    devices,
     host: spec.host ?? D.host,
     running: spec.running ?? D.running,
     shutdownTimeout,
-    machine: spec.machine ?? D.machine,
   };
 }
 
 function normaliseFirmware(
-  fw: 'bios' | DirectKernelBoot,
+  fw: 'bios' | BiosFirmware | DirectKernelBoot,
   abs: (p: string) => string,
   problems: RawProblem[],
 ): NormalizedFirmware {
   if (fw === 'bios') return 'bios';
+  if ('bios' in fw) return { bios: { image: abs(fw.bios.image) } };
   const cmdline = fw.cmdline ?? MANIFEST_DEFAULTS.DirectKernelBoot.cmdline;
   // The schema limits characters; the kernel limits bytes.
   const max = schemaAt(kindDefinition('VirtualMachine', 'DirectKernelBoot/properties/cmdline')).maxLength;
@@ -212,7 +263,7 @@ function normaliseDevices(
       } else if (typeof sink === 'string') serial = sink;
       else serial = 'file' in sink ? { file: abs(sink.file) } : { socket: abs(sink.socket) };
       out.push({ class: 'serial-port', port: d.port, irq: d.irq ?? (d.port === 0x3e8 ? 4 : 3), serial });
-    } else {
+    } else if (d.class === 'debug-console') {
       claim(d.port, 1);
       const o: Exclude<DebugSink, 'none'> = d.output ?? 'stderr';
       out.push({
@@ -220,6 +271,9 @@ function normaliseDevices(
         port: d.port,
         output: typeof o === 'string' ? o : { file: abs(o.file) },
       });
+    } else {
+      // The image is checked by the VMM when the VM starts (as kernels are).
+      out.push({ class: 'option-rom', name: d.name, file: abs(d.file) });
     }
   });
   return out;

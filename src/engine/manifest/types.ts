@@ -15,6 +15,7 @@ import type { HostSpec } from '../../generated/manifests/host.js';
 import type { NetworkSpec } from '../../generated/manifests/network.js';
 import type { VirtualMachineSpec } from '../../generated/manifests/virtual-machine.js';
 import type { DebugConsoleDevice, SerialPortDevice } from '../../generated/vmm-config.js';
+import { VMM_CONFIG_DEFAULTS } from '../../vmm/config/load.js';
 
 export type { DiskSpec, HostSpec, NetworkSpec, VirtualMachineSpec };
 export type { VfioAssignmentSpec } from '../../generated/manifests/vfio-assignment.js';
@@ -24,7 +25,8 @@ export const LOCAL_HOST = 'local';
 
 /**
  * Defaults of optional spec fields (the schemas' `default` annotations say
- * the same; a unit test checks they agree).
+ * the same; a unit test checks they agree). `uuid` has no fixed default: it
+ * is derived from the VM's name (`defaultVmUuid`).
  */
 export const MANIFEST_DEFAULTS = {
   VirtualMachine: {
@@ -32,6 +34,10 @@ export const MANIFEST_DEFAULTS = {
     vcpus: 1,
     cpu: 'host',
     firmware: 'bios',
+    machine: 'pc',
+    acpi: true,
+    boot: VMM_CONFIG_DEFAULTS.boot,
+    fwCfg: [],
     disks: [],
     networks: [],
     serial: 'console',
@@ -39,7 +45,6 @@ export const MANIFEST_DEFAULTS = {
     host: LOCAL_HOST,
     running: true,
     shutdownTimeout: '30s',
-    machine: 'pc',
   },
   DirectKernelBoot: { cmdline: '' },
   DiskAttachment: { readonly: false },
@@ -47,7 +52,7 @@ export const MANIFEST_DEFAULTS = {
   Network: { mode: 'user' },
   VfioAssignment: { host: LOCAL_HOST },
 } as const satisfies {
-  VirtualMachine: Required<VirtualMachineSpec>;
+  VirtualMachine: Required<Omit<VirtualMachineSpec, 'uuid'>>;
   DirectKernelBoot: { cmdline: string };
   DiskAttachment: { readonly: boolean };
   Disk: Partial<DiskSpec>;
@@ -55,7 +60,17 @@ export const MANIFEST_DEFAULTS = {
   VfioAssignment: { host: string };
 };
 
-export type NormalizedFirmware = 'bios' | { kernel: string; initrd?: string; cmdline: string };
+/** `bios`: the default BIOS image; `{bios: {image}}`: another one (absolute); else a direct kernel boot. */
+export type NormalizedFirmware =
+  'bios' | { bios: { image: string } } | { kernel: string; initrd?: string; cmdline: string };
+
+/** `pc`, or the pc with the firmware's debug output captured (`debug: false` normalises to `pc`). */
+export type NormalizedMachine = 'pc' | { type: 'pc'; debug: true };
+
+export type NormalizedBoot = { order: string[]; menu: boolean; menuTimeout: number };
+
+/** A fw_cfg file: `file` absolute. */
+export type NormalizedFwCfgItem = { name: string; file: string } | { name: string; string: string };
 
 export type NormalizedSerial = 'console' | 'none' | { file: string };
 
@@ -73,7 +88,11 @@ export type NormalizedDebugConsoleDevice = {
   output: 'stderr' | { file: string };
 };
 
-export type NormalizedDevice = NormalizedSerialPortDevice | NormalizedDebugConsoleDevice;
+/** An option ROM: `file` absolute (the VMM checks the image when the VM starts). */
+export type NormalizedOptionRomDevice = { class: 'option-rom'; name: string; file: string };
+
+export type NormalizedDevice =
+  NormalizedSerialPortDevice | NormalizedDebugConsoleDevice | NormalizedOptionRomDevice;
 
 export type NormalizedVirtualMachineSpec = {
   /** Bytes. */
@@ -82,6 +101,12 @@ export type NormalizedVirtualMachineSpec = {
   /** Canonical `<model>[,+feature|-feature...]`: features sorted by name, each once. */
   cpu: string;
   firmware: NormalizedFirmware;
+  machine: NormalizedMachine;
+  acpi: boolean;
+  /** Lowercase 8-4-4-4-12; derived from the VM name when the manifest gives none. */
+  uuid: string;
+  boot: NormalizedBoot;
+  fwCfg: NormalizedFwCfgItem[];
   disks: { disk: string; readonly: boolean }[];
   networks: { network: string }[];
   serial: NormalizedSerial;
@@ -90,7 +115,6 @@ export type NormalizedVirtualMachineSpec = {
   running: boolean;
   /** Seconds. */
   shutdownTimeout: number;
-  machine: 'pc';
 };
 
 export type NormalizedDiskSpec = {

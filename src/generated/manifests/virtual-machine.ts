@@ -50,9 +50,26 @@ export interface VirtualMachineSpec {
    */
   cpu?: string;
   /**
-   * How the VM boots: bios, or a direct kernel boot {kernel, initrd?, cmdline?}. Default bios.
+   * How the VM boots: bios (SeaBIOS, Debian's /usr/share/seabios/bios-256k.bin), {bios: {image: path}} (another BIOS image), or a direct kernel boot {kernel, initrd?, cmdline?}. Default bios.
    */
-  firmware?: 'bios' | DirectKernelBoot;
+  firmware?: 'bios' | BiosFirmware | DirectKernelBoot;
+  /**
+   * Machine type: pc, or {type: pc, debug: true} to also write the firmware's debug output (port 0x402) to firmware.log in the VM's state directory. Default pc.
+   */
+  machine?: 'pc' | MachineObject;
+  /**
+   * Give the guest ACPI tables. Default true.
+   */
+  acpi?: boolean;
+  /**
+   * SMBIOS system UUID (8-4-4-4-12 hex digits). Default: derived from the VM name (a UUID v5), the same at every start.
+   */
+  uuid?: string;
+  boot?: Boot;
+  /**
+   * Files the guest can read through fw_cfg (like QEMU's -fw_cfg): each {name, file} or {name, string}; names start with opt/ and are unique.
+   */
+  fwCfg?: (FwCfgFile | FwCfgString)[];
   /**
    * Disks attached to the VM, in order (each names a Disk resource).
    */
@@ -68,7 +85,7 @@ export interface VirtualMachineSpec {
   /**
    * Extra devices, each an object with a `class` (the same shapes as the VMM config's devices).
    */
-  devices?: (SerialPortDevice | DebugConsoleDevice)[];
+  devices?: (SerialPortDevice | DebugConsoleDevice | OptionRomDevice)[];
   /**
    * The Host the VM runs on (`local`, the machine mvctl runs on, needs no Host manifest). Default local.
    */
@@ -81,10 +98,17 @@ export interface VirtualMachineSpec {
    * How long a graceful shutdown may take before the VM is killed: seconds, or a duration such as 30s or 2m. Default 30s.
    */
   shutdownTimeout?: number | string;
-  /**
-   * Machine type. Default pc.
-   */
-  machine?: 'pc';
+}
+/**
+ * Firmware boot with a BIOS image of your choice.
+ */
+export interface BiosFirmware {
+  bios: {
+    /**
+     * The BIOS image: a multiple of 64 KiB, 64 KiB .. 16 MiB (checked when the VM starts).
+     */
+    image: string;
+  };
 }
 /**
  * Direct kernel boot (no firmware).
@@ -102,6 +126,53 @@ export interface DirectKernelBoot {
    * Kernel command line. Default empty.
    */
   cmdline?: string;
+}
+export interface MachineObject {
+  /**
+   * Machine type.
+   */
+  type: 'pc';
+  /**
+   * Capture the firmware's debug output (port 0x402): to stderr in a VMM config (unless debugConsole is set), to firmware.log in the VM's state directory for a VirtualMachine manifest. Default false.
+   */
+  debug?: boolean;
+}
+/**
+ * Boot order and menu of the firmware.
+ */
+export interface Boot {
+  /**
+   * Boot devices by device name (devices with a name), first tried first. Default: the firmware's own order.
+   */
+  order?: string[];
+  /**
+   * Show the firmware's boot menu (press Esc). Default false.
+   */
+  menu?: boolean;
+  /**
+   * How long the boot menu waits for a key, in milliseconds (0..65535). Default 0.
+   */
+  menuTimeout?: number;
+}
+export interface FwCfgFile {
+  /**
+   * fw_cfg file name: starts with opt/ (e.g. opt/org.example/config), at most 55 bytes.
+   */
+  name: string;
+  /**
+   * Path of the file whose contents the guest reads.
+   */
+  file: string;
+}
+export interface FwCfgString {
+  /**
+   * fw_cfg file name: starts with opt/ (e.g. opt/org.example/config), at most 55 bytes.
+   */
+  name: string;
+  /**
+   * The contents, as text (UTF-8).
+   */
+  string: string;
 }
 /**
  * A Disk attached to the VM.
@@ -174,4 +245,18 @@ export interface DebugConsoleDevice {
    * stderr (default) or {file: path}.
    */
   output?: 'stderr' | FileSink;
+}
+/**
+ * A legacy option ROM the firmware runs (fw_cfg genroms/); one with a boot entry vector is a boot device for boot.order.
+ */
+export interface OptionRomDevice {
+  class: 'option-rom';
+  /**
+   * Device name: 1-63 lowercase letters, digits or '-', starting with a letter or digit; unique among devices.
+   */
+  name: string;
+  /**
+   * Path of the ROM image: 512 bytes .. 128 KiB, starting with 0x55 0xAA.
+   */
+  file: string;
 }

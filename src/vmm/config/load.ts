@@ -8,7 +8,15 @@
  * `ConfigError`; schema errors are explained (and located in the YAML) by
  * src/common/yaml-schema-errors.ts, which the manifest loader uses too.
  */
-import { accessSync, constants as fsConstants, readFileSync, statSync } from 'node:fs';
+import {
+  accessSync,
+  closeSync,
+  constants as fsConstants,
+  openSync,
+  readFileSync,
+  readSync,
+  statSync,
+} from 'node:fs';
 import { PC_FIXED_PORTS, type PortRange } from '../pc-ports.js';
 import { homedir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -17,6 +25,7 @@ import { LineCounter, parseDocument } from 'yaml';
 import schemaJson from '../../../schema/vmm-config.schema.json' with { type: 'json' };
 import {
   EXPLAIN_AJV_OPTIONS,
+  closest,
   createSchemaErrorExplainer,
   describeValue,
   escapePointer,
@@ -35,6 +44,7 @@ import type {
   CharSink,
   DebugConsoleDevice,
   DebugSink,
+  OptionRomDevice,
   SerialPortDevice,
   VmmConfig,
 } from '../../generated/vmm-config.js';
@@ -42,15 +52,20 @@ import { ConfigError, type ConfigProblem } from './errors.js';
 import { SIZE_PATTERN, formatSize, parseSize } from './size.js';
 import type {
   CpuModel,
+  ResolvedBoot,
   ResolvedCharSink,
   ResolvedCpu,
   ResolvedDebugSink,
   ResolvedDevice,
+  ResolvedFirmware,
+  ResolvedFwCfgFile,
   ResolvedVmmConfig,
 } from './types.js';
+import { defaultVmUuid, normaliseUuid } from './uuid.js';
 
 export { ConfigError, formatProblem, type ConfigProblem } from './errors.js';
 export { SIZE_PATTERN, formatSize, parseSize } from './size.js';
+export { defaultVmUuid, normaliseUuid, uuidV5 } from './uuid.js';
 export type * from './types.js';
 export type { VmmConfig } from '../../generated/vmm-config.js';
 
@@ -62,6 +77,10 @@ export const VMM_CONFIG_DEFAULTS = {
   memory: '128M',
   vcpus: 1,
   cpu: 'host',
+  machine: 'pc',
+  acpi: true,
+  boot: { order: [], menu: false, menuTimeout: 0 },
+  fwCfg: [],
   cmdline: '',
   serial: 'stdio',
   debugConsole: 'none',
@@ -69,6 +88,22 @@ export const VMM_CONFIG_DEFAULTS = {
   onTripleFault: 'stop',
   devices: [],
 } as const satisfies Partial<VmmConfig>;
+
+/**
+ * The BIOS image `firmware: bios` boots: SeaBIOS as Debian's `seabios`
+ * package installs it (the 256 KiB build, with the PCI, ACPI and SMBIOS
+ * support the 128 KiB one lacks).
+ */
+export const DEFAULT_BIOS_PATH = '/usr/share/seabios/bios-256k.bin';
+
+/** BIOS image sizes: a multiple of 64 KiB, 64 KiB .. 16 MiB (the flash window below 4 GiB). */
+export const BIOS_SIZE = { min: 64 * 1024, max: 16 * 1024 * 1024, align: 64 * 1024 } as const;
+
+/** Legacy option ROM sizes: 512 bytes .. 128 KiB (the 0xC0000-0xDFFFF expansion area is shared). */
+export const OPTION_ROM_SIZE = { min: 512, max: 128 * 1024 } as const;
+
+/** fw_cfg file names are 56 bytes with the terminating NUL (FWCfgFile.name in QEMU's fw_cfg.h). */
+export const FW_CFG_NAME_MAX_BYTES = 55;
 
 /** Reads, validates and normalises a VMM config file. Throws `ConfigError`. */
 export function loadVmmConfig(path: string): ResolvedVmmConfig {
@@ -214,28 +249,44 @@ function validatorAt(pointer: string): ValidateFunction {
 // ---------------------------------------------------------------------------
 // Explaining validation errors
 
+/**
+ * The message for a string that does not match a pattern of the VMM config
+ * schema, or undefined for the generic one. The manifest loader uses it too
+ * (VirtualMachine specs reuse the VMM's device, boot and fw_cfg shapes).
+ */
+export function vmmPatternMessage(pattern: string, data: unknown): string | undefined {
+  if (pattern === schemaAt('/definitions/CpuSpec').pattern && typeof data === 'string') {
+    try {
+      parseCpuSpec(data);
+    } catch (err) {
+      return err instanceof Error ? err.message : String(err);
+    }
+  }
+  const text = describeValue(data);
+  if (pattern === schemaAt('/definitions/CpuObject/properties/features/items').pattern) {
+    return `invalid CPU feature ${text}: expected +name or -name`;
+  }
+  if (
+    pattern === schemaAt('/properties/name').pattern ||
+    pattern === schemaAt('/definitions/DeviceName').pattern
+  ) {
+    return `invalid name ${text}: use 1-63 lowercase letters, digits or '-', starting with a letter or digit`;
+  }
+  if (pattern === schemaAt('/definitions/Uuid').pattern) {
+    return `invalid UUID ${text}: expected 8-4-4-4-12 hex digits, e.g. 0b4f2f2e-7d1c-4b5a-9f3e-2a6c8d1e5f70`;
+  }
+  if (pattern === schemaAt('/definitions/FwCfgName').pattern) {
+    return `invalid fw_cfg name ${text}: user files must be named opt/..., e.g. opt/org.example/config`;
+  }
+  return undefined;
+}
+
 const explainer = createSchemaErrorExplainer(
   { schemaAt, deref, child: childPointer, validatorAt },
   {
     sizes: { pattern: SIZE_PATTERN, parse: parseSize, format: formatSize, example: '128M' },
-    patternMessage: (pattern, data) => {
-      if (pattern === schemaAt('/definitions/CpuSpec').pattern && typeof data === 'string') {
-        try {
-          parseCpuSpec(data);
-        } catch (err) {
-          return err instanceof Error ? err.message : String(err);
-        }
-      }
-      const text = describeValue(data);
-      if (pattern === schemaAt('/definitions/CpuObject/properties/features/items').pattern) {
-        return `invalid CPU feature ${text}: expected +name or -name`;
-      }
-      if (pattern === schemaAt('/properties/name').pattern) {
-        return `invalid name ${text}: use 1-63 lowercase letters, digits or '-', starting with a letter or digit`;
-      }
-      return undefined;
-    },
-    emptyDocument: 'the config is empty (expected a mapping with at least name and kernel)',
+    patternMessage: vmmPatternMessage,
+    emptyDocument: 'the config is empty (expected a mapping with at least a name)',
   },
 );
 
@@ -302,6 +353,126 @@ function unreadable(path: string): string | undefined {
   }
 }
 
+/** The size of a readable regular file, or why it cannot be read. */
+function readableFile(path: string): { size: number; problem?: undefined } | { problem: string } {
+  const why = unreadable(path);
+  return why !== undefined ? { problem: `${path}: ${why}` } : { size: statSync(path).size };
+}
+
+/** The first `n` bytes of a file (fewer if it is shorter). */
+function readHead(path: string, n: number): Buffer {
+  const buf = Buffer.alloc(n);
+  const fd = openSync(path, 'r');
+  try {
+    return buf.subarray(0, readSync(fd, buf, 0, n, 0));
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Why `path` is not a usable BIOS image, or undefined. */
+export function biosImageProblem(path: string): string | undefined {
+  const f = readableFile(path);
+  if (f.problem !== undefined) return f.problem;
+  const { min, max, align } = BIOS_SIZE;
+  if (f.size < min || f.size > max || f.size % align !== 0) {
+    return `${path}: ${f.size} bytes is not a BIOS image size (a multiple of 64 KiB, 64 KiB .. 16 MiB)`;
+  }
+  return undefined;
+}
+
+/** Why `path` is not a usable legacy option ROM, or undefined. */
+export function optionRomProblem(path: string): string | undefined {
+  const f = readableFile(path);
+  if (f.problem !== undefined) return f.problem;
+  if (f.size < OPTION_ROM_SIZE.min)
+    return `${path}: ${f.size} bytes is too small for an option ROM (at least 512)`;
+  if (f.size > OPTION_ROM_SIZE.max)
+    return `${path}: ${f.size} bytes is too large for an option ROM (at most 128 KiB)`;
+  let head: Buffer;
+  try {
+    head = readHead(path, 2);
+  } catch (e) {
+    return `${path}: ${fileErrorReason(e)}`;
+  }
+  // PCI Firmware Specification 3.0, 5.1.1: every expansion ROM image starts with 0x55 0xAA.
+  if (head[0] !== 0x55 || head[1] !== 0xaa) {
+    return `${path}: not an option ROM (it does not start with the signature 0x55 0xAA)`;
+  }
+  return undefined;
+}
+
+/** A problem with the item at `index` of a list (boot order, fw_cfg files, devices). */
+export interface ListProblem {
+  index: number;
+  message: string;
+}
+
+/**
+ * Problems of device names (`names[i]` is the name of device i, undefined
+ * for a device without one): each name is used once.
+ */
+export function deviceNameProblems(names: readonly (string | undefined)[]): ListProblem[] {
+  const out: ListProblem[] = [];
+  names.forEach((name, i) => {
+    if (name === undefined) return;
+    const first = names.indexOf(name);
+    if (first < i) {
+      out.push({
+        index: i,
+        message: `device name ${JSON.stringify(name)} is already used by devices[${first}]`,
+      });
+    }
+  });
+  return out;
+}
+
+/** Problems of a boot order: each entry names a device (of `deviceNames`), once. */
+export function bootOrderProblems(
+  order: readonly string[],
+  deviceNames: readonly (string | undefined)[],
+): ListProblem[] {
+  const named = [...new Set(deviceNames.filter((n) => n !== undefined))];
+  const out: ListProblem[] = [];
+  order.forEach((name, i) => {
+    const first = order.indexOf(name);
+    if (first < i) {
+      out.push({ index: i, message: `${JSON.stringify(name)} is already listed at boot.order[${first}]` });
+    } else if (!named.includes(name)) {
+      const guess = closest(name, named);
+      out.push({
+        index: i,
+        message:
+          `no device named ${JSON.stringify(name)} ` +
+          (guess !== undefined
+            ? `(did you mean ${JSON.stringify(guess)}?)`
+            : named.length > 0
+              ? `(named devices: ${named.join(', ')})`
+              : '(no device has a name; option-rom devices do)'),
+      });
+    }
+  });
+  return out;
+}
+
+/** Problems of fw_cfg file names (schema-valid: `opt/...`): at most 55 bytes, each used once. */
+export function fwCfgNameProblems(names: readonly string[]): ListProblem[] {
+  const out: ListProblem[] = [];
+  names.forEach((name, i) => {
+    const bytes = Buffer.byteLength(name, 'utf8');
+    const first = names.indexOf(name);
+    if (bytes > FW_CFG_NAME_MAX_BYTES) {
+      out.push({ index: i, message: `too long: ${bytes} bytes (at most ${FW_CFG_NAME_MAX_BYTES})` });
+    } else if (first < i) {
+      out.push({
+        index: i,
+        message: `fw_cfg name ${JSON.stringify(name)} is already used by fwCfg[${first}]`,
+      });
+    }
+  });
+  return out;
+}
+
 function normalise(config: VmmConfig, configPath: string, problems: RawProblem[]): ResolvedVmmConfig {
   const baseDir = dirname(configPath);
   const abs = (p: string) => resolvePath(baseDir, p);
@@ -329,14 +500,55 @@ function normalise(config: VmmConfig, configPath: string, problems: RawProblem[]
     }
   }
 
-  const kernel = abs(config.kernel);
-  const kernelProblem = unreadable(kernel);
-  if (kernelProblem) problems.push(problem(['kernel'], `${kernel}: ${kernelProblem}`));
+  // Firmware: direct when a kernel is given, else the default BIOS.
+  const firmwareIn = config.firmware ?? (config.kernel !== undefined ? 'direct' : 'bios');
+  let firmware: ResolvedFirmware;
+  if (firmwareIn === 'direct') {
+    firmware = { kind: 'direct' };
+  } else if (firmwareIn === 'bios') {
+    firmware = { kind: 'bios', path: DEFAULT_BIOS_PATH };
+    const why = biosImageProblem(DEFAULT_BIOS_PATH);
+    if (why !== undefined) {
+      problems.push(
+        problem(
+          ['firmware'],
+          `${why} (the default BIOS image: install Debian's seabios package, or set firmware: {bios: PATH})`,
+        ),
+      );
+    }
+  } else {
+    firmware = { kind: 'bios', path: abs(firmwareIn.bios) };
+    const why = biosImageProblem(firmware.path);
+    if (why !== undefined) problems.push(problem(['firmware', 'bios'], why));
+  }
+
+  let kernel: string | undefined;
   let initrd: string | undefined;
-  if (config.initrd !== undefined) {
-    initrd = abs(config.initrd);
-    const initrdProblem = unreadable(initrd);
-    if (initrdProblem) problems.push(problem(['initrd'], `${initrd}: ${initrdProblem}`));
+  if (firmware.kind === 'direct') {
+    if (config.kernel === undefined) {
+      problems.push(
+        problem(['kernel'], 'required for direct kernel boot (or use firmware: bios)', ['firmware']),
+      );
+    } else {
+      kernel = abs(config.kernel);
+      const kernelProblem = unreadable(kernel);
+      if (kernelProblem) problems.push(problem(['kernel'], `${kernel}: ${kernelProblem}`));
+    }
+    if (config.initrd !== undefined) {
+      initrd = abs(config.initrd);
+      const initrdProblem = unreadable(initrd);
+      if (initrdProblem) problems.push(problem(['initrd'], `${initrd}: ${initrdProblem}`));
+    }
+  } else {
+    const which =
+      config.firmware === undefined ? 'firmware bios (the default without a kernel)' : 'firmware bios';
+    for (const field of ['kernel', 'initrd', 'cmdline'] as const) {
+      if (config[field] !== undefined) {
+        problems.push(
+          problem([field], `not used with ${which}; remove it, or set firmware: direct to boot a kernel`),
+        );
+      }
+    }
   }
 
   const cmdline = config.cmdline ?? VMM_CONFIG_DEFAULTS.cmdline;
@@ -355,8 +567,13 @@ function normalise(config: VmmConfig, configPath: string, problems: RawProblem[]
     return { kind: 'file', path: abs(s.file) };
   };
 
+  // `machine: {type: pc, debug: true}` sends the firmware's debug port to stderr, unless debugConsole says otherwise.
+  const machineIn = config.machine ?? VMM_CONFIG_DEFAULTS.machine;
+  const machineDebug = typeof machineIn === 'object' && machineIn.debug === true;
   const serial = charSink(config.serial ?? VMM_CONFIG_DEFAULTS.serial);
-  const debugConsole = debugSink(config.debugConsole ?? VMM_CONFIG_DEFAULTS.debugConsole);
+  const debugConsole = debugSink(
+    config.debugConsole ?? (machineDebug ? 'stderr' : VMM_CONFIG_DEFAULTS.debugConsole),
+  );
 
   // I/O port ranges in use, to catch two devices on the same ports.
   const ports: PortRange[] = [
@@ -393,11 +610,42 @@ function normalise(config: VmmConfig, configPath: string, problems: RawProblem[]
         irq: dev.irq ?? (dev.port === 0x3e8 ? 4 : 3),
         serial: sink,
       });
-    } else {
+    } else if (d.class === 'debug-console') {
       const dev = d satisfies DebugConsoleDevice;
       claim(dev.port, 1);
       devices.push({ class: 'debug-console', port: dev.port, output: debugSink(dev.output ?? 'stderr') });
+    } else {
+      const dev = d satisfies OptionRomDevice;
+      const file = abs(dev.file);
+      const why = optionRomProblem(file);
+      if (why !== undefined) problems.push(problem([...path, 'file'], why));
+      devices.push({ class: 'option-rom', name: dev.name, file });
     }
+  });
+
+  const names = devicesIn.map((d) => ('name' in d ? d.name : undefined));
+  for (const p of deviceNameProblems(names)) problems.push(problem(['devices', p.index, 'name'], p.message));
+
+  const bootIn = config.boot ?? {};
+  const boot: ResolvedBoot = {
+    order: [...(bootIn.order ?? VMM_CONFIG_DEFAULTS.boot.order)],
+    menu: bootIn.menu ?? VMM_CONFIG_DEFAULTS.boot.menu,
+    menuTimeoutMs: bootIn.menuTimeout ?? VMM_CONFIG_DEFAULTS.boot.menuTimeout,
+  };
+  for (const p of bootOrderProblems(boot.order, names)) {
+    problems.push(problem(['boot', 'order', p.index], p.message));
+  }
+
+  const fwCfgIn = config.fwCfg ?? [];
+  for (const p of fwCfgNameProblems(fwCfgIn.map((f) => f.name))) {
+    problems.push(problem(['fwCfg', p.index, 'name'], p.message));
+  }
+  const fwCfgFiles = fwCfgIn.map((item, i): ResolvedFwCfgFile => {
+    if (!('file' in item)) return { name: item.name, text: item.string };
+    const path = abs(item.file);
+    const why = unreadable(path);
+    if (why !== undefined) problems.push(problem(['fwCfg', i, 'file'], `${path}: ${why}`));
+    return { name: item.name, path };
   });
 
   const resolved: ResolvedVmmConfig = {
@@ -406,7 +654,12 @@ function normalise(config: VmmConfig, configPath: string, problems: RawProblem[]
     memory: memory.bytes ?? 0,
     vcpus: config.vcpus ?? VMM_CONFIG_DEFAULTS.vcpus,
     cpu,
-    kernel,
+    machine: 'pc',
+    firmware,
+    acpi: config.acpi ?? VMM_CONFIG_DEFAULTS.acpi,
+    uuid: config.uuid !== undefined ? normaliseUuid(config.uuid) : defaultVmUuid(config.name),
+    boot,
+    fwCfgFiles,
     cmdline,
     serial,
     debugConsole,
@@ -414,6 +667,7 @@ function normalise(config: VmmConfig, configPath: string, problems: RawProblem[]
     onTripleFault: config.onTripleFault ?? VMM_CONFIG_DEFAULTS.onTripleFault,
     devices,
   };
+  if (kernel !== undefined) resolved.kernel = kernel;
   if (initrd !== undefined) resolved.initrd = initrd;
   return resolved;
 }

@@ -41,7 +41,35 @@ export interface ResolvedDebugConsoleDevice {
   output: ResolvedDebugSink;
 }
 
-export type ResolvedDevice = ResolvedSerialPortDevice | ResolvedDebugConsoleDevice;
+/**
+ * A legacy option ROM offered to the firmware as fw_cfg `genroms/<file name>`
+ * (SeaBIOS runs it and, when its PnP header has a bootstrap entry vector,
+ * lists it as a boot device `/rom@genroms/<file name>`).
+ */
+export interface ResolvedOptionRomDevice {
+  class: 'option-rom';
+  /** Device name, used in `boot.order`; unique among devices. */
+  name: string;
+  /** Absolute path of the ROM image (0x55 0xAA header, at most 128 KiB); exists and is readable. */
+  file: string;
+}
+
+export type ResolvedDevice = ResolvedSerialPortDevice | ResolvedDebugConsoleDevice | ResolvedOptionRomDevice;
+
+/** How the VM starts: SeaBIOS (or another BIOS image) or a direct kernel boot. */
+export type ResolvedFirmware = { kind: 'direct' } | { kind: 'bios'; /** Absolute path of the BIOS image. */ path: string };
+
+export interface ResolvedBoot {
+  /** Boot devices by device name, first tried first (written to fw_cfg `bootorder`). */
+  order: string[];
+  /** Show the firmware's boot menu (fw_cfg FW_CFG_BOOT_MENU). */
+  menu: boolean;
+  /** How long the boot menu waits for a key, in ms (fw_cfg `etc/boot-menu-wait`). */
+  menuTimeoutMs: number;
+}
+
+/** A file the guest firmware/OS can read through fw_cfg (`opt/...`), like QEMU's -fw_cfg. */
+export type ResolvedFwCfgFile = { name: string; path: string } | { name: string; text: string };
 
 export interface ResolvedVmmConfig {
   name: string;
@@ -52,8 +80,19 @@ export interface ResolvedVmmConfig {
   /** 1..255. */
   vcpus: number;
   cpu: ResolvedCpu;
-  /** Absolute path of an ELF vmlinux (PVH entry) or a bzImage; exists and is readable. */
-  kernel: string;
+  /** Machine type: i440FX + PIIX3/PIIX4 (QEMU's `pc`). */
+  machine: 'pc';
+  /** bios: firmware boot (kernel must be absent); direct: `kernel` is loaded by the VMM. */
+  firmware: ResolvedFirmware;
+  /** Build ACPI tables (fw_cfg for firmware boot, guest memory for direct boot). */
+  acpi: boolean;
+  /** SMBIOS system UUID (type 1), lowercase 8-4-4-4-12; derived from the name when not configured. */
+  uuid: string;
+  boot: ResolvedBoot;
+  /** fw_cfg files (names start with `opt/`). */
+  fwCfgFiles: ResolvedFwCfgFile[];
+  /** Absolute path of an ELF vmlinux (PVH entry) or a bzImage (direct boot only); exists and is readable. */
+  kernel?: string;
   /** Absolute path of the initrd, if any; exists and is readable. */
   initrd?: string;
   /** Kernel command line ('' if none). */

@@ -16,6 +16,7 @@ import {
   specOf,
   type NormalizedVirtualMachineSpec,
 } from '../../../../src/engine/manifest/load.js';
+import { defaultVmUuid } from '../../../../src/vmm/config/load.js';
 import { resourceKey, type DesiredResource } from '../../../../src/engine/types.js';
 
 const fixtures = fileURLToPath(new URL('../../../fixtures/manifests/', import.meta.url));
@@ -77,6 +78,14 @@ describe('loadManifests: good manifests', () => {
           initrd: fx('good', 'kernels', 'initramfs.cpio'),
           cmdline: 'console=ttyS0 panic=-1',
         },
+        machine: { type: 'pc', debug: true },
+        acpi: false,
+        uuid: '0b4f2f2e-7d1c-4b5a-9f3e-2a6c8d1e5f70',
+        boot: { order: ['pxe'], menu: true, menuTimeout: 2500 },
+        fwCfg: [
+          { name: 'opt/org.example/seed', file: fx('good', 'cluster', 'seed.json') },
+          { name: 'opt/org.example/role', string: 'web' },
+        ],
         disks: [
           { disk: 'root', readonly: false },
           { disk: 'data', readonly: true },
@@ -86,11 +95,11 @@ describe('loadManifests: good manifests', () => {
         devices: [
           { class: 'serial-port', port: 0x2f8, irq: 3, serial: { socket: '/run/mvisor/web-com2.sock' } },
           { class: 'debug-console', port: 0x80, output: 'stderr' },
+          { class: 'option-rom', name: 'pxe', file: fx('good', 'roms', 'pxe.rom') },
         ],
         host: 'local',
         running: false,
         shutdownTimeout: 120,
-        machine: 'pc',
       } satisfies NormalizedVirtualMachineSpec,
       source: { file: 'good/cluster/20-vms.yml', line: 1, col: 1 },
       dependsOn: [
@@ -109,6 +118,11 @@ describe('loadManifests: good manifests', () => {
       vcpus: 1,
       cpu: 'host',
       firmware: 'bios',
+      machine: 'pc',
+      acpi: true,
+      uuid: defaultVmUuid('tiny'),
+      boot: { order: [], menu: false, menuTimeout: 0 },
+      fwCfg: [],
       disks: [],
       networks: [],
       serial: 'console',
@@ -116,7 +130,6 @@ describe('loadManifests: good manifests', () => {
       host: 'local',
       running: true,
       shutdownTimeout: 30,
-      machine: 'pc',
     } satisfies NormalizedVirtualMachineSpec);
     expect(tiny?.labels).toEqual({});
     // The implicit local host is not a resource, so it is not a dependency either.
@@ -154,6 +167,9 @@ describe('loadManifests: good manifests', () => {
       ],
     });
     expect(rs.get('VirtualMachine/gpu-box')?.dependsOn).toEqual([{ kind: 'Host', name: 'gpu1' }]);
+    expect(rs.get('VirtualMachine/gpu-box')?.spec.firmware).toEqual({
+      bios: { image: fx('good', 'firmware', 'bios.bin') },
+    });
   });
 
   it('is deterministic: the same manifests give deep-equal (and JSON-equal) resources', () => {
@@ -171,11 +187,13 @@ describe('loadManifests: good manifests', () => {
       vm('a', '{}') +
         vm(
           'b',
-          '{memory: 128MiB, vcpus: 1, cpu: host, firmware: bios, serial: console, shutdownTimeout: 30}',
+          '{memory: 128MiB, vcpus: 1, cpu: host, firmware: bios, serial: console, shutdownTimeout: 30, ' +
+            `uuid: ${defaultVmUuid('a').toUpperCase()}, machine: {type: pc, debug: false}, acpi: true}`,
         ) +
         vm(
           'c',
-          '{memory: 134217728, host: local, running: true, shutdownTimeout: 0m30s, machine: pc, disks: [], devices: []}',
+          '{memory: 134217728, host: local, running: true, shutdownTimeout: 0m30s, machine: pc, disks: [], devices: [], ' +
+            `uuid: ${defaultVmUuid('a')}, boot: {order: [], menu: false}, fwCfg: []}`,
         ),
     );
     expect(b?.spec).toEqual(a?.spec);
@@ -185,7 +203,7 @@ describe('loadManifests: good manifests', () => {
     const [x, y] = load(
       ['-'],
       vm('x', '{cpu: "baseline,+xsaveerptr,-cx16,+xsaveerptr"}') +
-        vm('y', '{cpu: "baseline,-cx16,+xsaveerptr"}'),
+        vm('y', `{cpu: "baseline,-cx16,+xsaveerptr", uuid: ${defaultVmUuid('x')}}`),
     );
     expect(x?.spec.cpu).toBe('baseline,-cx16,+xsaveerptr');
     expect(y?.spec).toEqual(x?.spec);
@@ -333,11 +351,11 @@ describe('loadManifests: bad manifests', () => {
       'bad/wrong-type.yaml:8:10: VirtualMachine/web: spec.vcpus: expected an integer, got "two"',
       'bad/wrong-type.yaml:9:12: VirtualMachine/web: spec.running: expected a boolean, got "yes"',
       'bad/wrong-type.yaml:10:10: VirtualMachine/web: spec.disks: expected a list, got "data"',
-      'bad/wrong-type.yaml:11:13: VirtualMachine/web: spec.firmware: expected "bios" or {kernel: ...}, got "uefi"',
+      'bad/wrong-type.yaml:11:13: VirtualMachine/web: spec.firmware: expected "bios", {bios: ...} or {kernel: ...}, got "uefi"',
       'bad/wrong-type.yaml:12:11: VirtualMachine/web: spec.serial.file: missing required field',
       'bad/wrong-type.yaml:12:13: VirtualMachine/web: spec.serial.socket: unknown field (known fields: file)',
       'bad/wrong-type.yaml:17:14: VirtualMachine/web: spec.devices[1].class: unknown device class "sound-card" ' +
-        '(known: serial-port, debug-console)',
+        '(known: serial-port, debug-console, option-rom)',
     ]);
   });
 
@@ -353,11 +371,11 @@ describe('loadManifests: bad manifests', () => {
       'bad/wrong-type.yaml:8:10: VirtualMachine/web: spec.vcpus: expected an integer, got "two"',
       'bad/wrong-type.yaml:9:12: VirtualMachine/web: spec.running: expected a boolean, got "yes"',
       'bad/wrong-type.yaml:10:10: VirtualMachine/web: spec.disks: expected a list, got "data"',
-      'bad/wrong-type.yaml:11:13: VirtualMachine/web: spec.firmware: expected "bios" or {kernel: ...}, got "uefi"',
+      'bad/wrong-type.yaml:11:13: VirtualMachine/web: spec.firmware: expected "bios", {bios: ...} or {kernel: ...}, got "uefi"',
       'bad/wrong-type.yaml:12:11: VirtualMachine/web: spec.serial.file: missing required field',
       'bad/wrong-type.yaml:12:13: VirtualMachine/web: spec.serial.socket: unknown field (known fields: file)',
       'bad/wrong-type.yaml:17:14: VirtualMachine/web: spec.devices[1].class: unknown device class "sound-card" ' +
-        '(known: serial-port, debug-console)',
+        '(known: serial-port, debug-console, option-rom)',
       'bad/missing-ref.yaml:11:9: VirtualMachine/web: metadata.name: duplicate VirtualMachine named "web" ' +
         '(first defined at bad/wrong-type.yaml:4:9)',
       'bad/missing-ref.yaml:26:7: VfioAssignment/gpu: spec.vm: no VirtualMachine named "db"',
@@ -444,6 +462,78 @@ describe('loadManifests: bad manifests', () => {
       '<stdin>:24:17: Host/far: spec.address: invalid port 70000: expected 1..65535',
       '<stdin>:39:17: VfioAssignment/c: spec.address: PCI device 0000:01:00.0 on host "local" is already assigned ' +
         'by VfioAssignment/b',
+    ]);
+  });
+});
+
+describe('loadManifests: firmware boot fields', () => {
+  const vm = (lines: string[]) =>
+    `${HEADER}kind: VirtualMachine\nmetadata: {name: vm}\nspec:\n${lines.map((l) => `  ${l}\n`).join('')}`;
+
+  it('normalises machine, firmware image, boot, fw_cfg and option ROMs', () => {
+    const [r] = load(
+      ['-'],
+      vm([
+        'machine: {type: pc, debug: false}',
+        'firmware: {bios: {image: fw/bios.bin}}',
+        'boot: {order: [pxe]}',
+        'fwCfg: [{name: opt/a, file: a.json}]',
+        'devices: [{class: option-rom, name: pxe, file: ~/roms/pxe.rom}]',
+      ]),
+    );
+    const spec = r ? specOf(r as DesiredResource & { kind: 'VirtualMachine' }) : undefined;
+    expect(spec).toMatchObject({
+      machine: 'pc',
+      firmware: { bios: { image: fx('fw', 'bios.bin') } },
+      acpi: true,
+      uuid: defaultVmUuid('vm'),
+      boot: { order: ['pxe'], menu: false, menuTimeout: 0 },
+      fwCfg: [{ name: 'opt/a', file: fx('a.json') }],
+      devices: [{ class: 'option-rom', name: 'pxe', file: join(homedir(), 'roms/pxe.rom') }],
+    });
+  });
+
+  it('reports bad values at their line and column', () => {
+    expect(
+      problems(
+        ['-'],
+        vm([
+          'uuid: not-a-uuid', // 5
+          'fwCfg: [{name: etc/x, string: y}]', // 6
+          'machine: {type: q35}', // 7
+          'firmware: {bios: {path: x}}', // 8
+          'boot: {menuTimeout: -1}', // 9
+        ]),
+      ),
+    ).toEqual([
+      '<stdin>:5:9: VirtualMachine/vm: spec.uuid: invalid UUID "not-a-uuid": expected 8-4-4-4-12 hex digits, e.g. 0b4f2f2e-7d1c-4b5a-9f3e-2a6c8d1e5f70',
+      '<stdin>:6:18: VirtualMachine/vm: spec.fwCfg[0].name: invalid fw_cfg name "etc/x": user files must be named opt/..., e.g. opt/org.example/config',
+      '<stdin>:7:19: VirtualMachine/vm: spec.machine.type: expected "pc" (the only supported value), got "q35"',
+      '<stdin>:8:20: VirtualMachine/vm: spec.firmware.bios.image: missing required field',
+      '<stdin>:8:21: VirtualMachine/vm: spec.firmware.bios.path: unknown field (known fields: image)',
+      '<stdin>:9:23: VirtualMachine/vm: spec.boot.menuTimeout: must be >= 0, got -1',
+    ]);
+  });
+
+  it('checks boot order names, device names and fw_cfg names', () => {
+    expect(
+      problems(
+        ['-'],
+        vm([
+          'boot: {order: [pxe, cd, pxe]}', // 5
+          'fwCfg:', // 6
+          '  - {name: opt/a, string: x}', // 7
+          '  - {name: opt/a, string: y}', // 8
+          'devices:', // 9
+          '  - {class: option-rom, name: pxe, file: a.rom}', // 10
+          '  - {class: option-rom, name: pxe, file: b.rom}', // 11
+        ]),
+      ),
+    ).toEqual([
+      '<stdin>:5:23: VirtualMachine/vm: spec.boot.order[1]: no device named "cd" (named devices: pxe)',
+      '<stdin>:5:27: VirtualMachine/vm: spec.boot.order[2]: "pxe" is already listed at boot.order[0]',
+      '<stdin>:8:14: VirtualMachine/vm: spec.fwCfg[1].name: fw_cfg name "opt/a" is already used by fwCfg[0]',
+      '<stdin>:11:33: VirtualMachine/vm: spec.devices[1].name: device name "pxe" is already used by devices[0]',
     ]);
   });
 });

@@ -17,6 +17,9 @@ describe('updatePolicy (x-mvisor-update in the schemas)', () => {
     expect(updatePolicy('VirtualMachine', ['vcpus'])).toBe('replace');
     expect(updatePolicy('VirtualMachine', ['running'])).toBe('in-place');
     expect(updatePolicy('VirtualMachine', ['shutdownTimeout'])).toBe('in-place');
+    for (const field of ['machine', 'firmware', 'acpi', 'uuid', 'boot', 'fwCfg']) {
+      expect(updatePolicy('VirtualMachine', [field]), field).toBe('replace');
+    }
     expect(updatePolicy('Disk', ['size'])).toBe('in-place');
     expect(updatePolicy('Disk', ['format'])).toBe('replace');
     expect(updatePolicy('Network', ['mode'])).toBe('replace');
@@ -33,6 +36,12 @@ describe('updatePolicy (x-mvisor-update in the schemas)', () => {
     expect(updatePolicy('VirtualMachine', ['firmware', 'cmdline'])).toBe('replace');
     expect(updatePolicy('VirtualMachine', ['disks', 1, 'readonly'])).toBe('replace');
     expect(updatePolicy('VirtualMachine', ['serial', 'file'])).toBe('replace');
+    expect(updatePolicy('VirtualMachine', ['firmware', 'bios', 'image'])).toBe('replace');
+    expect(updatePolicy('VirtualMachine', ['machine', 'debug'])).toBe('replace');
+    expect(updatePolicy('VirtualMachine', ['boot', 'order', 0])).toBe('replace');
+    expect(updatePolicy('VirtualMachine', ['boot', 'menuTimeout'])).toBe('replace');
+    expect(updatePolicy('VirtualMachine', ['fwCfg', 0, 'string'])).toBe('replace');
+    expect(updatePolicy('VirtualMachine', ['devices', 2, 'file'])).toBe('replace');
   });
 
   it('metadata: labels change in place, a new name is a new resource', () => {

@@ -7,7 +7,7 @@ import {
   planStaleness,
   type Plan,
 } from '../../../../src/engine/plan/planner.js';
-import { isGrowOnly, updatePolicy } from '../../../../src/engine/manifest/load.js';
+import { isGrowOnly, loadManifests, updatePolicy } from '../../../../src/engine/manifest/load.js';
 import type { ActualResource } from '../../../../src/engine/state/refresh.js';
 import type { DesiredResource } from '../../../../src/engine/types.js';
 import { DISK, have, policy, VM, want } from './fixtures.js';
@@ -319,6 +319,58 @@ describe('plan', () => {
         ),
       ),
     ).toEqual(['stop VirtualMachine/web']);
+  });
+
+  it('a switch from direct boot to the BIOS and a new boot order replace the VM, field by field', () => {
+    /** The VM `web` as the manifest loader normalises it. */
+    const web = (spec: string): DesiredResource => {
+      const [r] = loadManifests(['-'], {
+        stdin: `apiVersion: mvisor.dev/v1alpha1\nkind: VirtualMachine\nmetadata: {name: web}\nspec:\n${spec}`,
+        cwd: '/',
+      });
+      if (!r) throw new Error('no resource');
+      return r;
+    };
+    const roms =
+      '  devices:\n' +
+      '    - {class: option-rom, name: pxe, file: /roms/pxe.rom}\n' +
+      '    - {class: option-rom, name: disk, file: /roms/disk.rom}\n';
+    const direct = web(
+      `  firmware: {kernel: /boot/vmlinux, cmdline: quiet}\n  boot: {order: [disk]}\n${roms}`,
+    );
+    const bios = web(`  firmware: bios\n  boot: {order: [pxe, disk], menu: true}\n${roms}`);
+    const p = plan([bios], [have('VirtualMachine/web', direct.spec)], updatePolicy, { growOnly: isGrowOnly });
+    expect(actionsOf(p)).toEqual(['replace VirtualMachine/web']);
+    expect(stepsOf(p)).toEqual(['delete:VirtualMachine/web', 'create:VirtualMachine/web']);
+    expect(p.actions[0]?.changes).toEqual([
+      { path: ['boot', 'menu'], before: false, after: true, policy: 'replace' },
+      { path: ['boot', 'order', 0], before: 'disk', after: 'pxe', policy: 'replace' },
+      { path: ['boot', 'order', 1], after: 'disk', policy: 'replace' },
+      {
+        path: ['firmware'],
+        before: { kernel: '/boot/vmlinux', cmdline: 'quiet' },
+        after: 'bios',
+        policy: 'replace',
+      },
+    ]);
+    expect(p.actions[0]?.reason).toMatch(/firmware/);
+
+    // The other firmware-boot fields replace too; the same spec is no change.
+    for (const spec of [
+      '  firmware: {bios: {image: /fw/bios.bin}}\n',
+      '  machine: {type: pc, debug: true}\n',
+      '  acpi: false\n',
+      '  uuid: 0b4f2f2e-7d1c-4b5a-9f3e-2a6c8d1e5f70\n',
+      '  fwCfg: [{name: opt/x, string: y}]\n',
+    ]) {
+      const changed = plan([web(spec)], [have('VirtualMachine/web', web('  {}\n').spec)], updatePolicy);
+      expect(actionsOf(changed), spec).toEqual(['replace VirtualMachine/web']);
+    }
+    expect(
+      actionsOf(
+        plan([web('  {}\n')], [have('VirtualMachine/web', web('  machine: pc\n').spec)], updatePolicy),
+      ),
+    ).toEqual(['noop VirtualMachine/web']);
   });
 
   it('rejects undeclared dependencies and duplicates, listing every problem', () => {

@@ -1,4 +1,4 @@
-import { mkdtempSync } from 'node:fs';
+import { existsSync, mkdtempSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -6,6 +6,7 @@ import { describe, expect, it } from 'vitest';
 import schema from '../../../../schema/vmm-config.schema.json' with { type: 'json' };
 import {
   ConfigError,
+  DEFAULT_BIOS_PATH,
   SIZE_PATTERN,
   VMM_CONFIG_DEFAULTS,
   formatSize,
@@ -14,6 +15,9 @@ import {
   parseCpuSpec,
   parseSize,
   parseVmmConfig,
+  defaultVmUuid,
+  normaliseUuid,
+  uuidV5,
   type ResolvedVmmConfig,
 } from '../../../../src/vmm/config/load.js';
 
@@ -49,6 +53,12 @@ describe('loadVmmConfig: good configs', () => {
       memory: 128 * 2 ** 20,
       vcpus: 1,
       cpu: { model: 'host', features: {} },
+      machine: 'pc',
+      firmware: { kind: 'direct' },
+      acpi: true,
+      uuid: defaultVmUuid('minimal'),
+      boot: { order: [], menu: false, menuTimeoutMs: 0 },
+      fwCfgFiles: [],
       kernel,
       cmdline: '',
       serial: { kind: 'stdio' },
@@ -67,6 +77,15 @@ describe('loadVmmConfig: good configs', () => {
       memory: 256 * 2 ** 20,
       vcpus: 2,
       cpu: { model: 'baseline', features: { cx16: false, xsaveerptr: true } },
+      machine: 'pc',
+      firmware: { kind: 'direct' },
+      acpi: false,
+      uuid: '0b4f2f2e-7d1c-4b5a-9f3e-2a6c8d1e5f70',
+      boot: { order: ['ipxe'], menu: true, menuTimeoutMs: 2500 },
+      fwCfgFiles: [
+        { name: 'opt/org.example/file', path: fixture('initramfs.stub') },
+        { name: 'opt/org.example/text', text: 'hello' },
+      ],
       kernel,
       initrd: fixture('initramfs.stub'),
       cmdline: 'console=ttyS0 panic=-1',
@@ -83,6 +102,7 @@ describe('loadVmmConfig: good configs', () => {
         },
         { class: 'serial-port', port: 0x3e8, irq: 3, serial: { kind: 'none' } },
         { class: 'debug-console', port: 0x500, output: { kind: 'file', path: fixture('debug.log') } },
+        { class: 'option-rom', name: 'ipxe', file: fixture('option-rom.stub') },
       ],
     } satisfies ResolvedVmmConfig);
     // Plain data: survives JSON.
@@ -134,7 +154,9 @@ describe('loadVmmConfig: bad fixtures', () => {
     ['bad-vcpus-zero.yaml', ['3:8: vcpus: must be >= 1, got 0']],
     [
       'bad-unknown-device.yaml',
-      ['7:12: devices[1].class: unknown device class "virtio-blk" (known: serial-port, debug-console)'],
+      [
+        '7:12: devices[1].class: unknown device class "virtio-blk" (known: serial-port, debug-console, option-rom)',
+      ],
     ],
     ['bad-missing-kernel.yaml', [`5:9: kernel: ${fixture('no-such-vmlinux')}: no such file`]],
     ['bad-yaml-syntax.yaml', ['6:1: Sequence item without - indicator']],
@@ -181,11 +203,11 @@ describe('parseVmmConfig: messages', () => {
   });
 
   it('points a missing required field at the enclosing mapping', () => {
-    expect(problems(() => parse('# comment\nname: a\n'))).toEqual([
-      `${inline}:2:1: kernel: missing required field`,
+    expect(problems(() => parse('# comment\nkernel: vmlinux.stub\n'))).toEqual([
+      `${inline}:2:1: name: missing required field`,
     ]);
     expect(problems(() => parse('name: a\nkernel: k\ndevices:\n  - port: 1\n'))).toEqual([
-      `${inline}:4:5: devices[0].class: missing required field (one of: serial-port, debug-console)`,
+      `${inline}:4:5: devices[0].class: missing required field (one of: serial-port, debug-console, option-rom)`,
     ]);
   });
 
@@ -260,7 +282,7 @@ describe('parseVmmConfig: messages', () => {
       `${inline}:2:1: a config file holds one YAML document ('---' starts another)`,
     ]);
     expect(problems(() => parse(''))).toEqual([
-      `${inline}:1:1: the config is empty (expected a mapping with at least name and kernel)`,
+      `${inline}:1:1: the config is empty (expected a mapping with at least a name)`,
     ]);
     expect(problems(() => parse('- a\n'))).toEqual([`${inline}:1:1: expected a mapping, got a list`]);
   });
@@ -268,7 +290,7 @@ describe('parseVmmConfig: messages', () => {
   it('follows aliases', () => {
     const text = 'name: a\nkernel: vmlinux.stub\nx-port: &p 0x3f8\n';
     expect(problems(() => parse(text))[0]).toBe(
-      `${inline}:3:1: x-port: unknown field (known fields: name, memory, vcpus, cpu, kernel, initrd, cmdline, serial, debugConsole, onReset, onTripleFault, devices)`,
+      `${inline}:3:1: x-port: unknown field (known fields: name, memory, vcpus, cpu, machine, firmware, acpi, uuid, boot, fwCfg, kernel, initrd, cmdline, serial, debugConsole, onReset, onTripleFault, devices)`,
     );
     const c = parse(
       'name: a\nkernel: vmlinux.stub\nserial: &s {file: log}\ndevices: [{class: serial-port, port: 0x2f8, serial: *s}]\n',
@@ -279,6 +301,269 @@ describe('parseVmmConfig: messages', () => {
       irq: 3,
       serial: { kind: 'file', path: fixture('log') },
     });
+  });
+});
+
+/** A scratch directory with files (contents, or a size for a sparse file of zeros). */
+function scratch(files: Record<string, Buffer | number>): { dir: string; file: (name: string) => string } {
+  const dir = mkdtempSync(join(tmpdir(), 'mvisor-fw-'));
+  for (const [name, content] of Object.entries(files)) {
+    if (typeof content === 'number') {
+      writeFileSync(join(dir, name), '');
+      truncateSync(join(dir, name), content);
+    } else writeFileSync(join(dir, name), content);
+  }
+  return { dir, file: (name) => join(dir, name) };
+}
+
+/** An option ROM image: 0x55 0xAA, the size in 512-byte blocks, zeros. */
+function optionRom(bytes: number): Buffer {
+  const b = Buffer.alloc(bytes);
+  b[0] = 0x55;
+  b[1] = 0xaa;
+  b[2] = Math.ceil(bytes / 512);
+  return b;
+}
+
+describe('parseVmmConfig: firmware boot', () => {
+  const KiB = 1024;
+  const s = scratch({
+    'bios.bin': 256 * KiB,
+    'odd.bin': 100 * KiB,
+    'tiny.bin': 32 * KiB,
+    'huge.bin': 32 * 1024 * KiB,
+    'boot.rom': optionRom(2048),
+    'small.rom': optionRom(256),
+    'big.rom': optionRom(192 * KiB),
+    'text.rom': Buffer.from('#!/bin/sh\n'.padEnd(1024, '#')),
+    'data.txt': Buffer.from('hello\n'),
+  });
+  const cfg = s.file('vm.yaml');
+  const parseIn = (text: string) => parseVmmConfig(text, cfg);
+  const problemsIn = (text: string) => problems(() => parseIn(text));
+
+  it('without a kernel boots the default BIOS, with every firmware default filled', () => {
+    const text = 'name: fw\n';
+    if (!existsSync(DEFAULT_BIOS_PATH)) {
+      // Where Debian's seabios is not installed, the error says what to do.
+      expect(problemsIn(text)).toEqual([
+        `${cfg}:1:1: firmware: ${DEFAULT_BIOS_PATH}: no such file (the default BIOS image: install Debian's seabios package, or set firmware: {bios: PATH})`,
+      ]);
+      return;
+    }
+    const c = parseIn(text);
+    expect(c).toEqual({
+      name: 'fw',
+      configPath: cfg,
+      memory: 128 * 2 ** 20,
+      vcpus: 1,
+      cpu: { model: 'host', features: {} },
+      machine: 'pc',
+      firmware: { kind: 'bios', path: DEFAULT_BIOS_PATH },
+      acpi: true,
+      uuid: defaultVmUuid('fw'),
+      boot: { order: [], menu: false, menuTimeoutMs: 0 },
+      fwCfgFiles: [],
+      cmdline: '',
+      serial: { kind: 'stdio' },
+      debugConsole: { kind: 'none' },
+      onReset: 'exit',
+      onTripleFault: 'stop',
+      devices: [],
+    } satisfies ResolvedVmmConfig);
+    expect('kernel' in c).toBe(false);
+    expect(parseIn('name: fw\nfirmware: bios\n').firmware).toEqual({ kind: 'bios', path: DEFAULT_BIOS_PATH });
+  });
+
+  it("is Debian's SeaBIOS by default", () => {
+    expect(DEFAULT_BIOS_PATH).toBe('/usr/share/seabios/bios-256k.bin');
+  });
+
+  it('takes a BIOS image relative to the config and checks its size', () => {
+    expect(parseIn('name: a\nfirmware: {bios: bios.bin}\n').firmware).toEqual({
+      kind: 'bios',
+      path: s.file('bios.bin'),
+    });
+    const bios = (f: string) => problemsIn(`name: a\nfirmware:\n  bios: ${f}\n`);
+    const size = '(a multiple of 64 KiB, 64 KiB .. 16 MiB)';
+    expect(bios('odd.bin')).toEqual([
+      `${cfg}:3:9: firmware.bios: ${s.file('odd.bin')}: 102400 bytes is not a BIOS image size ${size}`,
+    ]);
+    expect(bios('tiny.bin')).toEqual([
+      `${cfg}:3:9: firmware.bios: ${s.file('tiny.bin')}: 32768 bytes is not a BIOS image size ${size}`,
+    ]);
+    expect(bios('huge.bin')).toEqual([
+      `${cfg}:3:9: firmware.bios: ${s.file('huge.bin')}: 33554432 bytes is not a BIOS image size ${size}`,
+    ]);
+    expect(bios('nope.bin')).toEqual([`${cfg}:3:9: firmware.bios: ${s.file('nope.bin')}: no such file`]);
+    expect(bios('.')).toEqual([`${cfg}:3:9: firmware.bios: ${s.dir}: is a directory`]);
+  });
+
+  it('refuses a kernel, initrd or cmdline with firmware bios', () => {
+    const text = [
+      'name: a', // 1
+      'firmware: {bios: bios.bin}', // 2
+      'kernel: vmlinux', // 3
+      'initrd: initrd.img', // 4
+      'cmdline: console=ttyS0', // 5
+    ].join('\n');
+    const hint = 'remove it, or set firmware: direct to boot a kernel';
+    expect(problemsIn(text)).toEqual([
+      `${cfg}:3:9: kernel: not used with firmware bios; ${hint}`,
+      `${cfg}:4:9: initrd: not used with firmware bios; ${hint}`,
+      `${cfg}:5:10: cmdline: not used with firmware bios; ${hint}`,
+    ]);
+    // Without a kernel the default is bios, which an initrd alone does not change.
+    const lines = problemsIn('name: a\ninitrd: initrd.img\n').filter((l) => l.includes('initrd'));
+    expect(lines).toEqual([
+      `${cfg}:2:9: initrd: not used with firmware bios (the default without a kernel); ${hint}`,
+    ]);
+  });
+
+  it('needs a kernel for direct boot', () => {
+    expect(problemsIn('name: a\nfirmware: direct\ncmdline: quiet\n')).toEqual([
+      `${cfg}:2:11: kernel: required for direct kernel boot (or use firmware: bios)`,
+    ]);
+    // A kernel alone means direct boot.
+    const c = parse('name: a\nkernel: vmlinux.stub\n');
+    expect(c.firmware).toEqual({ kind: 'direct' });
+    expect(c.kernel).toBe(kernel);
+  });
+
+  it('derives a stable UUID from the name and normalises a given one', () => {
+    const a = parse('name: web\nkernel: vmlinux.stub\n').uuid;
+    expect(parse('name: web\nkernel: vmlinux.stub\nvcpus: 2\n').uuid).toBe(a);
+    expect(a).toBe(defaultVmUuid('web'));
+    expect(a).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-5[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+    expect(parse('name: db\nkernel: vmlinux.stub\n').uuid).not.toBe(a);
+    const given = 'name: web\nkernel: vmlinux.stub\nuuid: 0B4F2F2E-7D1C-4B5A-9F3E-2A6C8D1E5F70\n';
+    expect(parse(given).uuid).toBe('0b4f2f2e-7d1c-4b5a-9f3e-2a6c8d1e5f70');
+    expect(problems(() => parse('name: a\nkernel: vmlinux.stub\nuuid: "1234"\n'))).toEqual([
+      `${inline}:3:7: uuid: invalid UUID "1234": expected 8-4-4-4-12 hex digits, e.g. 0b4f2f2e-7d1c-4b5a-9f3e-2a6c8d1e5f70`,
+    ]);
+  });
+
+  it('makes UUIDs v5 as RFC 9562 does', () => {
+    // The DNS namespace example every UUID library agrees on.
+    expect(uuidV5('6ba7b810-9dad-11d1-80b4-00c04fd430c8', 'www.example.com')).toBe(
+      '2ed6657d-e927-568b-95e1-2665a8aea6a2',
+    );
+    expect(normaliseUuid('6BA7B810-9DAD-11D1-80B4-00C04FD430C8')).toBe(
+      '6ba7b810-9dad-11d1-80b4-00c04fd430c8',
+    );
+    expect(() => normaliseUuid('6ba7b810')).toThrow('invalid UUID "6ba7b810"');
+  });
+
+  it('boots named devices in the order given, with a menu', () => {
+    const c = parseIn(
+      [
+        'name: a',
+        'firmware: {bios: bios.bin}',
+        'boot: {order: [pxe, disk], menu: true, menuTimeout: 3000}',
+        'devices:',
+        '  - {class: option-rom, name: disk, file: boot.rom}',
+        '  - {class: option-rom, name: pxe, file: boot.rom}',
+      ].join('\n'),
+    );
+    expect(c.boot).toEqual({ order: ['pxe', 'disk'], menu: true, menuTimeoutMs: 3000 });
+    expect(c.devices).toEqual([
+      { class: 'option-rom', name: 'disk', file: s.file('boot.rom') },
+      { class: 'option-rom', name: 'pxe', file: s.file('boot.rom') },
+    ]);
+  });
+
+  it('checks the boot order names devices, once each', () => {
+    const text = [
+      'name: a', // 1
+      'firmware: {bios: bios.bin}', // 2
+      'boot:', // 3
+      '  order: [ipxe, cdrom, ipxe, ipx]', // 4
+      '  menuTimeout: 70000', // 5
+      'devices:', // 6
+      '  - {class: option-rom, name: ipxe, file: boot.rom}', // 7
+    ].join('\n');
+    expect(problemsIn(text)).toEqual([`${cfg}:5:16: boot.menuTimeout: must be <= 65535, got 70000`]);
+    expect(problemsIn(text.replace('  menuTimeout: 70000', '  menu: false'))).toEqual([
+      `${cfg}:4:17: boot.order[1]: no device named "cdrom" (named devices: ipxe)`,
+      `${cfg}:4:24: boot.order[2]: "ipxe" is already listed at boot.order[0]`,
+      `${cfg}:4:30: boot.order[3]: no device named "ipx" (did you mean "ipxe"?)`,
+    ]);
+    expect(problemsIn('name: a\nfirmware: {bios: bios.bin}\nboot: {order: [hd]}\n')).toEqual([
+      `${cfg}:3:16: boot.order[0]: no device named "hd" (no device has a name; option-rom devices do)`,
+    ]);
+  });
+
+  it('gives fw_cfg files and strings to the guest', () => {
+    const c = parseIn(
+      'name: a\nfirmware: {bios: bios.bin}\nfwCfg:\n' +
+        '  - {name: opt/org.example/a, file: data.txt}\n  - {name: opt/b, string: "x=1"}\n',
+    );
+    expect(c.fwCfgFiles).toEqual([
+      { name: 'opt/org.example/a', path: s.file('data.txt') },
+      { name: 'opt/b', text: 'x=1' },
+    ]);
+  });
+
+  it('checks fw_cfg names and files', () => {
+    const long = `opt/${'é'.repeat(26)}`; // 30 characters, 56 bytes
+    const text = [
+      'name: a', // 1
+      'firmware: {bios: bios.bin}', // 2
+      'fwCfg:', // 3
+      '  - {name: etc/boot-menu-wait, string: "0"}', // 4
+      `  - {name: ${long}, string: x}`, // 5
+      '  - {name: opt/a, file: nope.txt}', // 6
+      '  - {name: opt/a, string: y}', // 7
+      '  - {name: opt/c}', // 8
+    ].join('\n');
+    expect(problemsIn(text)).toEqual([
+      `${cfg}:4:12: fwCfg[0].name: invalid fw_cfg name "etc/boot-menu-wait": user files must be named opt/..., e.g. opt/org.example/config`,
+      `${cfg}:8:5: fwCfg[4]: expected {name: ..., file: ...} or {name: ..., string: ...}, got a mapping with name`,
+    ]);
+    expect(problemsIn(text.split('\n').slice(0, 7).join('\n').replace('etc/', 'opt/'))).toEqual([
+      `${cfg}:5:12: fwCfg[1].name: too long: 56 bytes (at most 55)`,
+      `${cfg}:6:25: fwCfg[2].file: ${s.file('nope.txt')}: no such file`,
+      `${cfg}:7:12: fwCfg[3].name: fw_cfg name "opt/a" is already used by fwCfg[2]`,
+    ]);
+  });
+
+  it('checks option ROM images and device names', () => {
+    const text = [
+      'name: a', // 1
+      'firmware: {bios: bios.bin}', // 2
+      'devices:', // 3
+      '  - {class: option-rom, name: a, file: text.rom}', // 4
+      '  - {class: option-rom, name: b, file: small.rom}', // 5
+      '  - {class: option-rom, name: c, file: big.rom}', // 6
+      '  - {class: option-rom, name: a, file: boot.rom}', // 7
+      '  - {class: option-rom, name: B, file: boot.rom}', // 8
+    ].join('\n');
+    expect(problemsIn(text)).toEqual([
+      `${cfg}:8:31: devices[4].name: invalid name "B": use 1-63 lowercase letters, digits or '-', starting with a letter or digit`,
+    ]);
+    expect(problemsIn(text.replace('name: B', 'name: e'))).toEqual([
+      `${cfg}:4:40: devices[0].file: ${s.file('text.rom')}: not an option ROM (it does not start with the signature 0x55 0xAA)`,
+      `${cfg}:5:40: devices[1].file: ${s.file('small.rom')}: 256 bytes is too small for an option ROM (at least 512)`,
+      `${cfg}:6:40: devices[2].file: ${s.file('big.rom')}: 196608 bytes is too large for an option ROM (at most 128 KiB)`,
+      `${cfg}:7:31: devices[3].name: device name "a" is already used by devices[0]`,
+    ]);
+  });
+
+  it('machine debug sends the firmware debug port to stderr unless debugConsole says otherwise', () => {
+    const base = 'name: a\nfirmware: {bios: bios.bin}\n';
+    expect(parseIn(`${base}machine: pc\n`).debugConsole).toEqual({ kind: 'none' });
+    expect(parseIn(`${base}machine: {type: pc}\n`).debugConsole).toEqual({ kind: 'none' });
+    expect(parseIn(`${base}machine: {type: pc, debug: true}\n`).debugConsole).toEqual({ kind: 'stderr' });
+    expect(parseIn(`${base}machine: {type: pc, debug: true}\ndebugConsole: none\n`).debugConsole).toEqual({
+      kind: 'none',
+    });
+    expect(
+      parseIn(`${base}machine: {type: pc, debug: true}\ndebugConsole: {file: fw.log}\n`).debugConsole,
+    ).toEqual({ kind: 'file', path: s.file('fw.log') });
+    expect(parseIn(`${base}machine: {type: pc, debug: true}\n`).machine).toBe('pc');
+    expect(problemsIn(`${base}machine: q35\n`)).toEqual([
+      `${cfg}:3:10: machine: expected "pc" or {type: ...}, got "q35"`,
+    ]);
   });
 });
 
@@ -372,6 +657,6 @@ describe('schema and code agree', () => {
     }
   });
   it('keeps resolved paths absolute', () => {
-    expect(resolve(parse('name: a\nkernel: vmlinux.stub\n').kernel)).toBe(kernel);
+    expect(resolve(parse('name: a\nkernel: vmlinux.stub\n').kernel ?? '')).toBe(kernel);
   });
 });
