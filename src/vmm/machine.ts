@@ -21,11 +21,46 @@ import { setupLongModeBoot, setupProtectedModeBoot, type BootCpuState } from './
 import type { InitrdImage } from './boot/loader.js';
 import { CmosRtc } from './chipset/cmos-rtc.js';
 import { PostPort } from './chipset/post-port.js';
-import { ResetControl, RESET_CONTROL_PORT } from './chipset/reset-control.js';
+import { Port92, PORT_92 } from './chipset/port92.js';
+import { ResetControl } from './chipset/reset-control.js';
 import { Piix4Pm } from './chipset/piix4-pm.js';
+import { I440fxHost } from './chipset/i440fx-host.js';
+import { Piix3 } from './chipset/piix3.js';
+import { PamMemory, LEGACY_AREA_SIZE, LEGACY_AREA_START, pamSegment } from './chipset/pam.js';
+import { PciHostBus, BusBarMapper, PCI_CONFIG_ADDRESS_PORT, PCI_HOST_PORT_COUNT } from './pci/host-bus.js';
+import {
+  FwCfg,
+  FW_CFG_DATA_PORT,
+  FW_CFG_DMA_PORT,
+  FW_CFG_DMA_PORT_LENGTH,
+  FW_CFG_SELECTOR_PORT,
+  FW_CFG_UUID,
+} from './firmware/fw-cfg.js';
+import { TableLoader, TABLE_LOADER_FILE } from './firmware/table-loader.js';
+import {
+  buildAcpiTables,
+  linkAcpiTables,
+  acpiTableLoader,
+  pciIntxGsi,
+  piixPirq,
+} from './firmware/acpi/tables.js';
+import { buildSmbios } from './firmware/smbios.js';
+import { E820_RAM, E820_RESERVED } from './boot/e820.js';
+import { HIMEM_START, LOW_MEMORY_END } from './boot/layout.js';
+import type { HostMemoryBlock } from './core/kvm-vm.js';
 
-/** I/O base of the ACPI PM registers (what the FADT will name). */
+/** I/O base of the ACPI PM registers (what SeaBIOS programs and the FADT names). */
 export const PM_IO_BASE = 0x600;
+/** Direct boot: the ACPI tables and the RSDP in the reserved 0xE0000 segment. */
+export const DIRECT_BOOT_ACPI_RSDP = 0xe0000;
+export const DIRECT_BOOT_ACPI_TABLES = 0xe0040;
+const DIRECT_BOOT_ACPI_END = 0xf0000;
+/** PCI 00:01.x functions of the PIIX. */
+const PIIX_SLOT = 1;
+/** The largest BIOS image mapped below 4 GiB (as QEMU allows). */
+export const MAX_BIOS_SIZE = 16 << 20;
+/** What a SeaBIOS without a display sends its text output (INT 10h) to: COM1 (fw_cfg etc/sercon-port). */
+const SERCON_PORT = 0x3f8;
 import { I8042 } from './input/i8042.js';
 import { Ps2Keyboard } from './input/ps2-keyboard.js';
 import { Ps2Mouse } from './input/ps2-mouse.js';
@@ -70,7 +105,13 @@ export class PcMachine {
   readonly rtc: CmosRtc;
   readonly i8042: I8042;
   readonly pm: Piix4Pm;
+  readonly pci: PciHostBus;
+  readonly host: I440fxHost;
+  readonly piix3: Piix3;
+  readonly pam: PamMemory;
+  readonly fwCfg: FwCfg;
   private readonly ctx: DeviceContext;
+  private bios: { block: HostMemoryBlock; size: number; bytes: Uint8Array } | undefined;
 
   constructor(
     readonly config: ResolvedVmmConfig,
@@ -78,12 +119,27 @@ export class PcMachine {
   ) {
     const log = opts.log;
     this.layout = pcMemoryLayout(config.memory);
-    this.e820 = buildE820(this.layout);
-    const ram = [this.layout.lowRam, ...(this.layout.highRam ? [this.layout.highRam] : [])];
+    const direct = config.firmware.kind === 'direct';
+    this.e820 = buildE820(
+      this.layout,
+      direct && config.acpi
+        ? [
+            {
+              addr: DIRECT_BOOT_ACPI_RSDP,
+              size: DIRECT_BOOT_ACPI_END - DIRECT_BOOT_ACPI_RSDP,
+              type: E820_RESERVED,
+            },
+          ]
+        : [],
+    );
+    const low = this.layout.lowRam;
     this.vm = new KvmVm({
       cpus: config.vcpus,
       cpu: config.cpu,
-      ram: ram.map((r) => ({ gpa: r.gpa, size: r.size })),
+      ram: [
+        { gpa: low.gpa, size: low.size, mapped: false },
+        ...(this.layout.highRam ? [{ gpa: this.layout.highRam.gpa, size: this.layout.highRam.size }] : []),
+      ],
       log,
     });
     // A failure half-way (a bus overlap, a socket that cannot listen) must
@@ -91,6 +147,24 @@ export class PcMachine {
     try {
       this.vm.native.setGsiRouting(pcGsiRoutes(this.vm.addon.constants));
       const vm = this.vm;
+      // Low RAM around the legacy hole: DRAM below 640 KiB and from 1 MiB;
+      // 0xA0000-0xBFFFF is the (future) VGA window, 0xC0000-0xFFFFF is PAM's.
+      const lowBlock = vm.ramBlocks[0]!;
+      vm.mapMemory(0, LOW_MEMORY_END, lowBlock, 0);
+      if (low.size > HIMEM_START) vm.mapMemory(HIMEM_START, low.size - HIMEM_START, lowBlock, HIMEM_START);
+      if (!direct) this.bios = this.loadBios(config.firmware.kind === 'bios' ? config.firmware.path : '');
+      const pcRom = vm.allocHostMemory(LEGACY_AREA_SIZE);
+      const pcRomBytes = vm.hostBytes(pcRom, 0, LEGACY_AREA_SIZE);
+      this.pam = new PamMemory({
+        mapper: vm,
+        ram: {
+          block: lowBlock,
+          offset: LEGACY_AREA_START,
+          bytes: vm.hostBytes(lowBlock, LEGACY_AREA_START, LEGACY_AREA_SIZE),
+        },
+        rom: (segment) => this.legacyRom(segment, pcRom, pcRomBytes),
+      });
+      vm.mmio.register(LEGACY_AREA_START, LEGACY_AREA_SIZE, this.pam, 'pam');
       this.ctx = {
         irq: vm,
         log,
@@ -116,6 +190,7 @@ export class PcMachine {
       vm.pio.register(0x60, 1, this.i8042.dataPort, 'i8042');
       vm.pio.register(0x64, 1, this.i8042.commandPort, 'i8042');
       this.pio(0x80, 1, this.add(new PostPort(this.ctx)));
+      this.pio(PORT_92, 1, this.add(new Port92(this.ctx)));
       // Port 0x61 (system control port B with the PIT channel 2 gate and
       // output) is served inside KVM by the in-kernel PIT (KVM_PIT_SPEAKER_DUMMY),
       // which the TSC calibration of guests needs exactly.
@@ -137,9 +212,42 @@ export class PcMachine {
           this.debugConsole(d.port, d.output, `debugcon-${d.port.toString(16)}`);
         }
       }
-      this.pio(RESET_CONTROL_PORT, 1, this.add(new ResetControl(this.ctx)));
-      this.pm = this.add(new Piix4Pm(this.ctx));
-      this.pio(PM_IO_BASE, 16, this.pm);
+      // PCI: the i440FX host bridge at 00:00.0, the PIIX3 ISA bridge at
+      // 00:01.0 and the PIIX4 power management function at 00:01.3, as in
+      // QEMU's pc machine. The reset control register 0xCF9 sits inside
+      // the host bus's ports.
+      const resetControl = this.add(new ResetControl(this.ctx));
+      const mapper = new BusBarMapper(vm.pio, vm.mmio);
+      // The PIIX3 re-routes through the bus, which needs the PIIX3 for its routes.
+      const late: { pci?: PciHostBus } = {};
+      this.piix3 = new Piix3({ onRoutingChange: () => late.pci?.refreshIntxRouting() });
+      const pci =
+        (late.pci =
+        this.pci =
+          this.add(
+            new PciHostBus(this.ctx, {
+              mapper,
+              intxRoute: (slot, pin) => {
+                // In APIC mode the _PRT sends PIRQA-D to IOAPIC pins 16-19; a
+                // PIC-mode OS (or the BIOS) uses the ISA IRQ the PIIX3 routes
+                // the PIRQ to. Both are driven, as on an ICH.
+                const isa = this.piix3.pirqIrq(piixPirq(slot, pin));
+                const apic = pciIntxGsi(slot, pin);
+                return isa === undefined ? apic : [apic, isa];
+              },
+              onResetControl: (v) => resetControl.write(0, 1, v),
+              readResetControl: () => resetControl.read(0, 1),
+            }),
+          ));
+      vm.pio.register(PCI_CONFIG_ADDRESS_PORT, PCI_HOST_PORT_COUNT, pci, pci.name);
+      this.host = this.add(new I440fxHost({ pam: this.pam, pamAtPowerOn: direct ? 'ram' : 'rom' }));
+      pci.attach(this.host, 0, 0);
+      pci.attach(this.add(this.piix3), PIIX_SLOT, 0);
+      this.pm = this.add(new Piix4Pm(this.ctx, { mapper, ioBase: direct ? PM_IO_BASE : undefined }));
+      pci.attach(this.pm, PIIX_SLOT, 3);
+      // fw_cfg is there for a direct boot too (QEMU has it always): its
+      // CPU count, RAM size and files serve test kernels and guest tools.
+      this.fwCfg = this.add(this.buildFwCfg());
     } catch (e) {
       this.close();
       throw e;
@@ -181,14 +289,155 @@ export class PcMachine {
     this.pio(port, 1, dc);
   }
 
-  /** Loads the kernel (PVH ELF vmlinux or bzImage), initrd, MP table; sets up vCPU 0. */
-  loadKernel(): void {
-    const c = this.config;
+  /**
+   * Reads the BIOS image and maps it read-only at the top of 4 GiB, where
+   * the reset vector (0xFFFFFFF0) is; its last 128 KiB also back the ROM
+   * side of the legacy area at 0xE0000-0xFFFFF (see pam.ts).
+   */
+  private loadBios(path: string): { block: HostMemoryBlock; size: number; bytes: Uint8Array } {
     let image: Uint8Array;
     try {
-      image = readFileSync(c.kernel);
+      image = readFileSync(path);
     } catch (e) {
-      throw new BootError(`${c.kernel}: cannot read kernel: ${(e as Error).message}`);
+      throw new BootError(`${path}: cannot read BIOS image: ${(e as Error).message}`);
+    }
+    if (image.length < 0x10000 || image.length > MAX_BIOS_SIZE || image.length % 0x10000 !== 0) {
+      throw new BootError(
+        `${path}: a BIOS image must be a multiple of 64 KiB between 64 KiB and 16 MiB (it is ${image.length} bytes)`,
+      );
+    }
+    const block = this.vm.allocHostMemory(image.length);
+    const bytes = this.vm.hostBytes(block, 0, image.length);
+    bytes.set(image);
+    this.vm.mapMemory(FOUR_GIB - image.length, image.length, block, 0, { readonly: true });
+    return { block, size: image.length, bytes };
+  }
+
+  /** The ROM side of a PAM segment: the BIOS's last 128 KiB at the top of 1 MiB, pc.rom below. */
+  private legacyRom(
+    segment: number,
+    pcRom: HostMemoryBlock,
+    pcRomBytes: Uint8Array,
+  ): { block: HostMemoryBlock; offset: number; bytes: Uint8Array } {
+    const { gpa, size } = pamSegment(segment);
+    const bios = this.bios;
+    const alias = bios ? Math.min(bios.size, 0x20000) : 0;
+    if (bios && gpa >= HIMEM_START - alias) {
+      const offset = bios.size - (HIMEM_START - gpa);
+      return { block: bios.block, offset, bytes: bios.bytes.subarray(offset, offset + size) };
+    }
+    const offset = gpa - LEGACY_AREA_START;
+    return { block: pcRom, offset, bytes: pcRomBytes.subarray(offset, offset + size) };
+  }
+
+  private acpiTables() {
+    return buildAcpiTables({ cpus: this.config.vcpus, pmBase: PM_IO_BASE });
+  }
+
+  /**
+   * fw_cfg for the firmware, as QEMU's pc machine fills it: CPU count and
+   * RAM size, the UUID, the RAM map (etc/e820), boot order and menu, ACPI
+   * tables with their table-loader script, SMBIOS, option ROMs (genroms/)
+   * and the user's opt/ files.
+   */
+  private buildFwCfg(): FwCfg {
+    const c = this.config;
+    const fw = new FwCfg(this.ctx, {
+      memory: this.vm.mem,
+      cpus: c.vcpus,
+      ramSize: c.memory,
+      bootMenu: c.boot.menu,
+    });
+    const vm = this.vm;
+    vm.pio.register(FW_CFG_SELECTOR_PORT, 1, fw.selectorPort, fw.name);
+    vm.pio.register(FW_CFG_DATA_PORT, 1, fw.dataPort, fw.name);
+    vm.pio.register(FW_CFG_DMA_PORT, FW_CFG_DMA_PORT_LENGTH, fw.dmaPort, fw.name);
+    // FW_CFG_UUID in RFC 4122 byte order, as QEMU gives it.
+    fw.setItem(FW_CFG_UUID, Uint8Array.from(Buffer.from(c.uuid.replace(/-/g, ''), 'hex')));
+    // etc/e820: the RAM ranges; the firmware reserves its own areas.
+    const e820 = [
+      { addr: 0, size: this.layout.lowRam.size, type: E820_RAM },
+      ...(this.layout.highRam
+        ? [{ addr: this.layout.highRam.gpa, size: this.layout.highRam.size, type: E820_RAM }]
+        : []),
+    ];
+    const e820Bytes = new Uint8Array(20 * e820.length);
+    const dv = new DataView(e820Bytes.buffer);
+    e820.forEach((e, i) => {
+      dv.setBigUint64(i * 20, BigInt(e.addr), true);
+      dv.setBigUint64(i * 20 + 8, BigInt(e.size), true);
+      dv.setUint32(i * 20 + 16, e.type, true);
+    });
+    fw.addFile('etc/e820', e820Bytes);
+    if (c.boot.menu && c.boot.menuTimeoutMs > 0) {
+      // Without the file SeaBIOS waits its default 2.5 s.
+      const wait = new Uint8Array(2);
+      new DataView(wait.buffer).setUint16(0, Math.min(c.boot.menuTimeoutMs, 0xffff), true);
+      fw.addFile('etc/boot-menu-wait', wait);
+    }
+    // No display device yet: SeaBIOS's text output (INT 10h) goes to COM1.
+    fw.addFile('etc/sercon-port', Uint8Array.of(SERCON_PORT & 0xff, SERCON_PORT >> 8));
+    if (c.acpi) {
+      const { files, loader } = acpiTableLoader(this.acpiTables(), new TableLoader());
+      for (const [name, data] of files) fw.addFile(name, data);
+      fw.addFile(TABLE_LOADER_FILE, loader.build());
+    }
+    const smbios = buildSmbios({
+      uuid: c.uuid,
+      cpus: c.vcpus,
+      memory: { below4g: this.layout.lowRam.size, above4g: this.layout.highRam?.size ?? 0 },
+    });
+    fw.addFile('etc/smbios/smbios-tables', smbios.tables);
+    fw.addFile('etc/smbios/smbios-anchor', smbios.anchor);
+    const bootPaths = new Map<string, string>();
+    for (const d of c.devices) {
+      if (d.class !== 'option-rom') continue;
+      let rom: Uint8Array;
+      try {
+        rom = readFileSync(d.file);
+      } catch (e) {
+        throw new BootError(`${d.file}: cannot read option ROM: ${(e as Error).message}`);
+      }
+      const file = `genroms/${d.name}.bin`;
+      fw.addFile(file, rom);
+      bootPaths.set(d.name, `/rom@${file}`);
+    }
+    for (const f of c.fwCfgFiles) {
+      let data: Uint8Array;
+      if ('text' in f) data = new TextEncoder().encode(f.text);
+      else {
+        try {
+          data = readFileSync(f.path);
+        } catch (e) {
+          throw new BootError(`${f.path}: cannot read fw_cfg file ${f.name}: ${(e as Error).message}`);
+        }
+      }
+      fw.addFile(f.name, data);
+    }
+    const order = c.boot.order.map((name) => {
+      const path = bootPaths.get(name);
+      if (!path) throw new BootError(`boot.order: device "${name}" cannot be a boot device`);
+      return path;
+    });
+    if (order.length) fw.addFile('bootorder', new TextEncoder().encode(order.join('\n') + '\0'));
+    return fw;
+  }
+
+  /** Firmware boot: nothing to load (the vCPUs start at the reset vector); direct boot: the kernel. */
+  load(): void {
+    if (this.config.firmware.kind === 'direct') this.loadKernel();
+  }
+
+  /** Loads the kernel (PVH ELF vmlinux or bzImage), initrd, MP table, ACPI tables; sets up vCPU 0. */
+  private loadKernel(): void {
+    const c = this.config;
+    if (!c.kernel) throw new BootError('direct kernel boot needs a kernel');
+    const kernel = c.kernel;
+    let image: Uint8Array;
+    try {
+      image = readFileSync(kernel);
+    } catch (e) {
+      throw new BootError(`${kernel}: cannot read kernel: ${(e as Error).message}`);
     }
     let initrd: InitrdImage | undefined;
     if (c.initrd) {
@@ -201,26 +450,47 @@ export class PcMachine {
     const mem = this.vm.mem;
     const lowRamEnd = Math.min(this.layout.lowRam.gpa + this.layout.lowRam.size, FOUR_GIB);
     writeMpTable(mem, c.vcpus);
+    let acpiRsdp: number | undefined;
+    if (c.acpi) {
+      const built = this.acpiTables();
+      if (DIRECT_BOOT_ACPI_TABLES + built.tables.length > DIRECT_BOOT_ACPI_END) {
+        throw new BootError(`ACPI tables (${built.tables.length} bytes) do not fit below 0xF0000`);
+      }
+      const linked = linkAcpiTables(built, {
+        tablesAddr: DIRECT_BOOT_ACPI_TABLES,
+        rsdpAddr: DIRECT_BOOT_ACPI_RSDP,
+      });
+      mem.write(DIRECT_BOOT_ACPI_TABLES, linked.tables);
+      mem.write(DIRECT_BOOT_ACPI_RSDP, linked.rsdp);
+      acpiRsdp = DIRECT_BOOT_ACPI_RSDP;
+    }
     const regs = zeroRegs();
     let boot: BootCpuState;
     if (isElf(image)) {
-      const k = loadPvhKernel(mem, image, c.kernel, {
+      const k = loadPvhKernel(mem, image, kernel, {
         cmdline: c.cmdline,
         initrd,
         e820: this.e820,
         lowRamEnd,
+        acpiRsdp,
       });
       boot = setupProtectedModeBoot(mem);
       regs.rip = BigInt(k.entry32);
       regs.rbx = BigInt(k.startInfo);
     } else if (isBzImage(image)) {
-      const k = loadBzImage(mem, image, c.kernel, { cmdline: c.cmdline, initrd, e820: this.e820, lowRamEnd });
+      const k = loadBzImage(mem, image, kernel, {
+        cmdline: c.cmdline,
+        initrd,
+        e820: this.e820,
+        lowRamEnd,
+        acpiRsdp,
+      });
       boot = setupLongModeBoot(mem);
       regs.rip = BigInt(k.entry64);
       regs.rsi = BigInt(k.bootParams);
     } else {
       throw new BootError(
-        `${c.kernel}: not a kernel mvisor can boot (neither an ELF vmlinux with a PVH note nor a bzImage, ${image.length} bytes)`,
+        `${kernel}: not a kernel mvisor can boot (neither an ELF vmlinux with a PVH note nor a bzImage, ${image.length} bytes)`,
       );
     }
     regs.rsp = BigInt(BOOT_STACK_POINTER);

@@ -44,7 +44,7 @@ export async function runVmm(
       log,
       onConsoleQuit: () => built?.vm.stop(ExitCode.Ok, 'quit from the console'),
     });
-    built.loadKernel();
+    built.load();
   } catch (e) {
     built?.close();
     if (e instanceof BootError || e instanceof CpuModelError) {

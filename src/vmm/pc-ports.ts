@@ -18,8 +18,11 @@ export const PC_FIXED_PORTS: readonly PortRange[] = [
   { start: 0x64, end: 0x65, owner: 'the i8042 keyboard controller' },
   { start: 0x70, end: 0x72, owner: 'the CMOS/RTC' },
   { start: 0x80, end: 0x81, owner: 'the POST port' },
+  { start: 0x92, end: 0x93, owner: 'system control port A' },
   { start: 0xa0, end: 0xa2, owner: 'the slave PIC (in KVM)' },
   { start: 0x4d0, end: 0x4d2, owner: 'the ELCR (in KVM)' },
-  { start: 0x600, end: 0x610, owner: 'the ACPI power management registers' },
-  { start: 0xcf9, end: 0xcfa, owner: 'the reset control register' },
+  { start: 0x510, end: 0x512, owner: 'fw_cfg' },
+  { start: 0x514, end: 0x51c, owner: 'fw_cfg DMA' },
+  { start: 0x600, end: 0x640, owner: 'the ACPI power management registers' },
+  { start: 0xcf8, end: 0xd00, owner: 'the PCI host bridge (configuration mechanism #1, reset control)' },
 ];

@@ -11,11 +11,18 @@
  * Writing SLP_EN with SLP_TYP = 0 (the PIIX4's soft-off, which the DSDT's
  * \_S5 names) powers the machine off. The power button (the control
  * socket's `powerdown`, or SIGPWR) sets PWRBTN_STS.
- * Only the register block here; the PCI function 00:01.3 that carries it
- * on a real PIIX4 comes with the PCI host bridge.
+ *
+ * The block belongs to the PCI function 00:01.3 (82371AB function 3,
+ * 8086:7113), which decodes it at PMBA (config 0x40, 64 bytes) while
+ * PMREGMISC bit 0 (config 0x80) is set — SeaBIOS programs 0x600. A direct
+ * kernel boot has no firmware, so the machine then powers on with the
+ * block enabled at `ioBase`. DEVACTB (0x58) reads with APMC_EN set, the
+ * way QEMU tells SeaBIOS that SMM is not to be set up. SMBus (0x90) is
+ * not emulated: its registers hold what is written and decode nothing.
  */
-import type { AccessSize, Device, DeviceContext, DeviceState, IoHandler } from '../core/device.js';
-import { expectVersion } from '../core/device.js';
+import type { AccessSize, DeviceContext, IoHandler } from '../core/device.js';
+import { PciDevice } from '../pci/device.js';
+import type { BarMapper } from '../pci/host-bus.js';
 
 export const PM_TIMER_HZ = 3_579_545;
 const TMR_STS = 1 << 0;
@@ -28,16 +35,29 @@ const SLP_EN = 1 << 13;
 export const SLP_TYP_SOFT_OFF = 0;
 export const SLP_TYP_S3 = 1;
 
+export const PIIX4_PM_VENDOR_ID = 0x8086;
+export const PIIX4_PM_DEVICE_ID = 0x7113;
+export const PIIX4_PMBA = 0x40;
+export const PIIX4_DEVACTB = 0x58;
+export const PIIX4_PMREGMISC = 0x80;
+export const PIIX4_SMBBA = 0x90;
+export const PIIX4_SMBHSTCFG = 0xd2;
+/** Bytes of I/O space the PM block decodes. */
+export const PM_IO_SIZE = 0x40;
+
 export interface Piix4PmOptions {
   /** GSI of the SCI (default 9). */
   sciIrq?: number;
+  /** Where the PM block is decoded (port I/O); without it the block is only reachable through read/write. */
+  mapper?: BarMapper;
+  /** The block enabled at this base at power-on (direct kernel boot); default: disabled until programmed. */
+  ioBase?: number;
   /** Host monotonic clock in nanoseconds (tests). */
   clockNs?: () => bigint;
   name?: string;
 }
 
-export class Piix4Pm implements Device, IoHandler {
-  readonly name: string;
+export class Piix4Pm extends PciDevice implements IoHandler {
   private sts = 0;
   private en = 0;
   private cnt = SCI_EN; // no SMI_CMD in the FADT: the machine is always in ACPI mode
@@ -47,15 +67,69 @@ export class Piix4Pm implements Device, IoHandler {
   private readonly sciIrq: number;
   private readonly clockNs: () => bigint;
   private readonly t0: bigint;
+  /** Port base the block is mapped at now. */
+  private mappedBase: number | undefined;
 
   constructor(
     private readonly ctx: DeviceContext,
-    opts: Piix4PmOptions = {},
+    private readonly opts: Piix4PmOptions = {},
   ) {
-    this.name = opts.name ?? 'piix4-pm';
+    super(opts.name ?? 'piix4-pm', {
+      vendorId: PIIX4_PM_VENDOR_ID,
+      deviceId: PIIX4_PM_DEVICE_ID,
+      revision: 0x03,
+      classCode: 0x068000,
+      interruptPin: 1,
+    });
     this.sciIrq = opts.sciIrq ?? 9;
     this.clockNs = opts.clockNs ?? (() => process.hrtime.bigint());
     this.t0 = this.clockNs();
+    const c = this.config;
+    c.set32(PIIX4_PMBA, 1); // bit 0: I/O space indicator
+    c.setWmask(PIIX4_PMBA, 4, 0xffc0);
+    c.setWmask(PIIX4_PMREGMISC, 1, 0x01);
+    c.set32(PIIX4_DEVACTB, 0x0200_0000); // APMC_EN: "SMM already set up"
+    c.set32(PIIX4_SMBBA, 1);
+    c.setWmask(PIIX4_SMBBA, 4, 0xfff0);
+    c.setWmask(PIIX4_SMBHSTCFG, 1, 0x01);
+    this.powerOnConfig();
+  }
+
+  /** The I/O base the PM block is decoded at, or undefined when disabled. */
+  get ioBase(): number | undefined {
+    return this.mappedBase;
+  }
+
+  private powerOnConfig(): void {
+    if (this.opts.ioBase !== undefined) {
+      this.config.set32(PIIX4_PMBA, (this.opts.ioBase & 0xffc0) | 1);
+      this.config.set8(PIIX4_PMREGMISC, 1);
+    }
+    this.remapIo();
+  }
+
+  /** Maps the PM block where PMBA and PMREGMISC say, unmapping the old place. */
+  private remapIo(): void {
+    const mapper = this.opts.mapper;
+    if (!mapper) return;
+    const base = this.config.get32(PIIX4_PMBA) & 0xffc0;
+    const want = this.config.get8(PIIX4_PMREGMISC) & 1 && base !== 0 ? base : undefined;
+    if (want === this.mappedBase) return;
+    if (this.mappedBase !== undefined) mapper.unmap('pio', this.mappedBase);
+    this.mappedBase = undefined;
+    if (want === undefined) return;
+    if (mapper.map('pio', want, PM_IO_SIZE, this, this.name)) this.mappedBase = want;
+    else
+      this.ctx.guestErrors.warn(
+        'pm-base-refused',
+        () => `${this.name}: PM I/O base 0x${want.toString(16)} overlaps another device; left disabled`,
+      );
+  }
+
+  protected override onConfigWrite(offset: number, size: number): void {
+    const end = offset + size;
+    if ((offset < PIIX4_PMBA + 4 && PIIX4_PMBA < end) || (offset <= PIIX4_PMREGMISC && PIIX4_PMREGMISC < end))
+      this.remapIo();
   }
 
   /** The ACPI power button: asks an ACPI guest to shut down. */
@@ -158,18 +232,19 @@ export class Piix4Pm implements Device, IoHandler {
     }
   }
 
-  reset(): void {
+  protected override resetDevice(): void {
     this.sts = this.en = this.gpeSts = this.gpeEn = 0;
     this.cnt = SCI_EN;
     this.updateSci();
+    this.powerOnConfig();
   }
 
-  saveState(): DeviceState {
-    return { version: 1, sts: this.sts, en: this.en, cnt: this.cnt, gpeSts: this.gpeSts, gpeEn: this.gpeEn };
+  protected override saveDeviceState(): unknown {
+    return { sts: this.sts, en: this.en, cnt: this.cnt, gpeSts: this.gpeSts, gpeEn: this.gpeEn };
   }
 
-  loadState(state: DeviceState): void {
-    expectVersion(this.name, state, 1);
+  protected override loadDeviceState(saved: unknown): void {
+    const state = (typeof saved === 'object' && saved !== null ? saved : {}) as Record<string, unknown>;
     const n = (k: string) => (typeof state[k] === 'number' ? (state[k] as number) & 0xffff : 0);
     this.sts = n('sts') & STS_MASK;
     this.en = n('en') & STS_MASK;
@@ -177,5 +252,6 @@ export class Piix4Pm implements Device, IoHandler {
     this.gpeSts = n('gpeSts');
     this.gpeEn = n('gpeEn');
     this.updateSci();
+    this.remapIo();
   }
 }

@@ -57,7 +57,8 @@ export interface ResolvedOptionRomDevice {
 export type ResolvedDevice = ResolvedSerialPortDevice | ResolvedDebugConsoleDevice | ResolvedOptionRomDevice;
 
 /** How the VM starts: SeaBIOS (or another BIOS image) or a direct kernel boot. */
-export type ResolvedFirmware = { kind: 'direct' } | { kind: 'bios'; /** Absolute path of the BIOS image. */ path: string };
+export type ResolvedFirmware =
+  { kind: 'direct' } | { kind: 'bios'; /** Absolute path of the BIOS image. */ path: string };
 
 export interface ResolvedBoot {
   /** Boot devices by device name, first tried first (written to fw_cfg `bootorder`). */

@@ -57,6 +57,23 @@ export interface VmStop {
 export interface RamPlacement {
   gpa: number;
   size: number;
+  /**
+   * Map the whole placement into one memory slot (default true). A machine
+   * with a legacy memory map (the PC's 640 KiB-1 MiB area) passes false and
+   * maps the pieces itself with `mapMemory`.
+   */
+  mapped?: boolean;
+}
+
+/** Host memory behind guest RAM or a ROM: an anonymous mapping of the addon. */
+export interface HostMemoryBlock {
+  readonly id: number;
+  readonly size: number;
+}
+
+export interface MapMemoryOptions {
+  /** Guest writes exit to the MMIO bus instead (KVM_MEM_READONLY); reads and fetches run from memory. */
+  readonly?: boolean;
 }
 
 export interface KvmVmOptions {
@@ -97,6 +114,11 @@ export class KvmVm implements IrqSink {
   private readonly o: Record<string, number>;
   private readonly c: Record<string, number>;
   private readonly irqLevels = new Map<number, boolean>();
+  /** Host memory of each `opts.ram` placement, in order. */
+  readonly ramBlocks: HostMemoryBlock[] = [];
+  private readonly freeSlots: number[] = [];
+  private nextSlot = 0;
+  private readonlySupported: boolean | undefined;
   private readonly paused = new Set<number>();
   private pauseWaiters: (() => void)[] = [];
   private pauseDepth = 0;
@@ -122,18 +144,20 @@ export class KvmVm implements IrqSink {
     this.mailbox = new Int32Array(this.native.mailboxBuffer());
     this.native.setSpin(opts.vcpuSpinNs ?? 200_000, opts.jsSpinNs ?? 50_000);
 
-    // Guest RAM: one anonymous mapping per placement, one memory slot each.
-    // ArrayBuffer views are capped at 1 GiB each (V8 limits), so a region
-    // is exposed to GuestMemory as consecutive 1 GiB views.
-    opts.ram.forEach((r, slot) => {
-      const id = this.native.allocRam(r.size);
-      this.native.setMemoryRegion(slot, 0, r.gpa, r.size, id, 0);
+    // Guest RAM: one anonymous mapping per placement, one memory slot each
+    // unless the machine maps it piecewise. ArrayBuffer views are capped at
+    // 1 GiB each (V8 limits), so a region is exposed to GuestMemory as
+    // consecutive 1 GiB views.
+    for (const r of opts.ram) {
+      const block = this.allocHostMemory(r.size);
+      this.ramBlocks.push(block);
+      if (r.mapped ?? true) this.mapMemory(r.gpa, r.size, block, 0);
       const chunk = 1 << 30;
       for (let off = 0; off < r.size; off += chunk) {
         const len = Math.min(chunk, r.size - off);
-        this.mem.addRegion(r.gpa + off, new Uint8Array(this.native.ramView(id, off, len)));
+        this.mem.addRegion(r.gpa + off, this.hostBytes(block, off, len));
       }
-    });
+    }
 
     const supported = decodeCpuid(kvm.supportedCpuid());
     const model = applyCpuModel(supported, opts.cpu);
@@ -148,6 +172,56 @@ export class KvmVm implements IrqSink {
       this.runBytes.push(new Uint8Array(ab));
       this.vcpus.push(v);
     }
+  }
+
+  // ---- memory slots ----
+
+  /** Allocates zeroed host memory (page-aligned size) for RAM or a ROM image. */
+  allocHostMemory(size: number): HostMemoryBlock {
+    return { id: this.native.allocRam(size), size };
+  }
+
+  /** A view of [offset, offset+length) of a block (at most 1 GiB); aliases the memory. */
+  hostBytes(block: HostMemoryBlock, offset: number, length: number): Uint8Array {
+    return new Uint8Array(this.native.ramView(block.id, offset, length));
+  }
+
+  /**
+   * Maps [offset, offset+size) of `block` at guest-physical `gpa` (page
+   * aligned) and returns the slot; `unmapMemory(slot)` removes it. When
+   * KVM cannot make a slot read-only (no KVM_CAP_READONLY_MEM), the slot is
+   * mapped writable and a warning says so.
+   */
+  mapMemory(
+    gpa: number,
+    size: number,
+    block: HostMemoryBlock,
+    offset: number,
+    o: MapMemoryOptions = {},
+  ): number {
+    const slot = this.freeSlots.pop() ?? this.nextSlot++;
+    let flags = 0;
+    if (o.readonly) {
+      this.readonlySupported ??= this.native.checkExtension(this.c.KVM_CAP_READONLY_MEM!) > 0;
+      if (this.readonlySupported) flags |= this.c.KVM_MEM_READONLY!;
+      else
+        this.guestErrors.warn(
+          'readonly-mem',
+          () => 'KVM has no read-only memory slots: ROM is mapped writable',
+        );
+    }
+    try {
+      this.native.setMemoryRegion(slot, flags, gpa, size, block.id, offset);
+    } catch (e) {
+      this.freeSlots.push(slot);
+      throw e;
+    }
+    return slot;
+  }
+
+  unmapMemory(slot: number): void {
+    this.native.setMemoryRegion(slot, 0, 0, 0, 0, 0);
+    this.freeSlots.push(slot);
   }
 
   // ---- IrqSink ----

@@ -70,8 +70,12 @@ export class BusBarMapper implements BarMapper {
 
 export interface PciHostBusOptions {
   mapper: BarMapper;
-  /** GSI of a slot's INTx pin (1 = INTA# ... 4 = INTD#), or undefined when not routed. */
-  intxRoute: (slot: number, pin: IntxPin) => number | undefined;
+  /**
+   * GSIs a slot's INTx pin (1 = INTA# ... 4 = INTD#) drives: none when not
+   * routed, or several (a PC's PIRQ reaches an ISA IRQ through the PIIX and
+   * an IOAPIC input directly).
+   */
+  intxRoute: (slot: number, pin: IntxPin) => number | readonly number[] | undefined;
   /** Byte writes to port 0xCF9 (reset control). */
   onResetControl?: (value: number) => void;
   /** Byte reads of port 0xCF9; 0xFF (nothing there) without it. */
@@ -98,8 +102,8 @@ interface PciFunction {
   /** The last mapping refused per BAR slot, so a refusal is logged once. */
   readonly refused: Array<Mapping | undefined>;
   intx: boolean;
-  /** The GSI this function's asserted pin drives (routed when asserted). */
-  gsi: number | undefined;
+  /** The GSIs this function's asserted pin drives (routed when asserted). */
+  gsis: readonly number[];
 }
 
 const allOnes: Record<AccessSize, number> = { 1: 0xff, 2: 0xffff, 4: 0xffffffff };
@@ -142,7 +146,7 @@ export class PciHostBus implements Device, IoHandler {
       mapped: new Array(ROM_SLOT + 1).fill(undefined),
       refused: new Array(ROM_SLOT + 1).fill(undefined),
       intx: false,
-      gsi: undefined,
+      gsis: [],
     };
     device.attach({ setIntx: (level) => this.setIntx(f, level), remap: () => this.remap(f) });
     this.functions[i] = f;
@@ -353,11 +357,10 @@ export class PciHostBus implements Device, IoHandler {
 
   private setIntx(f: PciFunction, level: boolean): void {
     if (f.intx === level) return;
-    const old = f.gsi;
+    const old = f.gsis;
     f.intx = level;
-    f.gsi = level ? this.route(f) : undefined;
-    this.updateLine(old);
-    this.updateLine(f.gsi);
+    f.gsis = level ? this.route(f) : [];
+    for (const gsi of new Set([...old, ...f.gsis])) this.updateLine(gsi);
   }
 
   /**
@@ -368,23 +371,23 @@ export class PciHostBus implements Device, IoHandler {
     const touched = new Set<number>();
     for (const f of this.functions) {
       if (!f?.intx) continue;
-      if (f.gsi !== undefined) touched.add(f.gsi);
-      f.gsi = this.route(f);
-      if (f.gsi !== undefined) touched.add(f.gsi);
+      for (const gsi of f.gsis) touched.add(gsi);
+      f.gsis = this.route(f);
+      for (const gsi of f.gsis) touched.add(gsi);
     }
     for (const gsi of touched) this.updateLine(gsi);
   }
 
-  private route(f: PciFunction): number | undefined {
+  private route(f: PciFunction): readonly number[] {
     const pin = f.device.config.interruptPin;
-    if (pin < 1 || pin > 4) return undefined;
-    return this.opts.intxRoute(f.slot, pin as IntxPin);
+    if (pin < 1 || pin > 4) return [];
+    const r = this.opts.intxRoute(f.slot, pin as IntxPin);
+    return r === undefined ? [] : typeof r === 'number' ? [r] : [...new Set(r)];
   }
 
   /** Drives `gsi` with the OR of the pins on it, calling setIrq only on change. */
-  private updateLine(gsi: number | undefined): void {
-    if (gsi === undefined) return;
-    const level = this.functions.some((f) => f?.intx && f.gsi === gsi);
+  private updateLine(gsi: number): void {
+    const level = this.functions.some((f) => f?.intx && f.gsis.includes(gsi));
     if ((this.driven.get(gsi) ?? false) === level) return;
     this.driven.set(gsi, level);
     this.ctx.irq.setIrq(gsi, level);
