@@ -98,6 +98,72 @@ describe.skipIf(!hasKvm())('Linux direct boot (guest kit)', () => {
     BOOT_TIMEOUT + 60_000,
   );
 
+  it(
+    'vmlinux with ACPI on (no acpi=off): the kernel reads the tables, enumerates the i440FX/PIIX PCI functions, powers off through ACPI S5 with exit 0',
+    async () => {
+      const kit = guestKit();
+      const r = await runMvisor(
+        {
+          name: 'linux-acpi',
+          memory: '128M',
+          vcpus: 2,
+          cpu: TEST_CPU,
+          kernel: kit.kernel,
+          initrd: kit.initramfs,
+          cmdline: `console=ttyS0 ${EMULATED_KVM_CMDLINE} mvisor_test.action=poweroff`,
+        },
+        { timeoutMs: BOOT_TIMEOUT },
+      );
+      console.log(`ACPI boot: ${bootSummary(r)}`);
+      // The tables, as the kernel lists them (RSDP in the 0xE0000 segment).
+      expect(r.stdout).toMatch(/ACPI: RSDP 0x00000000000E0000 000024 \(v02 MVISOR\)/);
+      for (const sig of ['XSDT', 'FACP', 'DSDT', 'FACS', 'APIC'])
+        expect(r.stdout).toMatch(new RegExp(`ACPI: ${sig} 0x[0-9A-F]+ [0-9A-F]+`));
+      expect(r.stdout).toContain('ACPI: PM-Timer IO Port: 0x608');
+      expect(r.stdout).toContain('ACPI: Using ACPI (MADT) for SMP configuration information');
+      expect(r.stdout).toContain('ACPI: Interpreter enabled');
+      expect(r.stdout).toMatch(/ACPI: PM: \(supports S0 S5\)/);
+      expect(r.stdout).toContain('ACPI: PCI Root Bridge [PCI0]');
+      // What busybox lspci would list, from the kernel's PCI enumeration.
+      expect(r.stdout).toMatch(/pci 0000:00:00\.0: \[8086:1237\] type 00 class 0x060000/);
+      expect(r.stdout).toMatch(/pci 0000:00:01\.0: \[8086:7000\] type 00 class 0x060100/);
+      expect(r.stdout).toMatch(/pci 0000:00:01\.3: \[8086:7113\] type 00 class 0x068000/);
+      expect(r.stdout).toContain('pnp: PnP ACPI: found');
+      expect(r.stdout).toContain('ACPI: button: Power Button [PWRF]');
+      expect(fact(r, 'cpus_online').value).toBe('2');
+      expect(r.stdout).toContain('reboot: Power down');
+      expect(r.stderr).toMatch(/guest powered off \(ACPI S5 \(soft off\)\)/);
+      expect(r.code).toBe(0);
+    },
+    BOOT_TIMEOUT + 60_000,
+  );
+
+  it.skipIf(kvmIsEmulated())(
+    'user space with ACPI: busybox lspci lists the host bridge, ISA bridge and PM function; poweroff ends mvisor with 0 (hardware KVM only: skipped where KVM emulates guest kernels, whose user space cannot make system calls)',
+    async () => {
+      const kit = guestKit();
+      const r = await runMvisor(
+        {
+          name: 'linux-init-acpi',
+          memory: '128M',
+          vcpus: 2,
+          cpu: TEST_CPU,
+          kernel: kit.kernel,
+          initrd: kit.initramfs,
+          cmdline: 'console=ttyS0 mvisor_test.enable=0 mvinit.action=poweroff',
+        },
+        { timeoutMs: BOOT_TIMEOUT },
+      );
+      const lspci = r.stdout.split('mvinit: lspci begin')[1]?.split('mvinit: lspci end')[0] ?? '';
+      expect(lspci).toMatch(/00:00\.0 Class 0600: 8086:1237/);
+      expect(lspci).toMatch(/00:01\.0 Class 0601: 8086:7000/);
+      expect(lspci).toMatch(/00:01\.3 Class 0680: 8086:7113/);
+      expect(r.stdout).toContain('mvinit: done action=poweroff');
+      expect(r.code).toBe(0);
+    },
+    BOOT_TIMEOUT + 60_000,
+  );
+
   // The same facts from user space (the initramfs /init, busybox). Where KVM
   // emulates guest kernel code in software, guest user space cannot make
   // system calls (DEVELOPERS.md), so this runs only on hardware-backed KVM;
