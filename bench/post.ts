@@ -170,7 +170,9 @@ async function main(): Promise<void> {
       serial: 'stdio',
     }),
   );
-  const qemuArgs = [...QEMU_PC_ARGS, ...qemuOptionRomArgs({ roms: [rom], boot: rom, dir })];
+  // -nodefaults: no NIC (iPXE ROM), CD-ROM or floppy drive, which mvisor's
+  // machine does not have yet either; the same devices POST on both sides.
+  const qemuArgs = ['-nodefaults', ...QEMU_PC_ARGS, ...qemuOptionRomArgs({ roms: [rom], boot: rom, dir })];
   const haveQemu = existsSync(QEMU);
   if (!haveQemu) console.log(`${QEMU} not found (Debian package qemu-system-x86): mvisor runs only`);
 

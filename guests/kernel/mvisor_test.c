@@ -9,6 +9,9 @@
  *
  * Parameters (kernel command line):
  *   mvisor_test.action=reboot|poweroff|halt|none   what to do when done
+ *   mvisor_test.action=power-key   wait for KEY_POWER (the ACPI power button
+ *                                  reports it), then power off: what acpid
+ *                                  or logind do in user space
  *   mvisor_test.enable=0                           skip everything
  */
 #include <linux/init.h>
@@ -23,6 +26,8 @@
 #include <linux/slab.h>
 #include <linux/timekeeping.h>
 #include <linux/utsname.h>
+#include <linux/input.h>
+#include <linux/completion.h>
 
 static char *action = "reboot";
 module_param(action, charp, 0);
@@ -71,6 +76,66 @@ static void mvtest_initramfs(void)
 	filp_close(f, NULL);
 }
 
+static DECLARE_COMPLETION(mvtest_power_key);
+
+static void mvtest_input_event(struct input_handle *handle, unsigned int type,
+			       unsigned int code, int value)
+{
+	if (type == EV_KEY && code == KEY_POWER && value == 1)
+		complete(&mvtest_power_key);
+}
+
+static int mvtest_input_connect(struct input_handler *handler,
+				struct input_dev *dev,
+				const struct input_device_id *id)
+{
+	struct input_handle *handle = kzalloc(sizeof(*handle), GFP_KERNEL);
+	int err;
+
+	if (!handle)
+		return -ENOMEM;
+	handle->dev = dev;
+	handle->handler = handler;
+	handle->name = "mvtest";
+	err = input_register_handle(handle);
+	if (err)
+		goto free;
+	err = input_open_device(handle);
+	if (err)
+		goto unregister;
+	pr_info("mvtest: power_key_source=\"%s\"\n", dev->name);
+	return 0;
+unregister:
+	input_unregister_handle(handle);
+free:
+	kfree(handle);
+	return err;
+}
+
+static void mvtest_input_disconnect(struct input_handle *handle)
+{
+	input_close_device(handle);
+	input_unregister_handle(handle);
+	kfree(handle);
+}
+
+static const struct input_device_id mvtest_input_ids[] = {
+	{
+		.flags = INPUT_DEVICE_ID_MATCH_EVBIT | INPUT_DEVICE_ID_MATCH_KEYBIT,
+		.evbit = { BIT_MASK(EV_KEY) },
+		.keybit = { [BIT_WORD(KEY_POWER)] = BIT_MASK(KEY_POWER) },
+	},
+	{},
+};
+
+static struct input_handler mvtest_input_handler = {
+	.event = mvtest_input_event,
+	.connect = mvtest_input_connect,
+	.disconnect = mvtest_input_disconnect,
+	.name = "mvtest",
+	.id_table = mvtest_input_ids,
+};
+
 static int __init mvtest_init(void)
 {
 	if (!enable)
@@ -84,8 +149,14 @@ static int __init mvtest_init(void)
 		get_num_physpages() << (PAGE_SHIFT - 10));
 	mvtest_rtc();
 	mvtest_initramfs();
+	if (!strcmp(action, "power-key") && input_register_handler(&mvtest_input_handler))
+		pr_info("mvtest: power_key_source=error\n");
 	pr_info("mvtest: done action=%s\n", action);
-	if (!strcmp(action, "reboot"))
+	if (!strcmp(action, "power-key")) {
+		wait_for_completion(&mvtest_power_key);
+		pr_info("mvtest: power_key=pressed\n");
+		kernel_power_off();
+	} else if (!strcmp(action, "reboot"))
 		kernel_restart(NULL);
 	else if (!strcmp(action, "poweroff"))
 		kernel_power_off();

@@ -67,6 +67,13 @@ export async function runVmm(
       .then((lines) => lines.forEach((l) => log.info(l)))
       .catch((e: Error) => log.warn(`cannot describe vCPUs: ${e.message}`));
   process.on('SIGUSR2', onDump);
+  // SIGPWR: press the ACPI power button (what `virsh shutdown` or QEMU's
+  // system_powerdown do); the control socket's `powerdown` does the same.
+  const onPower = () => {
+    log.info('SIGPWR: pressing the ACPI power button');
+    machine.pm.pressPowerButton();
+  };
+  process.on('SIGPWR', onPower);
   let control: ControlServer | undefined;
   const started = Date.now();
   let paused = false;
@@ -115,6 +122,7 @@ export async function runVmm(
     process.off('SIGINT', onSignal);
     process.off('SIGHUP', onSignal);
     process.off('SIGUSR2', onDump);
+    process.off('SIGPWR', onPower);
     control?.close();
     machine.close();
   }

@@ -4,6 +4,8 @@
  * things at once: what the kernel's built-in test module (guests/kernel/
  * mvisor_test.c) prints, and how mvisor ends.
  */
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
   EMULATED_KVM_CMDLINE,
@@ -11,11 +13,25 @@ import {
   hasKvm,
   kvmIsEmulated,
   runMvisor,
+  tempDir,
   TEST_CPU,
   type RunResult,
 } from '../helpers/mvisor.js';
 
 const BOOT_TIMEOUT = 15 * 60_000;
+
+/** The pid of the mvisor process running the config at `path`. */
+function mvisorPid(path: string): number {
+  for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
+    try {
+      const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+      if (argv.some((a) => a.endsWith('mvisor.js')) && argv.includes(path)) return Number(pid);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  throw new Error(`no mvisor process runs ${path}`);
+}
 
 function fact(r: RunResult, key: string): { value: string; at: number } {
   const re = new RegExp(`mvtest: .*\\b${key}=(\\S+)`);
@@ -99,9 +115,11 @@ describe.skipIf(!hasKvm())('Linux direct boot (guest kit)', () => {
   );
 
   it(
-    'vmlinux with ACPI on (no acpi=off): the kernel reads the tables, enumerates the i440FX/PIIX PCI functions, powers off through ACPI S5 with exit 0',
+    'vmlinux with ACPI on (no acpi=off): the kernel reads the tables, enumerates the i440FX/PIIX PCI functions; SIGPWR presses the power button and Linux powers off through ACPI S5, exit 0',
     async () => {
       const kit = guestKit();
+      const dir = tempDir();
+      let pressed = false;
       const r = await runMvisor(
         {
           name: 'linux-acpi',
@@ -110,9 +128,19 @@ describe.skipIf(!hasKvm())('Linux direct boot (guest kit)', () => {
           cpu: TEST_CPU,
           kernel: kit.kernel,
           initrd: kit.initramfs,
-          cmdline: `console=ttyS0 ${EMULATED_KVM_CMDLINE} mvisor_test.action=poweroff`,
+          // power-key: the test module waits for KEY_POWER, which the ACPI
+          // button driver reports, and powers off (what acpid does).
+          cmdline: `console=ttyS0 ${EMULATED_KVM_CMDLINE} mvisor_test.action=power-key`,
         },
-        { timeoutMs: BOOT_TIMEOUT },
+        {
+          timeoutMs: BOOT_TIMEOUT,
+          dir,
+          onLine: (line) => {
+            if (pressed || !line.includes('mvtest: done action=power-key')) return;
+            pressed = true;
+            process.kill(mvisorPid(join(dir, 'vm.yaml')), 'SIGPWR');
+          },
+        },
       );
       console.log(`ACPI boot: ${bootSummary(r)}`);
       // The tables, as the kernel lists them (RSDP in the 0xE0000 segment).
@@ -131,6 +159,9 @@ describe.skipIf(!hasKvm())('Linux direct boot (guest kit)', () => {
       expect(r.stdout).toContain('pnp: PnP ACPI: found');
       expect(r.stdout).toContain('ACPI: button: Power Button [PWRF]');
       expect(fact(r, 'cpus_online').value).toBe('2');
+      expect(r.stdout).toContain('mvtest: power_key_source="Power Button"');
+      expect(r.stderr).toContain('SIGPWR: pressing the ACPI power button');
+      expect(fact(r, 'power_key').value).toBe('pressed');
       expect(r.stdout).toContain('reboot: Power down');
       expect(r.stderr).toMatch(/guest powered off \(ACPI S5 \(soft off\)\)/);
       expect(r.code).toBe(0);
