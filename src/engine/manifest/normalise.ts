@@ -20,6 +20,7 @@ import {
   bootOrderProblems,
   defaultVmUuid,
   deviceNameProblems,
+  directBootDeviceProblems,
   fwCfgNameProblems,
   normaliseUuid,
   parseCpuSpec,
@@ -162,6 +163,13 @@ function normaliseVirtualMachine(
     problems.push(problem(['spec', 'devices', p.index, 'name'], p.message));
   }
 
+  const firmwareIn = spec.firmware ?? D.firmware;
+  if (typeof firmwareIn === 'object' && 'kernel' in firmwareIn) {
+    for (const p of directBootDeviceProblems(devicesIn.map((d) => d.class))) {
+      problems.push(problem(['spec', 'devices', p.index], p.message));
+    }
+  }
+
   const bootIn = spec.boot ?? D.boot;
   const boot: NormalizedBoot = {
     order: [...(bootIn.order ?? D.boot.order)],
@@ -188,7 +196,7 @@ function normaliseVirtualMachine(
     memory: memory.bytes ?? 0,
     vcpus: spec.vcpus ?? D.vcpus,
     cpu,
-    firmware: normaliseFirmware(spec.firmware ?? D.firmware, abs, problems),
+    firmware: normaliseFirmware(firmwareIn, abs, problems),
     machine,
     acpi: spec.acpi ?? D.acpi,
     // The schema checked the form.

@@ -427,6 +427,21 @@ export function deviceNameProblems(names: readonly (string | undefined)[]): List
   return out;
 }
 
+/** What an option ROM device of a directly booted VM is told. */
+export const OPTION_ROM_NEEDS_BIOS =
+  'an option ROM needs firmware: bios (a direct kernel boot runs no firmware)';
+
+/**
+ * Problems of devices (`classes[i]` is the class of device i) in a VM that
+ * boots its kernel directly: an option ROM is run by the firmware, and
+ * there is none.
+ */
+export function directBootDeviceProblems(classes: readonly string[]): ListProblem[] {
+  return classes.flatMap((c, index) =>
+    c === 'option-rom' ? [{ index, message: OPTION_ROM_NEEDS_BIOS }] : [],
+  );
+}
+
 /** Problems of a boot order: each entry names a device (of `deviceNames`), once. */
 export function bootOrderProblems(
   order: readonly string[],
@@ -622,6 +637,12 @@ function normalise(config: VmmConfig, configPath: string, problems: RawProblem[]
       devices.push({ class: 'option-rom', name: dev.name, file });
     }
   });
+
+  if (firmware.kind === 'direct') {
+    for (const p of directBootDeviceProblems(devicesIn.map((d) => d.class))) {
+      problems.push(problem(['devices', p.index], p.message));
+    }
+  }
 
   const names = devicesIn.map((d) => ('name' in d ? d.name : undefined));
   for (const p of deviceNameProblems(names)) problems.push(problem(['devices', p.index, 'name'], p.message));

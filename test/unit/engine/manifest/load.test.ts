@@ -81,7 +81,7 @@ describe('loadManifests: good manifests', () => {
         machine: { type: 'pc', debug: true },
         acpi: false,
         uuid: '0b4f2f2e-7d1c-4b5a-9f3e-2a6c8d1e5f70',
-        boot: { order: ['pxe'], menu: true, menuTimeout: 2500 },
+        boot: { order: [], menu: true, menuTimeout: 2500 },
         fwCfg: [
           { name: 'opt/org.example/seed', file: fx('good', 'cluster', 'seed.json') },
           { name: 'opt/org.example/role', string: 'web' },
@@ -95,7 +95,6 @@ describe('loadManifests: good manifests', () => {
         devices: [
           { class: 'serial-port', port: 0x2f8, irq: 3, serial: { socket: '/run/mvisor/web-com2.sock' } },
           { class: 'debug-console', port: 0x80, output: 'stderr' },
-          { class: 'option-rom', name: 'pxe', file: fx('good', 'roms', 'pxe.rom') },
         ],
         host: 'local',
         running: false,
@@ -167,8 +166,10 @@ describe('loadManifests: good manifests', () => {
       ],
     });
     expect(rs.get('VirtualMachine/gpu-box')?.dependsOn).toEqual([{ kind: 'Host', name: 'gpu1' }]);
-    expect(rs.get('VirtualMachine/gpu-box')?.spec.firmware).toEqual({
-      bios: { image: fx('good', 'firmware', 'bios.bin') },
+    expect(rs.get('VirtualMachine/gpu-box')?.spec).toMatchObject({
+      firmware: { bios: { image: fx('good', 'firmware', 'bios.bin') } },
+      boot: { order: ['pxe'], menu: false, menuTimeout: 0 },
+      devices: [{ class: 'option-rom', name: 'pxe', file: fx('good', 'roms', 'pxe.rom') }],
     });
   });
 
@@ -535,6 +536,28 @@ describe('loadManifests: firmware boot fields', () => {
       '<stdin>:8:14: VirtualMachine/vm: spec.fwCfg[1].name: fw_cfg name "opt/a" is already used by fwCfg[0]',
       '<stdin>:11:33: VirtualMachine/vm: spec.devices[1].name: device name "pxe" is already used by devices[0]',
     ]);
+  });
+  it('refuses option ROMs in a VM that boots its kernel directly, at each ROM', () => {
+    const why = 'an option ROM needs firmware: bios (a direct kernel boot runs no firmware)';
+    const devices = [
+      'devices:', // 6
+      '  - {class: debug-console, port: 0x402}', // 7
+      '  - {class: option-rom, name: pxe, file: a.rom}', // 8
+      '  - class: option-rom', // 9
+      '    name: disk', // 10
+      '    file: b.rom', // 11
+    ];
+    expect(problems(['-'], vm(['firmware: {kernel: /boot/vmlinux}', ...devices]))).toEqual([
+      `<stdin>:8:7: VirtualMachine/vm: spec.devices[1]: ${why}`,
+      `<stdin>:9:7: VirtualMachine/vm: spec.devices[2]: ${why}`,
+    ]);
+    // The BIOS (the default, or an image) runs them.
+    for (const firmware of ['firmware: bios', 'firmware: {bios: {image: bios.bin}}', 'acpi: true']) {
+      const [r] = load(['-'], vm([firmware, ...devices]));
+      expect(r?.spec, firmware).toMatchObject({
+        devices: [{ class: 'debug-console' }, { class: 'option-rom' }, { class: 'option-rom' }],
+      });
+    }
   });
 });
 

@@ -335,17 +335,26 @@ describe('plan', () => {
       '  devices:\n' +
       '    - {class: option-rom, name: pxe, file: /roms/pxe.rom}\n' +
       '    - {class: option-rom, name: disk, file: /roms/disk.rom}\n';
-    const direct = web(
-      `  firmware: {kernel: /boot/vmlinux, cmdline: quiet}\n  boot: {order: [disk]}\n${roms}`,
-    );
+    // A direct kernel boot runs no firmware, so it has no option ROMs to boot from.
+    const direct = web('  firmware: {kernel: /boot/vmlinux, cmdline: quiet}\n');
     const bios = web(`  firmware: bios\n  boot: {order: [pxe, disk], menu: true}\n${roms}`);
     const p = plan([bios], [have('VirtualMachine/web', direct.spec)], updatePolicy, { growOnly: isGrowOnly });
     expect(actionsOf(p)).toEqual(['replace VirtualMachine/web']);
     expect(stepsOf(p)).toEqual(['delete:VirtualMachine/web', 'create:VirtualMachine/web']);
     expect(p.actions[0]?.changes).toEqual([
       { path: ['boot', 'menu'], before: false, after: true, policy: 'replace' },
-      { path: ['boot', 'order', 0], before: 'disk', after: 'pxe', policy: 'replace' },
+      { path: ['boot', 'order', 0], after: 'pxe', policy: 'replace' },
       { path: ['boot', 'order', 1], after: 'disk', policy: 'replace' },
+      {
+        path: ['devices', 0],
+        after: { class: 'option-rom', name: 'pxe', file: '/roms/pxe.rom' },
+        policy: 'replace',
+      },
+      {
+        path: ['devices', 1],
+        after: { class: 'option-rom', name: 'disk', file: '/roms/disk.rom' },
+        policy: 'replace',
+      },
       {
         path: ['firmware'],
         before: { kernel: '/boot/vmlinux', cmdline: 'quiet' },

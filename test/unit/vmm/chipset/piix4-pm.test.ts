@@ -1,7 +1,16 @@
 import { describe, expect, it } from 'vitest';
-import { Piix4Pm, PM_TIMER_HZ } from '../../../../src/vmm/chipset/piix4-pm.js';
-import type { DeviceContext } from '../../../../src/vmm/core/device.js';
+import {
+  PIIX4_DEVACTB,
+  PIIX4_PMBA,
+  PIIX4_PMREGMISC,
+  PM_IO_SIZE,
+  Piix4Pm,
+  PM_TIMER_HZ,
+} from '../../../../src/vmm/chipset/piix4-pm.js';
+import type { DeviceContext, DeviceState } from '../../../../src/vmm/core/device.js';
 import { MemoryLogger, RateLimitedLog } from '../../../../src/vmm/core/log.js';
+import { PCI_INTERRUPT_PIN } from '../../../../src/vmm/pci/config-space.js';
+import { FakeMapper, fakeCtx, regs } from '../pci/helpers.js';
 
 function setup() {
   const irqs: [number, boolean][] = [];
@@ -70,5 +79,132 @@ describe('PIIX4 ACPI PM registers', () => {
       for (const size of [1, 2, 4] as const)
         for (const v of [0, 0xff, 0xffff, 0xffffffff, 0x1234]) pm.write(off, size, v);
     expect(() => other.loadState({ version: 9 })).toThrow(/version 9/);
+  });
+});
+
+/** The PM function with a BarMapper that records where the block is decoded. */
+function pciSetup(ioBase?: number) {
+  const f = fakeCtx();
+  const mapper = new FakeMapper();
+  const pm = new Piix4Pm(f.ctx, { mapper, clockNs: () => 0n, ...(ioBase !== undefined ? { ioBase } : {}) });
+  return { ...f, mapper, pm };
+}
+
+describe('PIIX4 PM as PCI function 00:01.3', () => {
+  it('is an Intel 82371AB power management function, revision 3, pin INTA', () => {
+    const { pm } = pciSetup();
+    expect(pm.readConfig(0, 4)).toBe(0x7113_8086);
+    expect(pm.readConfig(0x08, 4)).toBe(0x0680_0003); // class 06/80/00 (other bridge), revision 3
+    expect(pm.readConfig(PCI_INTERRUPT_PIN, 1)).toBe(1);
+  });
+
+  it('PMBA: bit 0 reads 1 (I/O space), only bits 15:6 are writable', () => {
+    const { pm } = pciSetup();
+    expect(pm.readConfig(PIIX4_PMBA, 4)).toBe(0x0000_0001);
+    pm.writeConfig(PIIX4_PMBA, 4, 0xffffffff);
+    expect(pm.readConfig(PIIX4_PMBA, 4)).toBe(0x0000_ffc1);
+    pm.writeConfig(PIIX4_PMBA, 4, 0x0000_063e);
+    expect(pm.readConfig(PIIX4_PMBA, 4)).toBe(0x0000_0601);
+    pm.writeConfig(PIIX4_PMBA, 4, 0);
+    expect(pm.readConfig(PIIX4_PMBA, 4)).toBe(0x0000_0001);
+    pm.writeConfig(PIIX4_PMREGMISC, 1, 0xff);
+    expect(pm.readConfig(PIIX4_PMREGMISC, 1)).toBe(0x01);
+  });
+
+  it('decodes the 64-byte block only once PMBA is set and PMREGMISC bit 0 enables it', () => {
+    const { pm, mapper } = pciSetup();
+    expect(mapper.take()).toEqual([]);
+    pm.writeConfig(PIIX4_PMBA, 4, 0x601);
+    expect(mapper.take()).toEqual([]);
+    expect(pm.ioBase).toBeUndefined();
+    pm.writeConfig(PIIX4_PMREGMISC, 1, 1);
+    expect(mapper.take()).toEqual([`map pio 600+${PM_IO_SIZE.toString(16)} piix4-pm`]);
+    expect(PM_IO_SIZE).toBe(64);
+    expect(pm.ioBase).toBe(0x600);
+    expect(mapper.ranges.get('pio:1536')?.handler).toBe(pm);
+
+    // The other order (enable, then base) works too; a base of 0 is not an assignment.
+    const b = pciSetup();
+    b.pm.writeConfig(PIIX4_PMREGMISC, 1, 1);
+    expect(b.mapper.take()).toEqual([]);
+    b.pm.writeConfig(PIIX4_PMBA, 2, 0xb001);
+    expect(b.mapper.take()).toEqual(['map pio b000+40 piix4-pm']);
+  });
+
+  it('moves when PMBA changes and unmaps when disabled', () => {
+    const { pm, mapper } = pciSetup();
+    pm.writeConfig(PIIX4_PMBA, 4, 0x600);
+    pm.writeConfig(PIIX4_PMREGMISC, 1, 1);
+    mapper.take();
+    pm.writeConfig(PIIX4_PMBA, 4, 0x603); // the same base: nothing to do
+    pm.writeConfig(PIIX4_PMREGMISC, 1, 0xff);
+    expect(mapper.take()).toEqual([]);
+    pm.writeConfig(PIIX4_PMBA + 1, 1, 0xb0); // a byte write to bits 15:8
+    expect(mapper.take()).toEqual(['unmap pio 600', 'map pio b000+40 piix4-pm']);
+    expect(pm.ioBase).toBe(0xb000);
+    pm.writeConfig(PIIX4_PMREGMISC, 1, 0);
+    expect(mapper.take()).toEqual(['unmap pio b000']);
+    expect(pm.ioBase).toBeUndefined();
+    pm.writeConfig(PIIX4_PMREGMISC, 1, 1);
+    pm.writeConfig(PIIX4_PMBA, 4, 0);
+    expect(mapper.take()).toEqual(['map pio b000+40 piix4-pm', 'unmap pio b000']);
+  });
+
+  it('leaves the block disabled, with a guest error and no throw, when the mapper refuses the base', () => {
+    const { pm, mapper, log } = pciSetup();
+    mapper.map('pio', 0x600, 8, regs(0), 'other');
+    mapper.take();
+    pm.writeConfig(PIIX4_PMBA, 4, 0x600);
+    expect(() => pm.writeConfig(PIIX4_PMREGMISC, 1, 1)).not.toThrow();
+    expect(mapper.take()).toEqual(['refuse pio 600+40 piix4-pm']);
+    expect(pm.ioBase).toBeUndefined();
+    expect(log.lines.filter((l) => l.includes('piix4-pm: PM I/O base 0x600 overlaps'))).toHaveLength(1);
+    // Moved somewhere free, it decodes; nothing of the refused place is unmapped.
+    pm.writeConfig(PIIX4_PMBA, 4, 0x640);
+    expect(mapper.take()).toEqual(['map pio 640+40 piix4-pm']);
+    expect(pm.ioBase).toBe(0x640);
+  });
+
+  it('with ioBase (direct kernel boot) decodes from power-on, and again after reset', () => {
+    const { pm, mapper } = pciSetup(0x600);
+    expect(mapper.take()).toEqual(['map pio 600+40 piix4-pm']);
+    expect(pm.readConfig(PIIX4_PMBA, 4)).toBe(0x601);
+    expect(pm.readConfig(PIIX4_PMREGMISC, 1)).toBe(1);
+    pm.writeConfig(PIIX4_PMBA, 4, 0x700);
+    mapper.take();
+    pm.reset();
+    expect(mapper.take()).toEqual(['unmap pio 700', 'map pio 600+40 piix4-pm']);
+    expect(pm.ioBase).toBe(0x600);
+
+    // Without ioBase a reset disables what the firmware programmed.
+    const fw = pciSetup();
+    fw.pm.writeConfig(PIIX4_PMBA, 4, 0x600);
+    fw.pm.writeConfig(PIIX4_PMREGMISC, 1, 1);
+    fw.mapper.take();
+    fw.pm.reset();
+    expect(fw.mapper.take()).toEqual(['unmap pio 600']);
+    expect(fw.pm.readConfig(PIIX4_PMBA, 4)).toBe(1);
+  });
+
+  it('DEVACTB reads APMC_EN (no SMM to set up) and is read-only', () => {
+    const { pm } = pciSetup();
+    expect(pm.readConfig(PIIX4_DEVACTB, 4)).toBe(0x0200_0000);
+    pm.writeConfig(PIIX4_DEVACTB, 4, 0xffffffff);
+    pm.writeConfig(PIIX4_DEVACTB + 3, 1, 0);
+    expect(pm.readConfig(PIIX4_DEVACTB, 4)).toBe(0x0200_0000);
+    pm.reset();
+    expect(pm.readConfig(PIIX4_DEVACTB + 3, 1)).toBe(0x02);
+  });
+
+  it('decodes where the loaded state says', () => {
+    const a = pciSetup();
+    a.pm.writeConfig(PIIX4_PMBA, 4, 0xb000);
+    a.pm.writeConfig(PIIX4_PMREGMISC, 1, 1);
+    const saved = JSON.parse(JSON.stringify(a.pm.saveState())) as DeviceState;
+    const b = pciSetup(0x600);
+    b.mapper.take();
+    b.pm.loadState(saved);
+    expect(b.mapper.take()).toEqual(['unmap pio 600', 'map pio b000+40 piix4-pm']);
+    expect(b.pm.ioBase).toBe(0xb000);
   });
 });

@@ -81,7 +81,7 @@ describe('loadVmmConfig: good configs', () => {
       firmware: { kind: 'direct' },
       acpi: false,
       uuid: '0b4f2f2e-7d1c-4b5a-9f3e-2a6c8d1e5f70',
-      boot: { order: ['ipxe'], menu: true, menuTimeoutMs: 2500 },
+      boot: { order: [], menu: true, menuTimeoutMs: 2500 },
       fwCfgFiles: [
         { name: 'opt/org.example/file', path: fixture('initramfs.stub') },
         { name: 'opt/org.example/text', text: 'hello' },
@@ -102,7 +102,6 @@ describe('loadVmmConfig: good configs', () => {
         },
         { class: 'serial-port', port: 0x3e8, irq: 3, serial: { kind: 'none' } },
         { class: 'debug-console', port: 0x500, output: { kind: 'file', path: fixture('debug.log') } },
-        { class: 'option-rom', name: 'ipxe', file: fixture('option-rom.stub') },
       ],
     } satisfies ResolvedVmmConfig);
     // Plain data: survives JSON.
@@ -337,6 +336,7 @@ describe('parseVmmConfig: firmware boot', () => {
     'big.rom': optionRom(192 * KiB),
     'text.rom': Buffer.from('#!/bin/sh\n'.padEnd(1024, '#')),
     'data.txt': Buffer.from('hello\n'),
+    'vmlinux.stub': Buffer.from('ELF'),
   });
   const cfg = s.file('vm.yaml');
   const parseIn = (text: string) => parseVmmConfig(text, cfg);
@@ -547,6 +547,30 @@ describe('parseVmmConfig: firmware boot', () => {
       `${cfg}:6:40: devices[2].file: ${s.file('big.rom')}: 196608 bytes is too large for an option ROM (at most 128 KiB)`,
       `${cfg}:7:31: devices[3].name: device name "a" is already used by devices[0]`,
     ]);
+  });
+
+  it('refuses option ROMs with a direct kernel boot, at each ROM', () => {
+    const text = [
+      'name: a', // 1
+      'firmware: direct', // 2
+      'kernel: vmlinux.stub', // 3
+      'devices:', // 4
+      '  - {class: serial-port, port: 0x2f8}', // 5
+      '  - {class: option-rom, name: pxe, file: boot.rom}', // 6
+      '  - class: option-rom', // 7
+      '    name: disk', // 8
+      '    file: boot.rom', // 9
+    ].join('\n');
+    const why = 'an option ROM needs firmware: bios (a direct kernel boot runs no firmware)';
+    const lines = [`${cfg}:6:5: devices[1]: ${why}`, `${cfg}:7:5: devices[2]: ${why}`];
+    expect(problemsIn(text)).toEqual(lines);
+    // Direct boot because a kernel is given, without `firmware:`.
+    expect(problemsIn(text.replace('firmware: direct', 'acpi: true'))).toEqual(lines);
+    // With the BIOS the same devices are fine.
+    const bios = text
+      .replace('firmware: direct', 'firmware: {bios: bios.bin}')
+      .replace('kernel: vmlinux.stub', '');
+    expect(parseIn(bios).devices.map((d) => d.class)).toEqual(['serial-port', 'option-rom', 'option-rom']);
   });
 
   it('machine debug sends the firmware debug port to stderr unless debugConsole says otherwise', () => {

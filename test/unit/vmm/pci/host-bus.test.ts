@@ -365,6 +365,80 @@ describe('PCI INTx', () => {
     expect(irqs.slice(-1)).toEqual([[5, false]]);
   });
 
+  it('drives every GSI of a route that names several (PIRQ to its ISA IRQ and its IOAPIC pin)', () => {
+    const { host, irqs } = setup({ intxRoute: (slot) => (slot === 2 ? [11, 16, 11] : [10, 17]) });
+    const a = nic('a');
+    host.attach(a, 2);
+    a.raise(true);
+    expect(irqs).toEqual([
+      [11, true],
+      [16, true],
+    ]); // a GSI listed twice is driven once
+    a.raise(false);
+    expect(irqs.slice(2)).toEqual([
+      [11, false],
+      [16, false],
+    ]);
+    host.attach(nic('b'), 3);
+    (host.device(3) as TestDevice).raise(true);
+    expect(irqs.slice(4)).toEqual([
+      [10, true],
+      [17, true],
+    ]);
+  });
+
+  it('keeps a GSI two functions share high until both deassert', () => {
+    const { host, irqs } = setup({ intxRoute: (slot) => (slot === 1 ? [10, 16] : [10, 17]) });
+    const a = nic('a');
+    const b = nic('b');
+    host.attach(a, 1);
+    host.attach(b, 2);
+    a.raise(true);
+    b.raise(true);
+    expect(irqs).toEqual([
+      [10, true],
+      [16, true],
+      [17, true],
+    ]);
+    a.raise(false);
+    expect(irqs.slice(3)).toEqual([[16, false]]);
+    b.raise(false);
+    expect(irqs.slice(4)).toEqual([
+      [10, false],
+      [17, false],
+    ]);
+  });
+
+  it('moves an asserted pin with several GSIs: lowers the ones it left, raises the new ones', () => {
+    let route: number[] | undefined = [10, 16];
+    const { host, irqs } = setup({ intxRoute: () => route });
+    const a = nic('a');
+    const idle = nic('idle');
+    host.attach(a, 1);
+    host.attach(idle, 2);
+    a.raise(true);
+    irqs.length = 0;
+    route = [11, 16]; // the guest moved the PIRQ from IRQ 10 to 11; the IOAPIC pin stays
+    host.refreshIntxRouting();
+    expect(irqs).toEqual([
+      [10, false],
+      [11, true],
+    ]);
+    host.refreshIntxRouting(); // no change, no calls
+    expect(irqs).toHaveLength(2);
+    route = undefined; // disabled
+    host.refreshIntxRouting();
+    expect(irqs.slice(2)).toEqual([
+      [11, false],
+      [16, false],
+    ]);
+    route = [5];
+    host.refreshIntxRouting();
+    expect(irqs.slice(4)).toEqual([[5, true]]);
+    a.raise(false);
+    expect(irqs.slice(5)).toEqual([[5, false]]);
+  });
+
   it('leaves an unrouted pin alone and releases a pin on detach', () => {
     const { host, irqs } = setup({ intxRoute: (slot) => (slot === 9 ? undefined : 10) });
     const a = nic('a');
