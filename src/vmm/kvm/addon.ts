@@ -72,6 +72,22 @@ export interface NativeVcpu {
   translate(gva: number | bigint): number;
 }
 
+/**
+ * Watches non-blocking eventfds from a native epoll thread (native/fdutil.cc):
+ * when one fires the thread reads it (so many writes before JavaScript runs
+ * are one call) and `onFire(fd)` runs on the event loop. No call names an
+ * fd after its `remove` returned, nor any after `close`. Remove an fd
+ * before closing it. Keeps the event loop alive until closed or unref'd.
+ */
+export interface NativeFdWatcher {
+  add(fd: number): void;
+  /** False when `fd` was not watched. */
+  remove(fd: number): boolean;
+  close(): void;
+  ref(): void;
+  unref(): void;
+}
+
 export interface Addon {
   Kvm: new (path?: string) => NativeKvm;
   Vm: new (kvm: NativeKvm, maxVcpus: number) => NativeVm;
@@ -80,6 +96,7 @@ export interface Addon {
   eventfdRead(fd: number): number;
   eventfdWrite(fd: number, value?: number | bigint): void;
   closeFd(fd: number): void;
+  FdWatcher: new (onFire: (fd: number) => void) => NativeFdWatcher;
   constants: Record<string, number>;
   runOffsets: Record<string, number>;
   structSizes: Record<string, number>;
