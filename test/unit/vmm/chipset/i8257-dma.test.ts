@@ -153,7 +153,7 @@ describe('I8257Dma registers', () => {
 
 describe('I8257Dma transfers', () => {
   it('moves a device write into guest memory, sets TC, masks the channel and leaves the count at 0xFFFF', () => {
-    const { dma, ram, out, inb, program8, read16 } = setup();
+    const { dma, ram, inb, program8, read16 } = setup();
     const data = pattern(512);
     const dev = device(dma, 2, data);
     program8(2, 0x07c00, 511, 0x44); // single mode, write (device to memory), increment
