@@ -11,6 +11,7 @@ import { MemoryLogger } from '../../src/vmm/core/log.js';
 import { loadAddon, type NativeFdWatcher } from '../../src/vmm/kvm/addon.js';
 import { zeroRegs } from '../../src/vmm/kvm/structs.js';
 import { setupLongModeBoot } from '../../src/vmm/boot/pagetables.js';
+import { KvmIoEvents } from '../../src/vmm/virtio/ioevent.js';
 import { hasKvm } from '../helpers/mvisor.js';
 
 const addon = loadAddon();
@@ -131,27 +132,10 @@ describe('FdWatcher', () => {
   it.skipIf(!hasKvm())(
     'a guest MMIO write caught by an ioeventfd reaches the callback without an exit',
     async () => {
-      const vm = new KvmVm({
-        cpus: 1,
-        cpu: { model: 'host', features: {} },
-        ram: [{ gpa: 0, size: 4 << 20 }],
-        log: new MemoryLogger(),
-      });
-      cleanups.push(() => vm.close());
+      const vm = notifyingGuest();
       const notify = 0xd000_0000;
-      // mov rbx, notify; mov ecx, 10; 1: mov [rbx], ax; dec ecx; jnz 1b; out 0x11, al; jmp $
-      const code = [
-        0x48, 0xbb, 0x00, 0x00, 0x00, 0xd0, 0, 0, 0, 0, 0xb9, 10, 0, 0, 0, 0x66, 0x89, 0x03, 0xff, 0xc9, 0x75,
-        0xf9, 0xe6, 0x11, 0xeb, 0xfe,
-      ];
-      vm.mem.write(0x100000, Uint8Array.from(code));
-      const r = zeroRegs();
-      r.rip = 0x100000n;
-      r.rsp = 0x1ff000n;
-      vm.setBootState(0, setupLongModeBoot(vm.mem), r);
       let exits = 0;
       vm.mmio.register(notify, 0x1000, { read: () => 0, write: () => void exits++ }, 'notify');
-      vm.pio.register(0x11, 1, { read: () => 0, write: () => vm.requestStop(0, 'done') }, 'done');
       const fd = eventfd();
       vm.native.ioeventfd(fd, notify, 2, 0);
       const c = collect(1, 10_000);
@@ -164,4 +148,58 @@ describe('FdWatcher', () => {
       vm.native.ioeventfd(fd, notify, 2, addon.constants.KVM_IOEVENTFD_FLAG_DEASSIGN!);
     },
   );
+
+  it.skipIf(!hasKvm())(
+    'KvmIoEvents: a virtio notify address watched without exits, and back to MMIO exits once stopped',
+    async () => {
+      const notify = 0xd000_0000;
+      let exits = 0;
+      const vm = notifyingGuest();
+      vm.mmio.register(notify, 0x1000, { read: () => 0, write: () => void exits++ }, 'notify');
+      const io = new KvmIoEvents(vm);
+      cleanups.push(() => io.close());
+      const c = collect(1, 10_000);
+      const stop = io.watchMmioWrite(notify, 2, () => c.on(0))!;
+      expect(stop).toBeTypeOf('function');
+      await vm.run();
+      expect(await c.done).toEqual([0]);
+      expect(exits).toBe(0);
+      stop();
+      stop(); // idempotent
+
+      // Watched and stopped before the guest runs: every write exits again.
+      const vm2 = notifyingGuest();
+      vm2.mmio.register(notify, 0x1000, { read: () => 0, write: () => void exits++ }, 'notify');
+      const io2 = new KvmIoEvents(vm2);
+      cleanups.push(() => io2.close());
+      let fired = 0;
+      io2.watchMmioWrite(notify, 2, () => void fired++)!();
+      await vm2.run();
+      await sleep(50);
+      expect([exits, fired]).toEqual([10, 0]);
+    },
+  );
 });
+
+/** A 64-bit guest that writes a 16-bit value to 0xD0000000 ten times, then `out 0x11` stops it. */
+function notifyingGuest(): KvmVm {
+  const vm = new KvmVm({
+    cpus: 1,
+    cpu: { model: 'host', features: {} },
+    ram: [{ gpa: 0, size: 4 << 20 }],
+    log: new MemoryLogger(),
+  });
+  cleanups.push(() => vm.close());
+  // mov rbx, 0xd0000000; mov ecx, 10; 1: mov [rbx], ax; dec ecx; jnz 1b; out 0x11, al; jmp $
+  const code = [
+    0x48, 0xbb, 0x00, 0x00, 0x00, 0xd0, 0, 0, 0, 0, 0xb9, 10, 0, 0, 0, 0x66, 0x89, 0x03, 0xff, 0xc9, 0x75,
+    0xf9, 0xe6, 0x11, 0xeb, 0xfe,
+  ];
+  vm.mem.write(0x100000, Uint8Array.from(code));
+  const r = zeroRegs();
+  r.rip = 0x100000n;
+  r.rsp = 0x1ff000n;
+  vm.setBootState(0, setupLongModeBoot(vm.mem), r);
+  vm.pio.register(0x11, 1, { read: () => 0, write: () => vm.requestStop(0, 'done') }, 'done');
+  return vm;
+}

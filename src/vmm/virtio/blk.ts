@@ -203,6 +203,7 @@ export class VirtioBlk extends VirtioPciDevice {
   protected override onStateLoaded(): void {
     // Requests in flight when the state was saved run again (as QEMU's
     // virtio-blk re-submits its saved request list).
+    if (!this.running) return;
     for (const queue of this.queues) {
       if (!queue.active) continue;
       for (const chain of queue.inflightChains()) this.start({ queue, chain, epoch: this.epoch });
@@ -261,7 +262,7 @@ export class VirtioBlk extends VirtioPciDevice {
       switch (type) {
         case VIRTIO_BLK_T_IN: {
           const range = this.range(sector, dataIn, 'read');
-          if (!range) {
+          if (range === undefined) {
             status = VIRTIO_BLK_S_IOERR;
             break;
           }
