@@ -106,6 +106,32 @@ struct WatchShared {
   std::atomic<bool> queued{false};
   std::atomic<bool> closed{false};
   Napi::ThreadSafeFunction tsfn;
+  // Node deletes a threadsafe function it finalizes (at close, or at
+  // environment teardown, possibly before our destructor runs): after
+  // that neither the thread nor Shutdown may touch `tsfn`.
+  bool tsfnGone = false;
+  bool shutDown = false;  // Shutdown() ran
+  pthread_t thread{};
+  bool threadRunning = false;
+
+  // JavaScript thread only (Shutdown and the finalizer): idempotent.
+  void StopThread() {
+    closed.store(true);
+    if (!threadRunning) return;
+    uint64_t one = 1;
+    ssize_t r;
+    do {
+      r = write(stopfd, &one, sizeof one);
+    } while (r < 0 && errno == EINTR);
+    pthread_join(thread, nullptr);
+    threadRunning = false;
+  }
+
+  void CloseFds() {
+    if (stopfd >= 0) close(stopfd);
+    if (epfd >= 0) close(epfd);
+    stopfd = epfd = -1;
+  }
 };
 
 void Deliver(const std::shared_ptr<WatchShared>& sh, Napi::Env env, Napi::Function fn);
@@ -229,17 +255,25 @@ class FdWatcher : public Napi::ObjectWrap<FdWatcher> {
       close(sh->epfd);
       return;
     }
-    sh->tsfn = Napi::ThreadSafeFunction::New(env, info[0].As<Napi::Function>(), "mvisor-fd-watcher", 0, 1);
+    auto* fin = new std::shared_ptr<WatchShared>(sh);
+    sh->tsfn = Napi::ThreadSafeFunction::New(env, info[0].As<Napi::Function>(), "mvisor-fd-watcher", 0, 1,
+                                             [](Napi::Env, std::shared_ptr<WatchShared>* p) {
+                                               (*p)->StopThread();
+                                               (*p)->tsfnGone = true;
+                                               delete p;
+                                             },
+                                             fin);
     auto* arg = new std::shared_ptr<WatchShared>(sh);
-    int err = pthread_create(&thread_, nullptr, WatchThread, arg);
+    int err = pthread_create(&sh->thread, nullptr, WatchThread, arg);
     if (err != 0) {
       delete arg;
+      sh->closed.store(true);
       sh->tsfn.Release();
-      close(sh->stopfd);
-      close(sh->epfd);
+      sh->CloseFds();
       ThrowErrno(env, "pthread_create", err);
       return;
     }
+    sh->threadRunning = true;
     sh_ = sh;
   }
 
@@ -248,22 +282,17 @@ class FdWatcher : public Napi::ObjectWrap<FdWatcher> {
  private:
   // Stops and joins the thread, then lets go of the callback (idempotent).
   void Shutdown() {
-    if (!sh_ || sh_->closed.exchange(true)) return;
-    uint64_t one = 1;
-    ssize_t r;
-    do {
-      r = write(sh_->stopfd, &one, sizeof one);
-    } while (r < 0 && errno == EINTR);
-    pthread_join(thread_, nullptr);
+    if (!sh_ || sh_->shutDown) return;
+    sh_->shutDown = true;
+    sh_->StopThread();
     {
       std::lock_guard<std::mutex> g(sh_->mu);
       sh_->gens.clear();
       sh_->pending.clear();
       sh_->pendingSet.clear();
     }
-    close(sh_->stopfd);
-    close(sh_->epfd);
-    sh_->tsfn.Release();
+    sh_->CloseFds();
+    if (!sh_->tsfnGone) sh_->tsfn.Release();
   }
 
   bool Usable(Napi::Env env) {
@@ -343,7 +372,6 @@ class FdWatcher : public Napi::ObjectWrap<FdWatcher> {
   }
 
   std::shared_ptr<WatchShared> sh_;
-  pthread_t thread_{};
 };
 
 }  // namespace

@@ -142,7 +142,11 @@ describe('FdWatcher', () => {
       const w = watcher(c.on);
       w.add(fd);
       await vm.run();
-      expect(await c.done).toEqual([fd]);
+      // Ten writes: one call, or a few when the event loop ran in between.
+      const fired = await c.done;
+      expect(fired.length).toBeGreaterThanOrEqual(1);
+      expect(fired.length).toBeLessThanOrEqual(10);
+      expect(new Set(fired)).toEqual(new Set([fd]));
       expect(exits).toBe(0);
       w.remove(fd);
       vm.native.ioeventfd(fd, notify, 2, addon.constants.KVM_IOEVENTFD_FLAG_DEASSIGN!);
@@ -162,7 +166,9 @@ describe('FdWatcher', () => {
       const stop = io.watchMmioWrite(notify, 2, () => c.on(0))!;
       expect(stop).toBeTypeOf('function');
       await vm.run();
-      expect(await c.done).toEqual([0]);
+      const fired = await c.done;
+      expect(fired.length).toBeGreaterThanOrEqual(1);
+      expect(fired.length).toBeLessThanOrEqual(10);
       expect(exits).toBe(0);
       stop();
       stop(); // idempotent
@@ -172,11 +178,11 @@ describe('FdWatcher', () => {
       vm2.mmio.register(notify, 0x1000, { read: () => 0, write: () => void exits++ }, 'notify');
       const io2 = new KvmIoEvents(vm2);
       cleanups.push(() => io2.close());
-      let fired = 0;
-      io2.watchMmioWrite(notify, 2, () => void fired++)!();
+      let fired2 = 0;
+      io2.watchMmioWrite(notify, 2, () => void fired2++)!();
       await vm2.run();
       await sleep(50);
-      expect([exits, fired]).toEqual([10, 0]);
+      expect([exits, fired2]).toEqual([10, 0]);
     },
   );
 });

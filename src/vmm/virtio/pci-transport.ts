@@ -462,6 +462,8 @@ export abstract class VirtioPciDevice extends PciDevice {
     this.configVector = t.configVector!;
     this.queueSelect = t.queueSelect!;
     this.isr = t.isr!;
+    // virtioReset above lowered INTx; a pending ISR keeps it asserted.
+    if (this.isr) this.setIntx(true);
     this.loadVirtioDeviceState(s.device);
     this.wasMaster = this.busMasterEnabled;
     for (const q of this.queues) if (q.ready) this.activate(q);

@@ -490,6 +490,17 @@ describe('virtio-pci transport', () => {
     expect(drv.takeUsed(0)).toEqual([{ id: head, len: 4 }]);
     expect(Array.from(a.mem.read(dst, 4))).toEqual([5, 6, 7, 8]);
 
+    // A pending ISR (INTx asserted) survives the round trip.
+    const c = make();
+    c.drv.bringUp();
+    c.dev.bumpConfig();
+    const d = make({ mem: c.mem });
+    d.dev.loadState(JSON.parse(JSON.stringify(c.dev.saveState())) as ReturnType<EchoDevice['saveState']>);
+    expect(d.dev.intxAsserted).toBe(true);
+    expect(d.dev.readConfig(PCI_STATUS, 2) & PCI_STATUS_INTERRUPT).toBeTruthy();
+    expect(new Driver(d.dev, c.mem).read(ISR_CFG_OFFSET, 1)).toBe(VIRTIO_ISR_CONFIG);
+    expect(d.dev.intxAsserted).toBe(false);
+
     const bad = (s: unknown) => () => b.dev.loadState(s as never);
     const t = (saved.device as { transport: Record<string, unknown> }).transport;
     expect(bad({ ...saved, version: 2 })).toThrow(DeviceStateError);
