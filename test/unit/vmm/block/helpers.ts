@@ -1,5 +1,5 @@
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readFileSync, readSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -43,6 +43,19 @@ export function qemuRaw(path: string, dir: string, name = 'oracle.raw'): Buffer 
   const data = readFileSync(out);
   rmSync(out, { force: true });
   return data;
+}
+
+/** Part of the guest-visible bytes (for disks too large to hold whole). */
+export function qemuRawSlice(path: string, dir: string, offset: number, length: number): Buffer {
+  const out = join(dir, 'oracle-slice.raw');
+  rmSync(out, { force: true });
+  qemuImg('convert', '-O', 'raw', path, out); // sparse output: cheap for mostly empty disks
+  const fd = openSync(out, 'r');
+  const buf = Buffer.alloc(length);
+  readSync(fd, buf, 0, length, offset);
+  closeSync(fd);
+  rmSync(out, { force: true });
+  return buf;
 }
 
 /** mulberry32: small seeded PRNG so failures reproduce from the seed. */
