@@ -1345,6 +1345,11 @@ export class FloppyController implements Device {
     };
   }
 
+  /**
+   * Restores registers, phase and any command in progress: image I/O that
+   * was in flight is issued again, and a DMA data phase re-asserts DREQ, so
+   * load the DMA controller's state first.
+   */
   loadState(state: DeviceState): void {
     expectVersion(this.name, state, 1);
     const bad = (what: string): never => {
