@@ -204,7 +204,15 @@ export class AtapiCdrom extends IdeDrive {
 
   private mediumChanged(event: number): void {
     this.mediaEvent = event;
-    if (this.mediumPresent) this.unitAttention = true;
+    // A read of the old disc in flight ends now: its data must not pass for the new disc's.
+    const interrupted = this.phase === 'io';
+    if (interrupted) this.cancel();
+    if (this.mediumPresent) {
+      if (interrupted) this.checkCondition(SENSE.UNIT_ATTENTION, ASC.MEDIUM_MAY_HAVE_CHANGED, 0);
+      else this.unitAttention = true;
+    } else if (interrupted) {
+      this.notReady();
+    }
   }
 
   // ---- IdeDrive ---------------------------------------------------------

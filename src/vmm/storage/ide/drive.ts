@@ -419,12 +419,12 @@ export abstract class IdeDrive {
     this.io = req;
     this.tf.status = ST_BSY | this.readyStatus();
     const img = this.image();
+    const epoch = this.epoch;
     if (!img) {
       // The CD-ROM's medium went away since the command started.
-      queueMicrotask(() => this.settle(this.epoch, undefined, new BlockError('no medium', 'EIO')));
+      queueMicrotask(() => this.settle(epoch, undefined, new BlockError('no medium', 'EIO')));
       return;
     }
-    const epoch = this.epoch;
     let p: Promise<Uint8Array | void>;
     try {
       if (req.kind === 'read') p = img.read(req.offset, req.length);

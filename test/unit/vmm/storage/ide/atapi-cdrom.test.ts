@@ -300,6 +300,25 @@ describe('ATAPI CD-ROM: media', () => {
     expect(cd.isLocked).toBe(false);
   });
 
+  it('an eject while a read is in flight ends the command NOT READY, without the old data', async () => {
+    const r = rig();
+    r.cdImage.hold();
+    r.outb(S.base + 4, 0x00);
+    r.outb(S.base + 5, 0x08);
+    r.outb(S.base + 7, 0xa0);
+    const c = [0x28, 0, 0, 0, 0, 3, 0, 0, 1, 0, 0, 0];
+    for (let i = 0; i < 12; i += 2) r.outw(S.base, c[i]! | (c[i + 1]! << 8));
+    expect(r.inb(S.ctl) & 0x80).toBe(0x80);
+    r.cd!.eject();
+    expect(r.level(15)).toBe(true);
+    expect(r.inb(S.base + 7)).toBe(0x51);
+    expect(r.inb(S.base + 1)).toBe(0x20);
+    r.cdImage.release();
+    await r.settle();
+    expect(r.inb(S.base + 7)).toBe(0x51);
+    expect(await sense(r)).toEqual([2, 0x3a, 0x02]);
+  });
+
   it('an empty drive: NOT READY, MEDIUM NOT PRESENT (tray closed); INQUIRY works; GET CONFIGURATION has no profile', async () => {
     const r = rig({ noCd: true });
     r.ide.attachDrive(1, 0, new AtapiCdrom({ name: 'cd-empty' }));
