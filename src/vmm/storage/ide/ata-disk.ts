@@ -64,8 +64,6 @@ export interface AtaDiskOptions {
   firmware?: string;
   /** IDENTIFY words 27-46 (40 characters). */
   model?: string;
-  /** Word 93 reports which device number the drive is (0 master, 1 slave). */
-  unit?: 0 | 1;
 }
 
 /** What a read or write command asked for, kept until it completes. */
@@ -82,7 +80,6 @@ export class AtaDisk extends IdeDrive {
   private readonly serial: string;
   private readonly firmware: string;
   private readonly model: string;
-  private readonly unit: 0 | 1;
   /** Logical geometry for CHS addressing (INITIALIZE DEVICE PARAMETERS may change it). */
   private heads = 16;
   private spt = 63;
@@ -100,7 +97,6 @@ export class AtaDisk extends IdeDrive {
     this.serial = (opts.serial ?? `MV${nameHash(opts.name)}`).slice(0, 20);
     this.firmware = (opts.firmware ?? '1.0').slice(0, 8);
     this.model = (opts.model ?? 'MVISOR HARDDISK').slice(0, 40);
-    this.unit = opts.unit ?? 0;
     this.resetDrive();
     this.reset();
   }

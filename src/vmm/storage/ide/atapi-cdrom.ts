@@ -262,7 +262,7 @@ export class AtapiCdrom extends IdeDrive {
     w[86] = 0x0000;
     w[87] = 0x4000;
     w[88] = dma.w88;
-    w[93] = 0x6000 | 0x0b;
+    w[93] = this.unit === 0 ? 0x600b : 0x6300;
     return identifyBytes(w);
   }
 

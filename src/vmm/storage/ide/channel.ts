@@ -82,7 +82,7 @@ export class IdeChannel implements DriveHost {
     if (this.drives[unit]) throw new Error(`${this.name}: device ${unit} is already attached`);
     this.drives[unit] = drive;
     this.regs[unit] = drive.tf;
-    drive.attach(this);
+    drive.attach(this, unit);
   }
 
   /** The bus-master engine serving this channel's DMA. */

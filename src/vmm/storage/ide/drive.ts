@@ -190,6 +190,8 @@ export abstract class IdeDrive {
   abstract readonly kind: 'ata' | 'atapi';
   readonly tf = new TaskFile();
   protected host: DriveHost | undefined;
+  /** Device number on the channel (IDENTIFY word 93 reports it). */
+  protected unit: 0 | 1 = 0;
 
   /** The data phase in progress and what follows it. */
   protected phase: Phase = 'idle';
@@ -227,9 +229,10 @@ export abstract class IdeDrive {
   /** Power-on state of the drive's own registers (multiple count, transfer mode, ...). */
   protected abstract resetDrive(): void;
 
-  /** Called by the channel when the drive is plugged in. */
-  attach(host: DriveHost): void {
+  /** Called by the channel when the drive is plugged in as device `unit` (0 master, 1 slave). */
+  attach(host: DriveHost, unit: 0 | 1): void {
     this.host = host;
+    this.unit = unit;
   }
 
   get busy(): boolean {

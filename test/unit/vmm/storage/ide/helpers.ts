@@ -173,7 +173,7 @@ export function rig(o: RigOptions = {}): Rig {
   const disk = o.noDisk ? undefined : new AtaDisk({ name: 'hd0', image: diskImage });
   const cd = o.noCd ? undefined : new AtapiCdrom({ name: 'cd0', image: cdImage });
   if (disk) ide.attachDrive(0, 0, disk);
-  if (o.slaveDisk) ide.attachDrive(0, 1, new AtaDisk({ name: 'hd1', image: new MemImage(1 << 20), unit: 1 }));
+  if (o.slaveDisk) ide.attachDrive(0, 1, new AtaDisk({ name: 'hd1', image: new MemImage(1 << 20) }));
   if (cd) ide.attachDrive(1, 0, cd);
   const pio = new Bus('pio', ctx.guestErrors);
   for (const p of ide.legacyPorts) pio.register(p.base, p.length, p.handler, p.name);
