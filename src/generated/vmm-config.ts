@@ -54,9 +54,40 @@ export type CharSink = ('stdio' | 'none') | FileSink | SocketSink;
  */
 export type DebugSink = ('none' | 'stderr') | FileSink;
 /**
- * An extra device, chosen by its class.
+ * An extra device, chosen by its class: serial-port, debug-console, option-rom, or a storage device (virtio-block, ata-disk, ata-cdrom, floppy).
  */
-export type Device = SerialPortDevice | DebugConsoleDevice | OptionRomDevice;
+export type Device =
+  | SerialPortDevice
+  | DebugConsoleDevice
+  | OptionRomDevice
+  | VirtioBlockDevice
+  | AtaDiskDevice
+  | AtaCdromDevice
+  | FloppyDevice;
+/**
+ * Path of a disk image file (raw or qcow2); it must exist and be readable, and writable unless the device is readonly or snapshot.
+ */
+export type ImagePath = string;
+/**
+ * Image format: raw or qcow2. Default: detected from the file (qcow2 by its magic bytes, else raw); name it for writable disks, so that a guest cannot turn a raw disk into a qcow2 header.
+ */
+export type ImageFormat = 'raw' | 'qcow2';
+/**
+ * The guest cannot write the image (writes fail). Default false.
+ */
+export type ReadOnly = boolean;
+/**
+ * Writes go to a temporary overlay deleted when the VM exits; the image itself never changes (MVisor's snapshot: yes, QEMU's -snapshot). Default false.
+ */
+export type Snapshot = boolean;
+/**
+ * IDE channel of the PIIX3: 0 (primary, ports 0x1F0, IRQ 14) or 1 (secondary, 0x170, IRQ 15). Default: the first free position (channel 0 unit 0, 0/1, 1/0, 1/1) in device order.
+ */
+export type IdeChannel = 0 | 1;
+/**
+ * IDE unit on its channel: 0 (master) or 1 (slave). Default: the first free one.
+ */
+export type IdeUnit = 0 | 1;
 
 /**
  * Low-level configuration of one VM, as run by `mvisor -c vm.yaml` or `mvctl vm run -c vm.yaml`. Relative paths are relative to the directory of the config file.
@@ -139,7 +170,7 @@ export interface BiosImage {
  */
 export interface Boot {
   /**
-   * Boot devices by device name (devices with a name), first tried first. Default: the firmware's own order.
+   * Boot devices by device name (option ROMs and storage devices), first tried first. Default: the firmware's own order.
    */
   order?: DeviceName[];
   /**
@@ -216,4 +247,71 @@ export interface OptionRomDevice {
    * Path of the ROM image: 512 bytes .. 128 KiB, starting with 0x55 0xAA.
    */
   file: string;
+}
+/**
+ * A virtio-blk disk (virtio-pci modern) on its own PCI slot.
+ */
+export interface VirtioBlockDevice {
+  class: 'virtio-block';
+  name: DeviceName;
+  image: ImagePath;
+  format?: ImageFormat;
+  readonly?: ReadOnly;
+  snapshot?: Snapshot;
+  /**
+   * Serial number the guest reads (VIRTIO_BLK_T_GET_ID; /dev/disk/by-id): 1-20 printable ASCII characters. Default: the device name (its first 20 characters).
+   */
+  serial?: string;
+  /**
+   * Request queues (1..16). Default 1.
+   */
+  queues?: number;
+  /**
+   * PCI slot on bus 0 (2..31; 0 is the host bridge, 1 the PIIX). Default: the first free slot from 2 up, in device order.
+   */
+  slot?: number;
+}
+/**
+ * An ATA hard disk on the PIIX3 IDE controller.
+ */
+export interface AtaDiskDevice {
+  class: 'ata-disk';
+  name: DeviceName;
+  image: ImagePath;
+  format?: ImageFormat;
+  readonly?: ReadOnly;
+  snapshot?: Snapshot;
+  channel?: IdeChannel;
+  unit?: IdeUnit;
+}
+/**
+ * An ATAPI CD-ROM drive on the PIIX3 IDE controller, always read-only; without an image the drive is empty.
+ */
+export interface AtaCdromDevice {
+  class: 'ata-cdrom';
+  name: DeviceName;
+  /**
+   * Path of the disc image (an ISO, raw or qcow2); it must exist and be readable. Default: none (an empty drive).
+   */
+  image?: string;
+  format?: ImageFormat;
+  channel?: IdeChannel;
+  unit?: IdeUnit;
+}
+/**
+ * A floppy drive on the i82078 floppy controller (drive 0 is A:); without an image the drive is empty.
+ */
+export interface FloppyDevice {
+  class: 'floppy';
+  name: DeviceName;
+  /**
+   * Path of the floppy image (raw or qcow2); it must exist and be readable, and writable unless readonly. Default: none (an empty drive).
+   */
+  image?: string;
+  format?: ImageFormat;
+  readonly?: ReadOnly;
+  /**
+   * Drive number: 0 (A:) or 1 (B:). Default: the first free one, in device order.
+   */
+  drive?: 0 | 1;
 }

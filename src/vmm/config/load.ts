@@ -15,6 +15,7 @@ import {
   openSync,
   readFileSync,
   readSync,
+  realpathSync,
   statSync,
 } from 'node:fs';
 import { PC_FIXED_PORTS, type PortRange } from '../pc-ports.js';
@@ -41,11 +42,16 @@ import {
   type Segment,
 } from '../../common/yaml-schema-errors.js';
 import type {
+  AtaCdromDevice,
+  AtaDiskDevice,
   CharSink,
   DebugConsoleDevice,
   DebugSink,
+  Device,
+  FloppyDevice,
   OptionRomDevice,
   SerialPortDevice,
+  VirtioBlockDevice,
   VmmConfig,
 } from '../../generated/vmm-config.js';
 import { ConfigError, type ConfigProblem } from './errors.js';
@@ -59,6 +65,7 @@ import type {
   ResolvedDevice,
   ResolvedFirmware,
   ResolvedFwCfgFile,
+  ResolvedImage,
   ResolvedVmmConfig,
 } from './types.js';
 import { defaultVmUuid, normaliseUuid } from './uuid.js';
@@ -275,6 +282,9 @@ export function vmmPatternMessage(pattern: string, data: unknown): string | unde
   if (pattern === schemaAt('/definitions/Uuid').pattern) {
     return `invalid UUID ${text}: expected 8-4-4-4-12 hex digits, e.g. 0b4f2f2e-7d1c-4b5a-9f3e-2a6c8d1e5f70`;
   }
+  if (pattern === schemaAt('/definitions/VirtioBlockDevice/properties/serial').pattern) {
+    return `invalid serial ${text}: use printable ASCII characters (letters, digits, punctuation, spaces)`;
+  }
   if (pattern === schemaAt('/definitions/FwCfgName').pattern) {
     return `invalid fw_cfg name ${text}: user files must be named opt/..., e.g. opt/org.example/config`;
   }
@@ -463,7 +473,7 @@ export function bootOrderProblems(
             ? `(did you mean ${JSON.stringify(guess)}?)`
             : named.length > 0
               ? `(named devices: ${named.join(', ')})`
-              : '(no device has a name; option-rom devices do)'),
+              : '(no device has a name; option-rom and storage devices do)'),
       });
     }
   });
@@ -487,6 +497,309 @@ export function fwCfgNameProblems(names: readonly string[]): ListProblem[] {
   });
   return out;
 }
+
+// ---------------------------------------------------------------------------
+// Storage devices
+
+/** Device classes that take a disk image. */
+export const STORAGE_DEVICE_CLASSES = ['virtio-block', 'ata-disk', 'ata-cdrom', 'floppy'] as const;
+export type StorageDeviceClass = (typeof STORAGE_DEVICE_CLASSES)[number];
+
+export function isStorageDeviceClass(c: string): c is StorageDeviceClass {
+  return (STORAGE_DEVICE_CLASSES as readonly string[]).includes(c);
+}
+
+/** PCI slots on bus 0 for devices: 0 is the i440FX host bridge, 1 the PIIX3 (ISA bridge, IDE, PM). */
+export const PCI_DEVICE_SLOTS = { first: 2, last: 31 } as const;
+
+/** A virtio-blk serial number is at most 20 bytes (VIRTIO_BLK_ID_BYTES, virtio 1.2 5.2.6). */
+export const VIRTIO_BLK_SERIAL_MAX_BYTES = 20;
+
+/** The serial number of a virtio-block device without one: its name, cut to 20 bytes (names are ASCII). */
+export function defaultVirtioBlockSerial(name: string): string {
+  return name.slice(0, VIRTIO_BLK_SERIAL_MAX_BYTES);
+}
+
+/** The IDE positions (channel, unit), in the order unassigned devices take them. */
+const IDE_POSITIONS: readonly (readonly [0 | 1, 0 | 1])[] = [
+  [0, 0],
+  [0, 1],
+  [1, 0],
+  [1, 1],
+];
+
+/** Where a storage device asks to be; an absent field means "the first free one". */
+export type PlacementRequest =
+  | { bus: 'pci'; slot?: number }
+  | { bus: 'ide'; channel?: 0 | 1; unit?: 0 | 1 }
+  | { bus: 'floppy'; drive?: 0 | 1 };
+
+/** Where a storage device is. */
+export type Placement =
+  | { bus: 'pci'; slot: number }
+  | { bus: 'ide'; channel: 0 | 1; unit: 0 | 1 }
+  | { bus: 'floppy'; drive: 0 | 1 };
+
+/** A problem of the item at `index`, about its `field` (absent: the item as a whole). */
+export interface FieldProblem extends ListProblem {
+  field?: string;
+}
+
+/** What a device of the VMM config asks for, or undefined for a device that is not a storage device. */
+export function storagePlacementRequest(d: Device): PlacementRequest | undefined {
+  switch (d.class) {
+    case 'virtio-block':
+      return d.slot === undefined ? { bus: 'pci' } : { bus: 'pci', slot: d.slot };
+    case 'ata-disk':
+    case 'ata-cdrom':
+      return { bus: 'ide', ...pick(d, 'channel'), ...pick(d, 'unit') };
+    case 'floppy':
+      return d.drive === undefined ? { bus: 'floppy' } : { bus: 'floppy', drive: d.drive };
+    default:
+      return undefined;
+  }
+}
+
+function pick<T extends object, K extends keyof T>(o: T, k: K): Partial<Pick<T, K>> {
+  return o[k] === undefined ? {} : ({ [k]: o[k] } as Pick<T, K>);
+}
+
+/**
+ * Places storage devices (`requests[i]` is device i's request, undefined
+ * for other devices; `labels[i]` names it in messages): positions given
+ * must be unique; then devices with half a position (an IDE channel, or a
+ * unit) take the first free one that fits, then the others take the first
+ * free position, each in device order. virtio-block devices get PCI slots
+ * from 2 up, IDE devices the four positions channel 0/1 × unit 0/1 (0/0,
+ * 0/1, 1/0, 1/1), floppies drives 0 and 1.
+ */
+export function placeStorageDevices(
+  requests: readonly (PlacementRequest | undefined)[],
+  labels: readonly string[],
+): { placements: (Placement | undefined)[]; problems: FieldProblem[] } {
+  const placements: (Placement | undefined)[] = requests.map(() => undefined);
+  const problems: FieldProblem[] = [];
+  const owners = new Map<string, number>();
+  const label = (i: number | undefined) => (i === undefined ? '?' : (labels[i] ?? `devices[${i}]`));
+  const ownerOf = (key: string) => label(owners.get(key));
+  const free = (key: string) => !owners.has(key);
+  const indexes = (pred: (r: PlacementRequest) => boolean) =>
+    requests.flatMap((r, i) => (r !== undefined && pred(r) ? [i] : []));
+
+  // PCI slots.
+  const slotKey = (slot: number) => `pci:${slot}`;
+  for (const i of indexes((r) => r.bus === 'pci' && r.slot !== undefined)) {
+    const slot = (requests[i] as { slot: number }).slot;
+    if (!free(slotKey(slot))) {
+      problems.push({
+        index: i,
+        field: 'slot',
+        message: `PCI slot ${slot} is already used by ${ownerOf(slotKey(slot))}`,
+      });
+      continue;
+    }
+    owners.set(slotKey(slot), i);
+    placements[i] = { bus: 'pci', slot };
+  }
+  for (const i of indexes((r) => r.bus === 'pci' && r.slot === undefined)) {
+    let slot: number | undefined;
+    for (let s = PCI_DEVICE_SLOTS.first; s <= PCI_DEVICE_SLOTS.last && slot === undefined; s++) {
+      if (free(slotKey(s))) slot = s;
+    }
+    if (slot === undefined) {
+      problems.push({
+        index: i,
+        message: `no free PCI slot: slots ${PCI_DEVICE_SLOTS.first}..${PCI_DEVICE_SLOTS.last} are all used`,
+      });
+      continue;
+    }
+    owners.set(slotKey(slot), i);
+    placements[i] = { bus: 'pci', slot };
+  }
+
+  // IDE positions.
+  const ideKey = (channel: number, unit: number) => `ide:${channel}:${unit}`;
+  const ide = (r: PlacementRequest | undefined): { channel?: 0 | 1; unit?: 0 | 1 } =>
+    r?.bus === 'ide' ? r : {};
+  const placeIde = (i: number, channel: 0 | 1, unit: 0 | 1) => {
+    owners.set(ideKey(channel, unit), i);
+    placements[i] = { bus: 'ide', channel, unit };
+  };
+  for (const i of indexes((r) => r.bus === 'ide' && r.channel !== undefined && r.unit !== undefined)) {
+    const { channel = 0, unit = 0 } = ide(requests[i]);
+    if (free(ideKey(channel, unit))) placeIde(i, channel, unit);
+    else {
+      problems.push({
+        index: i,
+        field: 'channel',
+        message: `IDE channel ${channel} unit ${unit} is already used by ${ownerOf(ideKey(channel, unit))}`,
+      });
+    }
+  }
+  for (const i of indexes((r) => r.bus === 'ide' && (r.channel === undefined) !== (r.unit === undefined))) {
+    const r = ide(requests[i]);
+    const fits = IDE_POSITIONS.filter(
+      ([c, u]) => (r.channel === undefined || r.channel === c) && (r.unit === undefined || r.unit === u),
+    );
+    const spot = fits.find(([c, u]) => free(ideKey(c, u)));
+    if (spot) placeIde(i, spot[0], spot[1]);
+    else {
+      const users = fits.map(([c, u]) => ownerOf(ideKey(c, u))).join(', ');
+      problems.push(
+        r.channel !== undefined
+          ? {
+              index: i,
+              field: 'channel',
+              message: `IDE channel ${r.channel} has no free unit (used by ${users})`,
+            }
+          : { index: i, field: 'unit', message: `unit ${r.unit} is used on both IDE channels (by ${users})` },
+      );
+    }
+  }
+  for (const i of indexes((r) => r.bus === 'ide' && r.channel === undefined && r.unit === undefined)) {
+    const spot = IDE_POSITIONS.find(([c, u]) => free(ideKey(c, u)));
+    if (spot) placeIde(i, spot[0], spot[1]);
+    else {
+      const users = IDE_POSITIONS.map(([c, u]) => ownerOf(ideKey(c, u))).join(', ');
+      problems.push({
+        index: i,
+        message: `no free IDE position: the controller has 4 (channel 0/1 × unit 0/1), used by ${users}`,
+      });
+    }
+  }
+
+  // Floppy drives.
+  const driveKey = (drive: number) => `floppy:${drive}`;
+  for (const i of indexes((r) => r.bus === 'floppy' && r.drive !== undefined)) {
+    const r = requests[i];
+    const drive = r?.bus === 'floppy' ? (r.drive ?? 0) : 0;
+    if (!free(driveKey(drive))) {
+      problems.push({
+        index: i,
+        field: 'drive',
+        message: `floppy drive ${drive} is already used by ${ownerOf(driveKey(drive))}`,
+      });
+      continue;
+    }
+    owners.set(driveKey(drive), i);
+    placements[i] = { bus: 'floppy', drive };
+  }
+  for (const i of indexes((r) => r.bus === 'floppy' && r.drive === undefined)) {
+    const drive = ([0, 1] as const).find((d) => free(driveKey(d)));
+    if (drive === undefined) {
+      problems.push({
+        index: i,
+        message: `no free floppy drive: the controller has 2 (0 and 1), used by ${ownerOf(driveKey(0))}, ${ownerOf(driveKey(1))}`,
+      });
+      continue;
+    }
+    owners.set(driveKey(drive), i);
+    placements[i] = { bus: 'floppy', drive };
+  }
+  return { placements, problems };
+}
+
+/** The qcow2 magic "QFI\xfb" (QEMU docs/interop/qcow2.txt, header bytes 0-3). */
+const QCOW2_MAGIC = 0x514649fb;
+
+/**
+ * Why `path` cannot be the image of a storage device, or undefined: it must
+ * be a readable regular file, writable when the device writes it (`hint`
+ * says how not to), and start with the qcow2 magic when `format` is qcow2.
+ */
+export function diskImageProblem(
+  path: string,
+  opts: { writable: boolean; format?: 'raw' | 'qcow2'; hint?: string },
+): string | undefined {
+  const why = unreadable(path);
+  if (why !== undefined) return `${path}: ${why}`;
+  if (opts.writable) {
+    try {
+      accessSync(path, fsConstants.W_OK);
+    } catch (e) {
+      return `${path}: cannot be written (${fileErrorReason(e)})${opts.hint !== undefined ? `; ${opts.hint}` : ''}`;
+    }
+  }
+  if (opts.format === 'qcow2') {
+    let head: Buffer;
+    try {
+      head = readHead(path, 4);
+    } catch (e) {
+      return `${path}: ${fileErrorReason(e)}`;
+    }
+    if (head.length < 4 || head.readUInt32BE(0) !== QCOW2_MAGIC) {
+      return `${path}: not a qcow2 image (it does not start with "QFI\\xfb"; format: raw?)`;
+    }
+  }
+  return undefined;
+}
+
+/** A device's use of an image file: `writes` unless read-only or a snapshot. */
+export interface ImageUse {
+  path: string;
+  writes: boolean;
+}
+
+/**
+ * Problems of images used by more than one device (`uses[i]` for device i,
+ * undefined when it has no image): an image a device writes is used by no
+ * other device (a writer locks its image exclusively; two writers would
+ * corrupt it, a reader would see it change underneath).
+ */
+export function imageSharingProblems(
+  uses: readonly (ImageUse | undefined)[],
+  labels: readonly string[],
+): FieldProblem[] {
+  const keyOf = (p: string) => {
+    try {
+      return realpathSync(p);
+    } catch {
+      return p;
+    }
+  };
+  const keys = uses.map((u) => (u === undefined ? undefined : keyOf(u.path)));
+  const out: FieldProblem[] = [];
+  uses.forEach((u, j) => {
+    if (u === undefined) return;
+    const i = uses.findIndex(
+      (v, k) => k < j && v !== undefined && keys[k] === keys[j] && (v.writes || u.writes),
+    );
+    if (i < 0) return;
+    out.push({
+      index: j,
+      field: 'image',
+      message:
+        `${u.path} is already the image of ${labels[i] ?? `devices[${i}]`}; an image can be shared ` +
+        'only when no device writes it (readonly: true or snapshot: true on each)',
+    });
+  });
+  return out;
+}
+
+/** How a device appears in messages about other devices: `devices[2] (ata-disk "root")`. */
+function deviceLabel(d: Device, i: number): string {
+  return 'name' in d ? `devices[${i}] (${d.class} ${JSON.stringify(d.name)})` : `devices[${i}] (${d.class})`;
+}
+
+/** The I/O ports of the storage controllers a VM's devices use (the IDE channels, the floppy controller and its ISA DMA). */
+export function storageControllerPorts(uses: { ide: boolean; floppy: boolean }): PortRange[] {
+  return [...(uses.ide ? IDE_PORTS : []), ...(uses.floppy ? FLOPPY_PORTS : [])];
+}
+
+/** I/O ports of the storage controllers, claimed when a device uses the controller. */
+const IDE_PORTS: readonly PortRange[] = [
+  { start: 0x1f0, end: 0x1f8, owner: 'the primary IDE channel' },
+  { start: 0x3f6, end: 0x3f7, owner: 'the primary IDE channel' },
+  { start: 0x170, end: 0x178, owner: 'the secondary IDE channel' },
+  { start: 0x376, end: 0x377, owner: 'the secondary IDE channel' },
+];
+const FLOPPY_PORTS: readonly PortRange[] = [
+  { start: 0x3f0, end: 0x3f6, owner: 'the floppy controller' },
+  { start: 0x3f7, end: 0x3f8, owner: 'the floppy controller' },
+  { start: 0x00, end: 0x10, owner: 'the ISA DMA controller' },
+  { start: 0x81, end: 0x90, owner: 'the ISA DMA page registers' },
+  { start: 0xc0, end: 0xe0, owner: 'the ISA DMA controller' },
+];
 
 function normalise(config: VmmConfig, configPath: string, problems: RawProblem[]): ResolvedVmmConfig {
   const baseDir = dirname(configPath);
@@ -600,6 +913,46 @@ function normalise(config: VmmConfig, configPath: string, problems: RawProblem[]
 
   const devices: ResolvedDevice[] = [];
   const devicesIn = config.devices ?? [];
+  const labels = devicesIn.map(deviceLabel);
+  const fieldProblem = (p: FieldProblem) =>
+    problems.push(problem(['devices', p.index, ...(p.field !== undefined ? [p.field] : [])], p.message));
+
+  // Storage: controllers' ports, positions, images.
+  ports.push(
+    ...storageControllerPorts({
+      ide: devicesIn.some((d) => d.class === 'ata-disk' || d.class === 'ata-cdrom'),
+      floppy: devicesIn.some((d) => d.class === 'floppy'),
+    }),
+  );
+  const placed = placeStorageDevices(devicesIn.map(storagePlacementRequest), labels);
+  placed.problems.forEach(fieldProblem);
+  const image = (
+    i: number,
+    d: { image: string; format?: 'raw' | 'qcow2'; readonly?: boolean; snapshot?: boolean },
+    alwaysReadOnly = false,
+  ): ResolvedImage => {
+    const readOnly = alwaysReadOnly || (d.readonly ?? false);
+    const snapshot = !alwaysReadOnly && (d.snapshot ?? false);
+    const out: ResolvedImage = { path: abs(d.image), readOnly, snapshot };
+    if (d.format !== undefined) out.format = d.format;
+    const why = diskImageProblem(out.path, {
+      writable: !readOnly && !snapshot,
+      ...(d.format !== undefined ? { format: d.format } : {}),
+      hint:
+        d.snapshot === undefined && devicesIn[i]?.class !== 'floppy'
+          ? 'set readonly: true or snapshot: true to use it unwritten'
+          : 'set readonly: true to use it unwritten',
+    });
+    if (why !== undefined) problems.push(problem(['devices', i, 'image'], why));
+    return out;
+  };
+  const ide = (i: number) => {
+    const p = placed.placements[i];
+    return p?.bus === 'ide'
+      ? { channel: p.channel, unit: p.unit }
+      : { channel: 0 as const, unit: 0 as const };
+  };
+
   devicesIn.forEach((d, i) => {
     const path: Segment[] = ['devices', i];
     const label = `${formatPath(path)} (${d.class})`;
@@ -629,14 +982,44 @@ function normalise(config: VmmConfig, configPath: string, problems: RawProblem[]
       const dev = d satisfies DebugConsoleDevice;
       claim(dev.port, 1);
       devices.push({ class: 'debug-console', port: dev.port, output: debugSink(dev.output ?? 'stderr') });
-    } else {
+    } else if (d.class === 'option-rom') {
       const dev = d satisfies OptionRomDevice;
       const file = abs(dev.file);
       const why = optionRomProblem(file);
       if (why !== undefined) problems.push(problem([...path, 'file'], why));
       devices.push({ class: 'option-rom', name: dev.name, file });
+    } else if (d.class === 'virtio-block') {
+      const dev = d satisfies VirtioBlockDevice;
+      const p = placed.placements[i];
+      devices.push({
+        class: 'virtio-block',
+        name: dev.name,
+        image: image(i, dev),
+        serial: dev.serial ?? defaultVirtioBlockSerial(dev.name),
+        queues: dev.queues ?? 1,
+        slot: p?.bus === 'pci' ? p.slot : PCI_DEVICE_SLOTS.first,
+      });
+    } else if (d.class === 'ata-disk') {
+      const dev = d satisfies AtaDiskDevice;
+      devices.push({ class: 'ata-disk', name: dev.name, image: image(i, dev), ...ide(i) });
+    } else if (d.class === 'ata-cdrom') {
+      const dev = d satisfies AtaCdromDevice;
+      const image_ = dev.image !== undefined ? { image: image(i, { ...dev, image: dev.image }, true) } : {};
+      devices.push({ class: 'ata-cdrom', name: dev.name, ...image_, ...ide(i) });
+    } else {
+      const dev = d satisfies FloppyDevice;
+      const p = placed.placements[i];
+      const image_ = dev.image !== undefined ? { image: image(i, { ...dev, image: dev.image }) } : {};
+      devices.push({ class: 'floppy', name: dev.name, ...image_, drive: p?.bus === 'floppy' ? p.drive : 0 });
     }
   });
+
+  const uses = devices.map((d) =>
+    'image' in d && d.image !== undefined
+      ? { path: d.image.path, writes: !d.image.readOnly && !d.image.snapshot }
+      : undefined,
+  );
+  imageSharingProblems(uses, labels).forEach(fieldProblem);
 
   if (firmware.kind === 'direct') {
     for (const p of directBootDeviceProblems(devicesIn.map((d) => d.class))) {

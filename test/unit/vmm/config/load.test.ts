@@ -154,7 +154,8 @@ describe('loadVmmConfig: bad fixtures', () => {
     [
       'bad-unknown-device.yaml',
       [
-        '7:12: devices[1].class: unknown device class "virtio-blk" (known: serial-port, debug-console, option-rom)',
+        '7:12: devices[1].class: unknown device class "virtio-blk" (known: serial-port, debug-console, option-rom, ' +
+          'virtio-block, ata-disk, ata-cdrom, floppy)',
       ],
     ],
     ['bad-missing-kernel.yaml', [`5:9: kernel: ${fixture('no-such-vmlinux')}: no such file`]],
@@ -206,7 +207,7 @@ describe('parseVmmConfig: messages', () => {
       `${inline}:2:1: name: missing required field`,
     ]);
     expect(problems(() => parse('name: a\nkernel: k\ndevices:\n  - port: 1\n'))).toEqual([
-      `${inline}:4:5: devices[0].class: missing required field (one of: serial-port, debug-console, option-rom)`,
+      `${inline}:4:5: devices[0].class: missing required field (one of: serial-port, debug-console, option-rom, virtio-block, ata-disk, ata-cdrom, floppy)`,
     ]);
   });
 
@@ -489,7 +490,7 @@ describe('parseVmmConfig: firmware boot', () => {
       `${cfg}:4:30: boot.order[3]: no device named "ipx" (did you mean "ipxe"?)`,
     ]);
     expect(problemsIn('name: a\nfirmware: {bios: bios.bin}\nboot: {order: [hd]}\n')).toEqual([
-      `${cfg}:3:16: boot.order[0]: no device named "hd" (no device has a name; option-rom devices do)`,
+      `${cfg}:3:16: boot.order[0]: no device named "hd" (no device has a name; option-rom and storage devices do)`,
     ]);
   });
 
