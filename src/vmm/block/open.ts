@@ -15,6 +15,7 @@
  * shared lock; a loop, or more than MAX_CHAIN backing levels, fails the
  * open with the chain in the message.
  */
+import { existsSync } from 'node:fs';
 import { mkdtemp, open, realpath, rm, unlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -27,6 +28,16 @@ import { RawImage } from './raw.js';
 
 /** Backing files below an image, at most (QEMU has no fixed limit; 16 is plenty and stops runaway chains). */
 export const MAX_CHAIN = 16;
+
+/**
+ * Where `snapshot: yes` overlays go: $TMPDIR, else /var/tmp (as QEMU's
+ * -snapshot does; /tmp is often a RAM-backed tmpfs, and a busy guest can
+ * write gigabytes into its overlay).
+ */
+export function snapshotTempDir(): string {
+  if (process.env.TMPDIR) return process.env.TMPDIR;
+  return existsSync('/var/tmp') ? '/var/tmp' : tmpdir();
+}
 
 /** 'qcow2' if the file starts with the qcow2 magic, else 'raw'. */
 export async function detectFormat(path: string): Promise<ImageFormat> {
@@ -88,7 +99,7 @@ async function openChain(
 
 /**
  * `snapshot: yes`: the image is opened read-only (shared lock) under a new
- * qcow2 overlay in the temporary directory. The overlay file is unlinked
+ * qcow2 overlay in `snapshotTempDir()`. The overlay file is unlinked
  * as soon as it is open, so it disappears with the process even after
  * kill -9; close() removes its directory. The overlay is never synced
  * (its contents die with the VM).
@@ -96,7 +107,7 @@ async function openChain(
 async function openSnapshot(path: string, format: ImageFormat | undefined): Promise<BlockImage> {
   const abs = resolve(path);
   const fmt = format ?? (await detectFormat(abs));
-  const dir = await mkdtemp(join(tmpdir(), 'mvisor-snapshot-'));
+  const dir = await mkdtemp(join(snapshotTempDir(), 'mvisor-snapshot-'));
   const overlayPath = join(dir, 'overlay.qcow2');
   try {
     const base = await openChain(abs, fmt, true, []);

@@ -618,9 +618,9 @@ export class Qcow2Image implements BlockImage {
         changes: new Map(),
       };
     }
-    const offset = (await this.allocClusters(1)) * this.cs;
     const buf = Buffer.alloc(this.cs);
     if (l1e.l2 !== 0) (await this.l2Cache.get(l1e.l2)).copy(buf);
+    const offset = (await this.allocClusters(1)) * this.cs;
     return { l1i, buf, offset, fresh: true, replaces: l1e.l2 || undefined, changes: new Map() };
   }
 

@@ -1,16 +1,15 @@
 import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { BlockError } from '../../../../src/vmm/block/image.js';
-import { detectFormat, openImage } from '../../../../src/vmm/block/open.js';
+import { detectFormat, openImage, snapshotTempDir } from '../../../../src/vmm/block/open.js';
 import { createImage } from '../../../../src/vmm/block/create.js';
 import { hasQemuImg, qemuCheck, rng, tempDir } from './helpers.js';
 
 const MiB = 1024 * 1024;
 const sha = (path: string) => createHash('sha256').update(readFileSync(path)).digest('hex');
-const snapshotDirs = () => readdirSync(tmpdir()).filter((n) => n.startsWith('mvisor-snapshot-'));
+const snapshotDirs = () => readdirSync(snapshotTempDir()).filter((n) => n.startsWith('mvisor-snapshot-'));
 
 describe('openImage', () => {
   let cleanup = () => {};
@@ -93,7 +92,7 @@ describe('openImage', () => {
       // The overlay file is unlinked once open: nothing to leak if the process is killed.
       const newDirs = snapshotDirs().filter((d) => !dirsBefore.includes(d));
       expect(newDirs).toHaveLength(1);
-      expect(readdirSync(join(tmpdir(), newDirs[0]!))).toEqual([]);
+      expect(readdirSync(join(snapshotTempDir(), newDirs[0]!))).toEqual([]);
       // The image itself is only read (shared lock): writers are refused, readers welcome.
       await expect(openImage(path)).rejects.toThrow(/in use/);
 
