@@ -175,6 +175,16 @@ describe.skipIf(!hasQemuImg)('corrupt qcow2 images give clear errors, never wron
     expect(readFileSync(path).equals(before)).toBe(true);
   });
 
+  it('an L2 table offset beyond the end of the file: EIO for its range, writes refused there', async () => {
+    setup();
+    const { path, l1 } = makeImage(dir);
+    patch(path, l1, u64((1n << 63n) | 0x40000000n));
+    const img = await openImage(path);
+    await expect(img.read(0, 512)).rejects.toThrow(/L2 table 0 lies beyond the end of the file/);
+    await expect(img.write(4096, Buffer.alloc(512, 1))).rejects.toMatchObject({ code: 'EIO' });
+    await img.close();
+  });
+
   it('an unaligned L2 table offset in the L1 table', async () => {
     setup();
     const { path, l1, l2 } = makeImage(dir);
