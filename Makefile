@@ -4,7 +4,8 @@
 # Both install what they need on a fresh Debian 12 root machine.
 
 APT_PACKAGES := build-essential python3 linux-source-6.1 bc bison flex libelf-dev libssl-dev cpio \
-  busybox-static qemu-system-x86 qemu-utils seabios acpica-tools dmidecode nasm socat xz-utils patch
+  busybox-static qemu-system-x86 qemu-utils seabios acpica-tools dmidecode nasm socat xz-utils patch \
+  xorriso mtools dosfstools
 
 .PHONY: deps apt npm build guests demo test lint typecheck bench clean
 

@@ -12,6 +12,15 @@
  *   mvisor_test.action=power-key   wait for KEY_POWER (the ACPI power button
  *                                  reports it), then power off: what acpid
  *                                  or logind do in user space
+ *   mvisor_test.disks=vda,sda,...  for each disk: print the CRC-32 of the
+ *                                  4 KiB at sector 8 (the host's pattern),
+ *                                  write "mvisor:<name>:<i>" lines over
+ *                                  sectors 16-23, read them back
+ *   mvisor_test.write_loop=sda     after the rest, write 4 KiB blocks over
+ *                                  the disk forever (a crash-consistency
+ *                                  test kills the VMM meanwhile)
+ *   mvisor_test.iso=sr0:/path      mount the CD as iso9660 and print the
+ *                                  file's size and CRC-32
  *   mvisor_test.enable=0                           skip everything
  */
 #include <linux/init.h>
@@ -28,11 +37,183 @@
 #include <linux/utsname.h>
 #include <linux/input.h>
 #include <linux/completion.h>
+#include <linux/blkdev.h>
+#include <linux/bio.h>
+#include <linux/crc32.h>
+#include <linux/mount.h>
+#include <linux/init_syscalls.h>
+#include <linux/async.h>
+#include <linux/device/driver.h>
+#include <linux/vmalloc.h>
 
 static char *action = "reboot";
 module_param(action, charp, 0);
 static int enable = 1;
 module_param(enable, int, 0);
+static char *disks = "";
+module_param(disks, charp, 0);
+static char *iso = "";
+module_param(iso, charp, 0);
+static char *write_loop = "";
+module_param(write_loop, charp, 0);
+
+#define MVTEST_IO 4096
+
+/* One synchronous 4 KiB transfer at `sector`. */
+static int mvtest_bio(struct block_device *bdev, blk_opf_t op, sector_t sector, struct page *page)
+{
+	struct bio *bio = bio_alloc(bdev, 1, op, GFP_KERNEL);
+	int err;
+
+	bio->bi_iter.bi_sector = sector;
+	__bio_add_page(bio, page, MVTEST_IO, 0);
+	err = submit_bio_wait(bio);
+	bio_put(bio);
+	return err;
+}
+
+static void mvtest_disk(const char *name)
+{
+	char path[40];
+	struct block_device *bdev;
+	struct page *page, *back;
+	char *buf;
+	dev_t devt;
+	int err, i, n = 0;
+
+	snprintf(path, sizeof(path), "/dev/%s", name);
+	devt = name_to_dev_t(path);
+	if (!devt) {
+		pr_info("mvtest: disk_%s=absent\n", name);
+		return;
+	}
+	bdev = blkdev_get_by_dev(devt, FMODE_READ | FMODE_WRITE, NULL);
+	if (IS_ERR(bdev)) {
+		pr_info("mvtest: disk_%s=error%ld\n", name, PTR_ERR(bdev));
+		return;
+	}
+	page = alloc_page(GFP_KERNEL);
+	back = alloc_page(GFP_KERNEL);
+	if (!page || !back)
+		goto out;
+	pr_info("mvtest: disk_%s_sectors=%llu\n", name, (unsigned long long)bdev_nr_sectors(bdev));
+	err = mvtest_bio(bdev, REQ_OP_READ, 8, page);
+	if (err)
+		pr_info("mvtest: disk_%s_read=error%d\n", name, err);
+	else
+		pr_info("mvtest: disk_%s_read_crc=%08x\n", name,
+			crc32_le(~0, page_address(page), MVTEST_IO) ^ ~0);
+	buf = page_address(page);
+	memset(buf, 0, MVTEST_IO);
+	for (i = 0; n < MVTEST_IO - 32; i++)
+		n += scnprintf(buf + n, MVTEST_IO - n, "mvisor:%s:%d\n", name, i);
+	err = mvtest_bio(bdev, REQ_OP_WRITE | REQ_SYNC | REQ_FUA, 16, page);
+	if (!err)
+		err = mvtest_bio(bdev, REQ_OP_READ, 16, back);
+	if (err)
+		pr_info("mvtest: disk_%s_write=error%d\n", name, err);
+	else
+		pr_info("mvtest: disk_%s_write=%s\n", name,
+			memcmp(page_address(page), page_address(back), MVTEST_IO) ? "mismatch" : "ok");
+out:
+	if (page)
+		__free_page(page);
+	if (back)
+		__free_page(back);
+	blkdev_put(bdev, FMODE_READ | FMODE_WRITE);
+}
+
+static void mvtest_write_loop(void)
+{
+	char path[40];
+	struct block_device *bdev;
+	struct page *page;
+	sector_t sectors, s = 0;
+	unsigned long round = 0;
+	dev_t devt;
+
+	snprintf(path, sizeof(path), "/dev/%s", write_loop);
+	devt = name_to_dev_t(path);
+	bdev = devt ? blkdev_get_by_dev(devt, FMODE_READ | FMODE_WRITE, NULL) : ERR_PTR(-ENODEV);
+	page = alloc_page(GFP_KERNEL);
+	if (IS_ERR(bdev) || !page) {
+		pr_info("mvtest: write_loop=error\n");
+		return;
+	}
+	sectors = bdev_nr_sectors(bdev) & ~7ULL;
+	pr_info("mvtest: write_loop=started\n");
+	for (;;) {
+		memset(page_address(page), (int)(round & 0xff), MVTEST_IO);
+		if (mvtest_bio(bdev, REQ_OP_WRITE, s, page))
+			break;
+		s += 8 * 97; /* spread the writes over many clusters */
+		if (s + 8 > sectors) {
+			s %= 8 * 97;
+			s += 8;
+			s %= sectors;
+			round++;
+			pr_info("mvtest: write_loop_round=%lu\n", round);
+		}
+		cond_resched();
+	}
+	pr_info("mvtest: write_loop=error\n");
+}
+
+static void mvtest_disks(void)
+{
+	char *list, *p, *name;
+
+	if (!*disks)
+		return;
+	list = kstrdup(disks, GFP_KERNEL);
+	if (!list)
+		return;
+	for (p = list; (name = strsep(&p, ",")) != NULL;)
+		if (*name)
+			mvtest_disk(name);
+	kfree(list);
+}
+
+static void mvtest_iso(void)
+{
+	char dev[40], *file, *buf;
+	struct file *f;
+	loff_t pos = 0;
+	ssize_t n;
+	u32 crc = ~0;
+	long size = 0;
+	int err;
+
+	if (!*iso)
+		return;
+	file = strchr(iso, ':');
+	if (!file)
+		return;
+	snprintf(dev, sizeof(dev), "/dev/%.*s", (int)(file - iso), iso);
+	file++;
+	init_mkdir("/dev", 0755);
+	init_mount("devtmpfs", "/dev", "devtmpfs", 0, NULL);
+	init_mkdir("/mvtest-iso", 0755);
+	err = init_mount(dev, "/mvtest-iso", "iso9660", MS_RDONLY, NULL);
+	if (err) {
+		pr_info("mvtest: iso=mount-error%d\n", err);
+		return;
+	}
+	buf = kmalloc(MVTEST_IO, GFP_KERNEL);
+	snprintf(dev, sizeof(dev), "/mvtest-iso%s", file);
+	f = filp_open(dev, O_RDONLY, 0);
+	if (IS_ERR(f) || !buf) {
+		pr_info("mvtest: iso=open-error\n");
+	} else {
+		while ((n = kernel_read(f, buf, MVTEST_IO, &pos)) > 0) {
+			crc = crc32_le(crc, buf, n);
+			size += n;
+		}
+		pr_info("mvtest: iso_size=%ld iso_crc=%08x\n", size, crc ^ ~0);
+		filp_close(f, NULL);
+	}
+	kfree(buf);
+}
 
 static void mvtest_rtc(void)
 {
@@ -149,6 +330,18 @@ static int __init mvtest_init(void)
 		get_num_physpages() << (PAGE_SHIFT - 10));
 	mvtest_rtc();
 	mvtest_initramfs();
+	if (*disks || *iso) {
+		/* libata and SCSI probe asynchronously; wait as the root mount does. */
+		wait_for_device_probe();
+		async_synchronize_full();
+		mvtest_disks();
+		mvtest_iso();
+	}
+	if (*write_loop) {
+		wait_for_device_probe();
+		async_synchronize_full();
+		mvtest_write_loop();
+	}
 	if (!strcmp(action, "power-key") && input_register_handler(&mvtest_input_handler))
 		pr_info("mvtest: power_key_source=error\n");
 	pr_info("mvtest: done action=%s\n", action);

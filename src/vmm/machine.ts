@@ -22,6 +22,22 @@ import type { InitrdImage } from './boot/loader.js';
 import { CmosRtc } from './chipset/cmos-rtc.js';
 import { PostPort } from './chipset/post-port.js';
 import { Port92, PORT_92 } from './chipset/port92.js';
+import { I8257Dma } from './chipset/i8257-dma.js';
+import type { BlockImage } from './block/image.js';
+import { PiixIde, ideBootPath } from './storage/ide/piix-ide.js';
+import { AtaDisk } from './storage/ide/ata-disk.js';
+import { AtapiCdrom } from './storage/ide/atapi-cdrom.js';
+import { ideCmosBytes } from './storage/ide/cmos.js';
+import {
+  FloppyController,
+  FDC_PORT_BASE,
+  FDC_PORT_COUNT,
+  FDC_DIR_PORT,
+  cmosFloppyType,
+} from './storage/floppy.js';
+import { VirtioBlk } from './virtio/blk.js';
+import { KvmIoEvents, kvmMsiSink } from './virtio/ioevent.js';
+import type { ResolvedAtaDiskDevice, ResolvedDevice } from './config/types.js';
 import { ResetControl } from './chipset/reset-control.js';
 import { Piix4Pm } from './chipset/piix4-pm.js';
 import { I440fxHost } from './chipset/i440fx-host.js';
@@ -70,6 +86,8 @@ import { createCharBackend, type CharBackend } from './chardev/backend.js';
 
 export interface MachineOptions {
   log: Logger;
+  /** Opened images of the storage devices, by device name (storage/images.ts). */
+  images?: ReadonlyMap<string, BlockImage>;
   /** Called when the user asks to quit from the console (Ctrl-A x). */
   onConsoleQuit?: () => void;
 }
@@ -105,6 +123,13 @@ export class PcMachine {
   readonly rtc: CmosRtc;
   readonly i8042: I8042;
   readonly pm: Piix4Pm;
+  readonly dma: I8257Dma;
+  readonly ide: PiixIde;
+  readonly fdc: FloppyController | undefined;
+  readonly virtioBlks: VirtioBlk[] = [];
+  private ioEvents: KvmIoEvents | undefined;
+  /** fw_cfg bootorder paths of the boot devices, by device name. */
+  private readonly bootPaths = new Map<string, string>();
   readonly pci: PciHostBus;
   readonly host: I440fxHost;
   readonly piix3: Piix3;
@@ -175,12 +200,30 @@ export class PcMachine {
 
       const below = this.layout.lowRam.size;
       const above = this.layout.highRam?.size ?? 0;
+      const images = opts.images ?? new Map<string, BlockImage>();
+      const floppies = config.devices.filter((d) => d.class === 'floppy');
+      const floppyType = (drive: number) => {
+        const f = floppies.find((d) => d.drive === drive);
+        if (!f) return 0;
+        const img = images.get(f.name);
+        return img ? cmosFloppyType(img.size) : 4; // 4: 1.44 MB, an empty drive
+      };
+      const ideDisks = [0, 1].map((unit) => {
+        const d = config.devices.find(
+          (x): x is ResolvedAtaDiskDevice => x.class === 'ata-disk' && x.channel === 0 && x.unit === unit,
+        );
+        const img = d && images.get(d.name);
+        return img ? { sectors: Math.floor(img.size / 512) } : undefined;
+      });
       this.rtc = this.add(
         new CmosRtc(this.ctx, {
           memoryBytes: config.memory,
           belowFourGiB: below,
           aboveFourGiB: above,
           cpus: config.vcpus,
+          floppyTypes: (floppyType(0) << 4) | floppyType(1),
+          floppyDrives: floppies.length,
+          extraBytes: ideCmosBytes(ideDisks),
         }),
       );
       this.pio(0x70, 2, this.rtc);
@@ -191,6 +234,12 @@ export class PcMachine {
       vm.pio.register(0x64, 1, this.i8042.commandPort, 'i8042');
       this.pio(0x80, 1, this.add(new PostPort(this.ctx)));
       this.pio(PORT_92, 1, this.add(new Port92(this.ctx)));
+      // The two cascaded 8237 DMA controllers and their page registers
+      // (0x81-0x8F, so the POST port 0x80 stays apart).
+      this.dma = this.add(new I8257Dma(this.ctx, { memory: vm.mem }));
+      vm.pio.register(0x00, 16, this.dma.dma1Ports, this.dma.name);
+      vm.pio.register(0xc0, 32, this.dma.dma2Ports, this.dma.name);
+      vm.pio.register(0x81, 15, this.dma.pagePorts, this.dma.name);
       // Port 0x61 (system control port B with the PIT channel 2 gate and
       // output) is served inside KVM by the in-kernel PIT (KVM_PIT_SPEAKER_DUMMY),
       // which the TSC calibration of guests needs exactly.
@@ -245,6 +294,9 @@ export class PcMachine {
       pci.attach(this.add(this.piix3), PIIX_SLOT, 0);
       this.pm = this.add(new Piix4Pm(this.ctx, { mapper, ioBase: direct ? PM_IO_BASE : undefined }));
       pci.attach(this.pm, PIIX_SLOT, 3);
+      const storage = this.attachStorage(config.devices, images, direct);
+      this.ide = storage.ide;
+      this.fdc = storage.fdc;
       // fw_cfg is there for a direct boot too (QEMU has it always): its
       // CPU count, RAM size and files serve test kernels and guest tools.
       this.fwCfg = this.add(this.buildFwCfg());
@@ -252,6 +304,75 @@ export class PcMachine {
       this.close();
       throw e;
     }
+  }
+
+  /**
+   * Storage: the PIIX3 IDE function 00:01.1 (always there, as on QEMU's
+   * pc) with its ATA disks and ATAPI CD-ROMs, the floppy controller when a
+   * floppy drive is configured, and each virtio-block on its own PCI slot.
+   */
+  private attachStorage(
+    devices: readonly ResolvedDevice[],
+    images: ReadonlyMap<string, BlockImage>,
+    direct: boolean,
+  ): { ide: PiixIde; fdc: FloppyController | undefined } {
+    const vm = this.vm;
+    const ide = this.add(new PiixIde(this.ctx, { memory: vm.mem, decodeAtPowerOn: direct }));
+    this.pci.attach(ide, PIIX_SLOT, 1);
+    for (const r of ide.legacyPorts) vm.pio.register(r.base, r.length, r.handler, r.name);
+    const floppyDrives: Array<{ image?: BlockImage; readOnly?: boolean } | undefined> = [];
+    let nextSlot = 2;
+    const usedSlots = new Set(devices.flatMap((d) => (d.class === 'virtio-block' && d.slot ? [d.slot] : [])));
+    for (const d of devices) {
+      const image = 'name' in d ? images.get(d.name) : undefined;
+      if (d.class === 'ata-disk') {
+        if (!image) throw new BootError(`devices: ${d.name}: no image`);
+        ide.attachDrive(d.channel, d.unit, new AtaDisk({ name: d.name, image }));
+        this.bootPaths.set(d.name, ideBootPath(d.channel, d.unit));
+      } else if (d.class === 'ata-cdrom') {
+        ide.attachDrive(d.channel, d.unit, new AtapiCdrom({ name: d.name, image }));
+        this.bootPaths.set(d.name, ideBootPath(d.channel, d.unit));
+      } else if (d.class === 'floppy') {
+        floppyDrives[d.drive] = { image, readOnly: d.image?.readOnly };
+        this.bootPaths.set(d.name, `/pci@i0cf8/isa@1/fdc@03f0/floppy@${d.drive}`);
+      } else if (d.class === 'virtio-block') {
+        if (!image) throw new BootError(`devices: ${d.name}: no image`);
+        let slot = d.slot;
+        if (slot === undefined) {
+          while (usedSlots.has(nextSlot)) nextSlot++;
+          slot = nextSlot++;
+        }
+        this.ioEvents ??= new KvmIoEvents(vm);
+        const blk = new VirtioBlk({
+          ctx: this.ctx,
+          mem: vm.mem,
+          msi: kvmMsiSink(vm.native),
+          ioEvents: this.ioEvents,
+          image,
+          name: d.name,
+          serial: d.serial,
+          numQueues: d.queues,
+          readOnly: d.image.readOnly,
+        });
+        this.pci.attach(this.add(blk), slot, 0);
+        this.virtioBlks.push(blk);
+        // SeaBIOS matches "/pci@i0cf8/*@<slot>" as QEMU names virtio-blk.
+        this.bootPaths.set(d.name, `/pci@i0cf8/scsi@${slot.toString(16)}/disk@0,0`);
+      }
+    }
+    let fdc: FloppyController | undefined;
+    if (floppyDrives.length) {
+      const drives = [floppyDrives[0] ?? {}, ...(floppyDrives[1] ? [floppyDrives[1]] : [])];
+      fdc = this.add(new FloppyController(this.ctx, { dma: this.dma, drives }));
+      vm.pio.register(FDC_PORT_BASE, FDC_PORT_COUNT, fdc.ports, fdc.name);
+      vm.pio.register(FDC_DIR_PORT, 1, fdc.dirPort, fdc.name);
+    }
+    return { ide, fdc };
+  }
+
+  /** Waits until no storage request is in flight (the vCPUs are stopped or paused). */
+  async drainStorage(): Promise<void> {
+    await Promise.all([...this.virtioBlks.map((b) => b.drain()), this.ide.drain(), this.fdc?.whenIdle()]);
   }
 
   private add<T extends Device>(d: T): T {
@@ -389,7 +510,7 @@ export class PcMachine {
     });
     fw.addFile('etc/smbios/smbios-tables', smbios.tables);
     fw.addFile('etc/smbios/smbios-anchor', smbios.anchor);
-    const bootPaths = new Map<string, string>();
+    const bootPaths = this.bootPaths;
     for (const d of c.devices) {
       if (d.class !== 'option-rom') continue;
       let rom: Uint8Array;
@@ -512,6 +633,7 @@ export class PcMachine {
         this.opts.log.warn(`closing ${d.name}: ${(e as Error).message}`);
       }
     }
+    this.ioEvents?.close();
     this.vm.close();
   }
 }

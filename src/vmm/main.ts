@@ -11,6 +11,8 @@ import { StderrLogger, type Logger } from './core/log.js';
 import { BootError } from './boot/errors.js';
 import { CpuModelError } from './cpu/cpuid.js';
 import { PcMachine } from './machine.js';
+import type { BlockImage } from './block/image.js';
+import { closeImages, openDeviceImages } from './storage/images.js';
 import { ControlServer } from './control.js';
 import { writeFileSync } from 'node:fs';
 
@@ -39,14 +41,18 @@ export async function runVmm(
   opts: RunOptions = {},
 ): Promise<number> {
   let built: PcMachine | undefined;
+  let images: Map<string, BlockImage> = new Map();
   try {
+    images = await openDeviceImages(config.devices);
     built = new PcMachine(config, {
       log,
+      images,
       onConsoleQuit: () => built?.vm.stop(ExitCode.Ok, 'quit from the console'),
     });
     built.load();
   } catch (e) {
     built?.close();
+    await closeImages(images, (m) => log.error(m));
     if (e instanceof BootError || e instanceof CpuModelError) {
       log.error(e.message);
       return ExitCode.BadInput;
@@ -124,6 +130,10 @@ export async function runVmm(
     process.off('SIGUSR2', onDump);
     process.off('SIGPWR', onPower);
     control?.close();
+    // The vCPUs are stopped: let requests in flight finish, then close the
+    // devices and flush and unlock the images.
+    await machine.drainStorage();
     machine.close();
+    await closeImages(images, (m) => log.error(m));
   }
 }

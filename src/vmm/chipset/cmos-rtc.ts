@@ -46,6 +46,12 @@ export interface CmosRtcOptions {
   irq?: number;
   /** Keep local time instead of UTC (Windows guests); default false. */
   localTime?: boolean;
+  /** Floppy drive types (register 0x10: drive A in bits 7-4, B in 3-0); default 0, none. */
+  floppyTypes?: number;
+  /** Floppy drives present (0-2), for the equipment byte 0x14. */
+  floppyDrives?: number;
+  /** More configuration bytes [index, value] (IDE disk types and geometry at 0x12, 0x19-0x2C), within the checksum. */
+  extraBytes?: ReadonlyArray<readonly [number, number]>;
   /** Instance name (default "rtc"). */
   name?: string;
 }
@@ -479,11 +485,14 @@ export class CmosRtc implements Device, IoHandler {
     // More CPUs than fit a byte: 0 tells SeaBIOS to ask fw_cfg.
     c[0x5f] = o.cpus >= 1 && o.cpus <= 256 ? o.cpus - 1 : 0;
     c[0x0f] = 0; // shutdown status: normal power-on
-    c[0x10] = 0; // no floppy drives
-    c[0x14] = 0x06; // equipment: FPU, PS/2 mouse; no floppy, VGA
+    c[0x10] = (o.floppyTypes ?? 0) & 0xff;
+    // Equipment: FPU, PS/2 mouse, VGA; bit 0 and bits 7-6 the floppy drives.
+    const drives = Math.min(Math.max(o.floppyDrives ?? 0, 0), 2);
+    c[0x14] = 0x06 | (drives ? 0x01 | ((drives - 1) << 6) : 0);
     const boot = bootNibbles(o.bootOrder ?? 'cdn');
     c[0x3d] = (boot[1]! << 4) | boot[0]!;
     c[0x38] = boot[2]! << 4; // bit 0 clear: floppy boot signature check on
+    for (const [i, v] of o.extraBytes ?? []) if (i >= 0x0e && i < c.length) c[i] = v & 0xff;
     // Standard checksum over 0x10-0x2d.
     let sum = 0;
     for (let i = 0x10; i <= 0x2d; i++) sum += c[i]!;

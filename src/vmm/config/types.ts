@@ -54,7 +54,63 @@ export interface ResolvedOptionRomDevice {
   file: string;
 }
 
-export type ResolvedDevice = ResolvedSerialPortDevice | ResolvedDebugConsoleDevice | ResolvedOptionRomDevice;
+/** A disk image as a storage device uses it. */
+export interface ResolvedImage {
+  /** Absolute path; exists and is readable (and writable unless readOnly or snapshot). */
+  path: string;
+  /** raw | qcow2; detected from the file when not configured. */
+  format?: 'raw' | 'qcow2';
+  /** The guest cannot write (write commands fail; ATAPI media are always read-only). */
+  readOnly: boolean;
+  /** Writes go to a temporary overlay deleted at exit (MVisor's `snapshot: yes`). */
+  snapshot: boolean;
+}
+
+/** virtio-blk on its own PCI slot (virtio-pci modern). */
+export interface ResolvedVirtioBlockDevice {
+  class: 'virtio-block';
+  name: string;
+  image: ResolvedImage;
+  /** Serial number the guest reads with VIRTIO_BLK_T_GET_ID (at most 20 bytes). */
+  serial: string;
+  /** Request queues, 1..16. */
+  queues: number;
+  /** PCI slot on bus 0 (2..31); assigned in device order when not configured. */
+  slot?: number;
+}
+
+/** An ATA hard disk on the PIIX3 IDE controller. */
+export interface ResolvedAtaDiskDevice {
+  class: 'ata-disk';
+  name: string;
+  image: ResolvedImage;
+  /** IDE channel 0 (primary, 0x1F0, IRQ 14) or 1 (secondary, 0x170, IRQ 15) and unit 0 (master) or 1 (slave). */
+  channel: 0 | 1;
+  unit: 0 | 1;
+}
+
+/** An ATAPI CD-ROM drive on the PIIX3 IDE controller; no image is an empty drive. */
+export interface ResolvedAtaCdromDevice {
+  class: 'ata-cdrom';
+  name: string;
+  image?: ResolvedImage;
+  channel: 0 | 1;
+  unit: 0 | 1;
+}
+
+/** A floppy drive (A: is drive 0) on the i82078 controller; no image is an empty drive. */
+export interface ResolvedFloppyDevice {
+  class: 'floppy';
+  name: string;
+  image?: ResolvedImage;
+  drive: 0 | 1;
+}
+
+export type ResolvedStorageDevice =
+  ResolvedVirtioBlockDevice | ResolvedAtaDiskDevice | ResolvedAtaCdromDevice | ResolvedFloppyDevice;
+
+export type ResolvedDevice =
+  ResolvedSerialPortDevice | ResolvedDebugConsoleDevice | ResolvedOptionRomDevice | ResolvedStorageDevice;
 
 /** How the VM starts: SeaBIOS (or another BIOS image) or a direct kernel boot. */
 export type ResolvedFirmware =

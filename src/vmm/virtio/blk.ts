@@ -162,13 +162,9 @@ export class VirtioBlk extends VirtioPciDevice {
     this.configChanged();
   }
 
+  /** Stops the queue notifications; whoever opened the image drains this device and closes it. */
   override close(): void {
     super.close();
-    void this.drain()
-      .then(() => this.image.close())
-      .catch((e: unknown) =>
-        this.ctx.log.error(`${this.name}: closing ${this.image.path}: ${(e as Error).message}`),
-      );
   }
 
   // ---- transport hooks -----------------------------------------------------
