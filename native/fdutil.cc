@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <sys/epoll.h>
+#include <sys/file.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -71,6 +72,18 @@ static Napi::Value CloseFd(const Napi::CallbackInfo& info) {
   int32_t fd;
   if (!ArgI32(info, 0, "fd", &fd)) return info.Env().Undefined();
   if (close(fd) < 0) ThrowErrno(info.Env(), "close", errno);
+  return info.Env().Undefined();
+}
+
+// flock(fd, operation): the image locks of src/vmm/block/lock.ts (LOCK_SH /
+// LOCK_EX | LOCK_NB); a conflict throws an Error with code EAGAIN.
+static Napi::Value Flock(const Napi::CallbackInfo& info) {
+  int32_t fd, op;
+  if (!ArgI32(info, 0, "fd", &fd) || !ArgI32(info, 1, "operation", &op)) return info.Env().Undefined();
+  int r;
+  do r = flock(fd, op);
+  while (r < 0 && errno == EINTR);
+  if (r < 0) ThrowErrno(info.Env(), "flock", errno);
   return info.Env().Undefined();
 }
 
@@ -382,6 +395,7 @@ void InitFdUtil(Napi::Env env, Napi::Object exports) {
   exports.Set("eventfdRead", Napi::Function::New(env, EventfdRead));
   exports.Set("eventfdWrite", Napi::Function::New(env, EventfdWrite));
   exports.Set("closeFd", Napi::Function::New(env, CloseFd));
+  exports.Set("flock", Napi::Function::New(env, Flock));
 }
 
 }  // namespace mv
