@@ -6,23 +6,18 @@
  * the next refresh and plan finish the job. A failed step fails only the
  * steps that depend on it; independent ones still run.
  */
-import {
-  existsSync,
-  mkdirSync,
-  readFileSync,
-  rmSync,
-  statSync,
-  truncateSync,
-  openSync,
-  closeSync,
-} from 'node:fs';
-import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
+import { createImage, resizeImage } from '../../vmm/block/create.js';
 import type { DesiredResource, ResourceId } from '../types.js';
 import { resourceKey } from '../types.js';
 import type { Plan, PlanStep } from '../plan/planner.js';
 import type { ResourceRecord, StateStore } from '../state/store.js';
-import type { NormalizedDiskSpec, NormalizedVirtualMachineSpec } from '../manifest/types.js';
+import type {
+  NormalizedDiskBus,
+  NormalizedDiskSpec,
+  NormalizedVirtualMachineSpec,
+} from '../manifest/types.js';
 import { controlRequest } from './control-client.js';
 import { launchVm, stopVm, vmPaths, isVmmProcess, type VmPaths } from './vm-process.js';
 
@@ -176,18 +171,57 @@ function removeRecord(store: StateStore, id: ResourceId): string | undefined {
 
 // ---- VirtualMachine ----
 
+/** The image file of a Disk as applied. */
+export interface DiskImage {
+  path: string;
+  format: 'raw' | 'qcow2';
+}
+
+/** The image of an applied (ready) Disk by name, or undefined. */
+export type DiskLookup = (disk: string) => DiskImage | undefined;
+
+/** The VMM device class of each bus a Disk can be attached on. */
+const DISK_BUS_CLASS = {
+  virtio: 'virtio-block',
+  ata: 'ata-disk',
+  cdrom: 'ata-cdrom',
+  floppy: 'floppy',
+} as const satisfies Record<NormalizedDiskBus, string>;
+
+/** The image of a Disk as the state file records it, when it is ready. */
+export function diskImageInState(store: Pick<StateStore, 'get'>): DiskLookup {
+  return (disk) => {
+    const rec = store.get({ kind: 'Disk', name: disk });
+    if (!rec || rec.status !== 'ready') return undefined;
+    const spec = rec.spec as Partial<NormalizedDiskSpec>;
+    return typeof spec.path === 'string' ? { path: spec.path, format: spec.format ?? 'raw' } : undefined;
+  };
+}
+
 /**
  * The VMM config (schema/vmm-config.schema.json) for a VM spec. `paths` are
  * the VM's runtime files: its console socket (serial `console`) and the
- * firmware log (`machine.debug`).
+ * firmware log (`machine.debug`); `disks` finds the image of each attached
+ * Disk. Attached disks become storage devices named after their Disk, before
+ * spec.devices (so they take the first PCI slots and IDE positions).
  */
 export function vmmConfigFor(
   name: string,
   spec: NormalizedVirtualMachineSpec,
   paths: Pick<VmPaths, 'console' | 'firmwareLog'>,
+  disks: DiskLookup = () => undefined,
 ): Record<string, unknown> {
-  if (spec.disks.length)
-    throw new ApplyError(`VirtualMachine/${name}: the VMM has no disk controllers yet (spec.disks)`);
+  const diskDevices = spec.disks.map((a) => {
+    const image = disks(a.disk);
+    if (!image) {
+      throw new ApplyError(
+        `VirtualMachine/${name}: Disk/${a.disk} (spec.disks) is not created yet; apply it first`,
+      );
+    }
+    const device = { class: DISK_BUS_CLASS[a.bus], name: a.disk, image: image.path, format: image.format };
+    // A CD-ROM is read-only by nature; its device has no such field.
+    return a.bus === 'cdrom' ? device : { ...device, readonly: a.readonly };
+  });
   if (spec.networks.length)
     throw new ApplyError(`VirtualMachine/${name}: the VMM has no network cards yet (spec.networks)`);
   if (spec.host !== 'local')
@@ -209,7 +243,7 @@ export function vmmConfigFor(
     boot: spec.boot,
     fwCfg: spec.fwCfg,
     serial,
-    devices: spec.devices,
+    devices: [...diskDevices, ...spec.devices],
   };
   const fw = spec.firmware;
   if (fw === 'bios') cfg.firmware = 'bios';
@@ -246,7 +280,7 @@ async function vmStep(
   };
   const start = async (w: DesiredResource): Promise<string> => {
     const spec = w.spec as NormalizedVirtualMachineSpec;
-    const cfg = vmmConfigFor(id.name, spec, paths);
+    const cfg = vmmConfigFor(id.name, spec, paths, diskImageInState(store));
     store.put({
       ...ids(w),
       spec: w.spec,
@@ -288,7 +322,7 @@ async function vmStep(
     case 'create': {
       const w = want!;
       const spec = w.spec as NormalizedVirtualMachineSpec;
-      vmmConfigFor(id.name, spec, paths); // refuse unsupported specs before touching anything
+      vmmConfigFor(id.name, spec, paths, diskImageInState(store)); // refuse unsupported specs before touching anything
       if (!spec.running) {
         store.put({
           ...ids(w),
@@ -340,13 +374,13 @@ function diskPath(stateDir: string, name: string, spec: NormalizedDiskSpec): str
   return spec.path ?? join(stateDir, 'disks', `${name}.${spec.format === 'qcow2' ? 'qcow2' : 'img'}`);
 }
 
-function qemuImg(args: string[]): void {
-  try {
-    execFileSync('qemu-img', args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  } catch (e) {
-    const err = e as { stderr?: Buffer; message: string };
-    throw new ApplyError(`qemu-img ${args.join(' ')}: ${err.stderr?.toString().trim() || err.message}`);
-  }
+/** `Disk/<name>: <why>` for an image operation that failed. */
+function diskError(name: string, e: unknown): ApplyError {
+  return new ApplyError(`Disk/${name}: ${e instanceof Error ? e.message : String(e)}`);
+}
+
+function vmList(records: readonly ResourceRecord[]): string {
+  return records.map((u) => `VirtualMachine/${u.name}`).join(', ');
 }
 
 async function diskStep(
@@ -374,13 +408,14 @@ async function diskStep(
           `Disk/${id.name}: ${path} already exists; remove it or import it (mvctl import is planned)`,
         );
       }
-      if (spec.format === 'raw') {
-        closeSync(openSync(path, 'wx'));
-        truncateSync(path, spec.size);
-      } else {
-        const args = ['create', '-q', '-f', 'qcow2'];
-        if (spec.backingFile) args.push('-b', spec.backingFile, '-F', 'qcow2');
-        qemuImg([...args, path, String(spec.size)]);
+      try {
+        await createImage(path, {
+          format: spec.format,
+          size: spec.size,
+          ...(spec.backingFile !== undefined ? { backingFile: spec.backingFile } : {}),
+        });
+      } catch (e) {
+        throw diskError(id.name, e);
       }
       store.patch(id, { status: 'ready' });
       return path;
@@ -391,19 +426,29 @@ async function diskStep(
       const spec = w.spec as NormalizedDiskSpec;
       const path = old.path ?? diskPath(stateDir, id.name, spec);
       if (spec.size !== old.size) {
-        if (spec.format === 'raw') {
-          if (statSync(path).size > spec.size) throw new ApplyError(`Disk/${id.name}: cannot shrink ${path}`);
-          truncateSync(path, spec.size);
-        } else qemuImg(['resize', '-q', path, String(spec.size)]);
+        // A running VMM holds the image locked (and would not see the new size until it restarts).
+        const running = users.filter((u) => u.pid && isVmmProcess(u.pid));
+        if (running.length) {
+          throw new ApplyError(
+            `Disk/${id.name}: cannot grow ${path} while ${vmList(running)} runs with it; ` +
+              'stop the VM (running: false), apply, then grow the disk',
+          );
+        }
+        try {
+          await resizeImage(path, spec.size); // refuses to shrink
+        } catch (e) {
+          throw diskError(id.name, e);
+        }
       }
       store.patch(id, { spec: { ...spec, path }, dependsOn: w.dependsOn, status: 'ready' });
       return `${path}: ${spec.size} bytes`;
     }
     case 'delete': {
-      const stillUsed = users.filter((u) => u.pid && isVmmProcess(u.pid));
-      if (stillUsed.length) {
+      // The plan deletes (or replaces) every VM that uses the disk first; one still in state uses it.
+      if (users.length) {
         throw new ApplyError(
-          `Disk/${id.name}: still used by ${stillUsed.map((u) => `VirtualMachine/${u.name}`).join(', ')}`,
+          `Disk/${id.name}: still used by ${vmList(users)} (spec.disks); ` +
+            'detach it from the VM or delete the VM first',
         );
       }
       const path = (have?.spec as NormalizedDiskSpec | undefined)?.path;

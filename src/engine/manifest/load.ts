@@ -445,6 +445,9 @@ function checkReferences(docs: readonly LoadedDoc[], problems: SortableProblem[]
     });
 
   const pciUsers = new Map<string, LoadedDoc>();
+  // Disks: who attaches each (a Disk a VM writes is attached by no other VM: the VMM locks it), and image paths.
+  const diskUsers = new Map<string, { doc: LoadedDoc; writes: boolean }>();
+  const diskPaths = new Map<string, LoadedDoc>();
   for (const d of docs) {
     const r = d.resource;
     if (!r) continue;
@@ -473,6 +476,29 @@ function checkReferences(docs: readonly LoadedDoc[], problems: SortableProblem[]
       const s = r.spec as NormalizedSpecs['Host'];
       if (s.address !== LOCAL_HOST) {
         push(d, ['spec', 'address'], `the host named local is this machine: its address must be local`);
+      }
+    }
+    if (r.kind === 'VirtualMachine') {
+      const s = r.spec as NormalizedSpecs['VirtualMachine'];
+      s.disks.forEach((a, i) => {
+        const prev = diskUsers.get(a.disk);
+        if (prev && (prev.writes || !a.readonly)) {
+          const writer = prev.writes ? prev.doc.label : d.label;
+          push(
+            d,
+            ['spec', 'disks', i, 'disk'],
+            `Disk ${JSON.stringify(a.disk)} is also attached by ${prev.doc.label}, and ${writer} writes it; ` +
+              'a Disk can be shared only when every VM attaches it read-only (readonly: true)',
+          );
+        } else if (!prev) diskUsers.set(a.disk, { doc: d, writes: !a.readonly });
+      });
+    }
+    if (r.kind === 'Disk') {
+      const s = r.spec as NormalizedSpecs['Disk'];
+      if (s.path !== undefined) {
+        const prev = diskPaths.get(s.path);
+        if (prev) push(d, ['spec', 'path'], `${s.path} is already the file of ${prev.label}`);
+        else diskPaths.set(s.path, d);
       }
     }
     if (r.kind === 'VfioAssignment') {

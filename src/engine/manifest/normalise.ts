@@ -18,12 +18,19 @@ import type { VfioAssignmentSpec } from '../../generated/manifests/vfio-assignme
 import type { Device, DebugSink, CharSink } from '../../generated/vmm-config.js';
 import {
   bootOrderProblems,
+  defaultVirtioBlockSerial,
   defaultVmUuid,
   deviceNameProblems,
   directBootDeviceProblems,
   fwCfgNameProblems,
+  imageSharingProblems,
   normaliseUuid,
   parseCpuSpec,
+  placeStorageDevices,
+  storageControllerPorts,
+  storagePlacementRequest,
+  type FieldProblem,
+  type PlacementRequest,
 } from '../../vmm/config/load.js';
 import type { Kind } from '../types.js';
 import { hex, problem, type RawProblem, type Segment } from '../../common/yaml-schema-errors.js';
@@ -34,6 +41,8 @@ import {
   MANIFEST_DEFAULTS,
   type NormalizedBoot,
   type NormalizedDevice,
+  type NormalizedDiskAttachment,
+  type NormalizedDiskBus,
   type NormalizedDiskSpec,
   type NormalizedFirmware,
   type NormalizedFwCfgItem,
@@ -143,7 +152,7 @@ function normaliseVirtualMachine(
     problems.push(problem(['spec', 'shutdownTimeout'], message(e)));
   }
 
-  const disks = (spec.disks ?? []).map((d, i) => {
+  const disks = (spec.disks ?? []).map((d, i): NormalizedDiskAttachment => {
     const first = (spec.disks ?? []).findIndex((o) => o.disk === d.disk);
     if (first < i) {
       problems.push(
@@ -153,15 +162,38 @@ function normaliseVirtualMachine(
         ),
       );
     }
-    return { disk: d.disk, readonly: d.readonly ?? MANIFEST_DEFAULTS.DiskAttachment.readonly };
+    const bus = d.bus ?? MANIFEST_DEFAULTS.DiskAttachment.bus;
+    if (bus === 'cdrom' && d.readonly === false) {
+      problems.push(
+        problem(['spec', 'disks', i, 'readonly'], 'a cdrom is always read-only (remove readonly: false)'),
+      );
+    }
+    return {
+      disk: d.disk,
+      bus,
+      readonly: bus === 'cdrom' || (d.readonly ?? MANIFEST_DEFAULTS.DiskAttachment.readonly),
+    };
   });
 
   const devicesIn = spec.devices ?? D.devices;
-  const devices = normaliseDevices(devicesIn, abs, problems);
+  const devices = normaliseDevices(devicesIn, disks, abs, problems);
+  // Attached disks are devices named after their Disk, placed before spec.devices (as apply writes them).
   const deviceNames = devicesIn.map((d) => ('name' in d ? d.name : undefined));
   for (const p of deviceNameProblems(deviceNames)) {
     problems.push(problem(['spec', 'devices', p.index, 'name'], p.message));
   }
+  deviceNames.forEach((name, i) => {
+    const disk = disks.findIndex((d) => d.disk === name);
+    if (disk >= 0) {
+      problems.push(
+        problem(
+          ['spec', 'devices', i, 'name'],
+          `device name ${JSON.stringify(name)} is already used by the Disk attached as spec.disks[${disk}]`,
+        ),
+      );
+    }
+  });
+  storageProblems(disks, devicesIn, devices, problems);
 
   const firmwareIn = spec.firmware ?? D.firmware;
   if (typeof firmwareIn === 'object' && 'kernel' in firmwareIn) {
@@ -176,7 +208,7 @@ function normaliseVirtualMachine(
     menu: bootIn.menu ?? D.boot.menu,
     menuTimeout: bootIn.menuTimeout ?? D.boot.menuTimeout,
   };
-  for (const p of bootOrderProblems(boot.order, deviceNames)) {
+  for (const p of bootOrderProblems(boot.order, [...disks.map((d) => d.disk), ...deviceNames])) {
     problems.push(problem(['spec', 'boot', 'order', p.index], p.message));
   }
 
@@ -239,14 +271,66 @@ function normaliseSerial(
   return typeof s === 'string' ? s : { file: abs(s.file) };
 }
 
+/** The VMM's position of an attached disk: virtio-blk on PCI, ata and cdrom on IDE, floppy. */
+function diskPlacementRequest(bus: NormalizedDiskBus): PlacementRequest {
+  return bus === 'virtio' ? { bus: 'pci' } : bus === 'floppy' ? { bus: 'floppy' } : { bus: 'ide' };
+}
+
+/**
+ * Positions (PCI slots, IDE channel/unit, floppy drives) of the attached
+ * disks and the storage devices, as the VMM will assign them, and images
+ * of storage devices that more than one device uses.
+ */
+function storageProblems(
+  disks: readonly NormalizedDiskAttachment[],
+  devicesIn: readonly Device[],
+  devices: readonly NormalizedDevice[],
+  problems: RawProblem[],
+): void {
+  const n = disks.length;
+  const labels = [
+    ...disks.map((d, i) => `spec.disks[${i}] (Disk ${JSON.stringify(d.disk)})`),
+    ...devicesIn.map((d, i) =>
+      'name' in d
+        ? `spec.devices[${i}] (${d.class} ${JSON.stringify(d.name)})`
+        : `spec.devices[${i}] (${d.class})`,
+    ),
+  ];
+  const at = (p: FieldProblem): Segment[] =>
+    p.index < n
+      ? ['spec', 'disks', p.index]
+      : ['spec', 'devices', p.index - n, ...(p.field !== undefined ? [p.field] : [])];
+  const placed = placeStorageDevices(
+    [...disks.map((d) => diskPlacementRequest(d.bus)), ...devicesIn.map(storagePlacementRequest)],
+    labels,
+  );
+  for (const p of placed.problems) problems.push(problem(at(p), p.message));
+  const uses = [
+    ...disks.map(() => undefined),
+    ...devices.map((d) =>
+      'image' in d && d.image !== undefined
+        ? {
+            path: d.image,
+            writes: d.class !== 'ata-cdrom' && !d.readonly && !('snapshot' in d && d.snapshot),
+          }
+        : undefined,
+    ),
+  ];
+  for (const p of imageSharingProblems(uses, labels)) problems.push(problem(at(p), p.message));
+}
+
 function normaliseDevices(
   devices: readonly Device[],
+  disks: readonly NormalizedDiskAttachment[],
   abs: (p: string) => string,
   problems: RawProblem[],
 ): NormalizedDevice[] {
   // I/O port ranges in use, to catch two devices on the same ports (COM1 is always there).
   const ports: { start: number; end: number; owner: string }[] = [
     { start: 0x3f8, end: 0x400, owner: 'the COM1 serial port (spec.serial)' },
+    ...storageControllerPorts({
+      floppy: disks.some((d) => d.bus === 'floppy') || devices.some((d) => d.class === 'floppy'),
+    }),
   ];
   const out: NormalizedDevice[] = [];
   devices.forEach((d, i) => {
@@ -279,9 +363,51 @@ function normaliseDevices(
         port: d.port,
         output: typeof o === 'string' ? o : { file: abs(o.file) },
       });
-    } else {
+    } else if (d.class === 'option-rom') {
       // The image is checked by the VMM when the VM starts (as kernels are).
       out.push({ class: 'option-rom', name: d.name, file: abs(d.file) });
+    } else if (d.class === 'virtio-block') {
+      // Images too; fixed key order (optional fields last), so that equal specs serialise equally.
+      out.push({
+        class: 'virtio-block',
+        name: d.name,
+        image: abs(d.image),
+        ...(d.format !== undefined ? { format: d.format } : {}),
+        readonly: d.readonly ?? false,
+        snapshot: d.snapshot ?? false,
+        serial: d.serial ?? defaultVirtioBlockSerial(d.name),
+        queues: d.queues ?? 1,
+        ...(d.slot !== undefined ? { slot: d.slot } : {}),
+      });
+    } else if (d.class === 'ata-disk') {
+      out.push({
+        class: 'ata-disk',
+        name: d.name,
+        image: abs(d.image),
+        ...(d.format !== undefined ? { format: d.format } : {}),
+        readonly: d.readonly ?? false,
+        snapshot: d.snapshot ?? false,
+        ...(d.channel !== undefined ? { channel: d.channel } : {}),
+        ...(d.unit !== undefined ? { unit: d.unit } : {}),
+      });
+    } else if (d.class === 'ata-cdrom') {
+      out.push({
+        class: 'ata-cdrom',
+        name: d.name,
+        ...(d.image !== undefined ? { image: abs(d.image) } : {}),
+        ...(d.format !== undefined ? { format: d.format } : {}),
+        ...(d.channel !== undefined ? { channel: d.channel } : {}),
+        ...(d.unit !== undefined ? { unit: d.unit } : {}),
+      });
+    } else {
+      out.push({
+        class: 'floppy',
+        name: d.name,
+        ...(d.image !== undefined ? { image: abs(d.image) } : {}),
+        ...(d.format !== undefined ? { format: d.format } : {}),
+        readonly: d.readonly ?? false,
+        ...(d.drive !== undefined ? { drive: d.drive } : {}),
+      });
     }
   });
   return out;

@@ -47,14 +47,14 @@ export const MANIFEST_DEFAULTS = {
     shutdownTimeout: '30s',
   },
   DirectKernelBoot: { cmdline: '' },
-  DiskAttachment: { readonly: false },
+  DiskAttachment: { bus: 'virtio', readonly: false },
   Disk: { format: 'raw' },
   Network: { mode: 'user' },
   VfioAssignment: { host: LOCAL_HOST },
 } as const satisfies {
   VirtualMachine: Required<Omit<VirtualMachineSpec, 'uuid'>>;
   DirectKernelBoot: { cmdline: string };
-  DiskAttachment: { readonly: boolean };
+  DiskAttachment: { bus: NormalizedDiskBus; readonly: boolean };
   Disk: Partial<DiskSpec>;
   Network: Partial<NetworkSpec>;
   VfioAssignment: { host: string };
@@ -91,8 +91,65 @@ export type NormalizedDebugConsoleDevice = {
 /** An option ROM: `file` absolute (the VMM checks the image when the VM starts). */
 export type NormalizedOptionRomDevice = { class: 'option-rom'; name: string; file: string };
 
+/** Storage devices of spec.devices (images the engine does not manage): `image` absolute, defaults filled. */
+export type NormalizedVirtioBlockDevice = {
+  class: 'virtio-block';
+  name: string;
+  image: string;
+  format?: 'raw' | 'qcow2';
+  readonly: boolean;
+  snapshot: boolean;
+  /** Default: the name (its first 20 characters). */
+  serial: string;
+  queues: number;
+  /** Absent: assigned by the VMM in device order. */
+  slot?: number;
+};
+
+export type NormalizedAtaDiskDevice = {
+  class: 'ata-disk';
+  name: string;
+  image: string;
+  format?: 'raw' | 'qcow2';
+  readonly: boolean;
+  snapshot: boolean;
+  channel?: 0 | 1;
+  unit?: 0 | 1;
+};
+
+export type NormalizedAtaCdromDevice = {
+  class: 'ata-cdrom';
+  name: string;
+  /** Absent: an empty drive. */
+  image?: string;
+  format?: 'raw' | 'qcow2';
+  channel?: 0 | 1;
+  unit?: 0 | 1;
+};
+
+export type NormalizedFloppyDevice = {
+  class: 'floppy';
+  name: string;
+  image?: string;
+  format?: 'raw' | 'qcow2';
+  readonly: boolean;
+  drive?: 0 | 1;
+};
+
 export type NormalizedDevice =
-  NormalizedSerialPortDevice | NormalizedDebugConsoleDevice | NormalizedOptionRomDevice;
+  | NormalizedSerialPortDevice
+  | NormalizedDebugConsoleDevice
+  | NormalizedOptionRomDevice
+  | NormalizedVirtioBlockDevice
+  | NormalizedAtaDiskDevice
+  | NormalizedAtaCdromDevice
+  | NormalizedFloppyDevice;
+
+/** How a VM's guest sees an attached Disk: virtio-blk, an IDE disk, an IDE CD-ROM or a floppy. */
+export type NormalizedDiskBus = 'virtio' | 'ata' | 'cdrom' | 'floppy';
+
+/** An attached Disk; the VMM device is named after the Disk (`boot.order` uses that name). A cdrom is always read-only. */
+export type NormalizedDiskAttachment = { disk: string; bus: NormalizedDiskBus; readonly: boolean };
 
 export type NormalizedVirtualMachineSpec = {
   /** Bytes. */
@@ -107,7 +164,7 @@ export type NormalizedVirtualMachineSpec = {
   uuid: string;
   boot: NormalizedBoot;
   fwCfg: NormalizedFwCfgItem[];
-  disks: { disk: string; readonly: boolean }[];
+  disks: NormalizedDiskAttachment[];
   networks: { network: string }[];
   serial: NormalizedSerial;
   devices: NormalizedDevice[];

@@ -302,7 +302,12 @@ export function plan(
       const depKey = resourceKey(dep);
       if (isImplicit(dep) && !desiredByKey.has(depKey)) continue;
       if (!desiredByKey.has(depKey)) {
-        problems.push(`${resourceKey(d)} depends on ${depKey}, which is not in the configuration`);
+        problems.push(
+          actualByKey.has(depKey)
+            ? `${resourceKey(d)} still uses ${depKey}, which is not in the configuration: ` +
+                `${depKey} cannot be deleted while ${resourceKey(d)} uses it (remove the reference first)`
+            : `${resourceKey(d)} depends on ${depKey}, which is not in the configuration`,
+        );
         continue;
       }
       depGraph.addEdge(depKey, resourceKey(d));
@@ -330,6 +335,19 @@ export function plan(
           : 'not in the configuration',
       changes: [],
     });
+  }
+  // Nothing is deleted while a resource that stays uses it (as applied): such a user is deleted or
+  // replaced (its teardown then runs first), or the plan is refused.
+  for (const a of [...actual].sort(compareIds)) {
+    const decision = decisions.get(resourceKey(a));
+    if (decision?.action === 'delete' || decision?.action === 'replace') continue;
+    for (const dep of a.dependsOn) {
+      if (isImplicit(dep) || decisions.get(resourceKey(dep))?.action !== 'delete') continue;
+      problems.push(
+        `${resourceKey(dep)} cannot be deleted: ${resourceKey(a)} still uses it (as applied) and is not ` +
+          'deleted or replaced',
+      );
+    }
   }
   if (problems.length > 0) throw new PlanError(problems);
 

@@ -71,7 +71,7 @@ export interface VirtualMachineSpec {
    */
   fwCfg?: (FwCfgFile | FwCfgString)[];
   /**
-   * Disks attached to the VM, in order (each names a Disk resource).
+   * Disks attached to the VM, in order (each names a Disk resource; the attached device is named after the Disk, for boot.order). Auto-assigned positions (PCI slots, IDE channel/unit, floppy drive) follow this order, before spec.devices.
    */
   disks?: DiskAttachment[];
   /**
@@ -85,7 +85,15 @@ export interface VirtualMachineSpec {
   /**
    * Extra devices, each an object with a `class` (the same shapes as the VMM config's devices).
    */
-  devices?: (SerialPortDevice | DebugConsoleDevice | OptionRomDevice)[];
+  devices?: (
+    | SerialPortDevice
+    | DebugConsoleDevice
+    | OptionRomDevice
+    | VirtioBlockDevice
+    | AtaDiskDevice
+    | AtaCdromDevice
+    | FloppyDevice
+  )[];
   /**
    * The Host the VM runs on (`local`, the machine mvctl runs on, needs no Host manifest). Default local.
    */
@@ -138,11 +146,11 @@ export interface MachineObject {
   debug?: boolean;
 }
 /**
- * Boot order and menu of the firmware.
+ * Boot order and menu of the firmware. boot.order names devices: attached disks by their Disk name, and named spec.devices (option ROMs, storage devices), first tried first.
  */
 export interface Boot {
   /**
-   * Boot devices by device name (devices with a name), first tried first. Default: the firmware's own order.
+   * Boot devices by device name (option ROMs and storage devices), first tried first. Default: the firmware's own order.
    */
   order?: string[];
   /**
@@ -183,7 +191,11 @@ export interface DiskAttachment {
    */
   disk: string;
   /**
-   * Attach read-only. Default false.
+   * How the guest sees the disk: virtio (virtio-blk on PCI), ata (an IDE hard disk), cdrom (an ATAPI CD-ROM, always read-only) or floppy. Default virtio.
+   */
+  bus?: 'virtio' | 'ata' | 'cdrom' | 'floppy';
+  /**
+   * Attach read-only (the guest cannot write). Default false; a cdrom is always read-only.
    */
   readonly?: boolean;
 }
@@ -259,4 +271,128 @@ export interface OptionRomDevice {
    * Path of the ROM image: 512 bytes .. 128 KiB, starting with 0x55 0xAA.
    */
   file: string;
+}
+/**
+ * A virtio-blk disk (virtio-pci modern) on its own PCI slot.
+ */
+export interface VirtioBlockDevice {
+  class: 'virtio-block';
+  /**
+   * Device name: 1-63 lowercase letters, digits or '-', starting with a letter or digit; unique among devices.
+   */
+  name: string;
+  /**
+   * Path of a disk image file (raw or qcow2); it must exist and be readable, and writable unless the device is readonly or snapshot.
+   */
+  image: string;
+  /**
+   * Image format: raw or qcow2. Default: detected from the file (qcow2 by its magic bytes, else raw); name it for writable disks, so that a guest cannot turn a raw disk into a qcow2 header.
+   */
+  format?: 'raw' | 'qcow2';
+  /**
+   * The guest cannot write the image (writes fail). Default false.
+   */
+  readonly?: boolean;
+  /**
+   * Writes go to a temporary overlay deleted when the VM exits; the image itself never changes (MVisor's snapshot: yes, QEMU's -snapshot). Default false.
+   */
+  snapshot?: boolean;
+  /**
+   * Serial number the guest reads (VIRTIO_BLK_T_GET_ID; /dev/disk/by-id): 1-20 printable ASCII characters. Default: the device name (its first 20 characters).
+   */
+  serial?: string;
+  /**
+   * Request queues (1..16). Default 1.
+   */
+  queues?: number;
+  /**
+   * PCI slot on bus 0 (2..31; 0 is the host bridge, 1 the PIIX). Default: the first free slot from 2 up, in device order.
+   */
+  slot?: number;
+}
+/**
+ * An ATA hard disk on the PIIX3 IDE controller.
+ */
+export interface AtaDiskDevice {
+  class: 'ata-disk';
+  /**
+   * Device name: 1-63 lowercase letters, digits or '-', starting with a letter or digit; unique among devices.
+   */
+  name: string;
+  /**
+   * Path of a disk image file (raw or qcow2); it must exist and be readable, and writable unless the device is readonly or snapshot.
+   */
+  image: string;
+  /**
+   * Image format: raw or qcow2. Default: detected from the file (qcow2 by its magic bytes, else raw); name it for writable disks, so that a guest cannot turn a raw disk into a qcow2 header.
+   */
+  format?: 'raw' | 'qcow2';
+  /**
+   * The guest cannot write the image (writes fail). Default false.
+   */
+  readonly?: boolean;
+  /**
+   * Writes go to a temporary overlay deleted when the VM exits; the image itself never changes (MVisor's snapshot: yes, QEMU's -snapshot). Default false.
+   */
+  snapshot?: boolean;
+  /**
+   * IDE channel of the PIIX3: 0 (primary, ports 0x1F0, IRQ 14) or 1 (secondary, 0x170, IRQ 15). Default: the first free position (channel 0 unit 0, 0/1, 1/0, 1/1) in device order.
+   */
+  channel?: 0 | 1;
+  /**
+   * IDE unit on its channel: 0 (master) or 1 (slave). Default: the first free one.
+   */
+  unit?: 0 | 1;
+}
+/**
+ * An ATAPI CD-ROM drive on the PIIX3 IDE controller, always read-only; without an image the drive is empty.
+ */
+export interface AtaCdromDevice {
+  class: 'ata-cdrom';
+  /**
+   * Device name: 1-63 lowercase letters, digits or '-', starting with a letter or digit; unique among devices.
+   */
+  name: string;
+  /**
+   * Path of the disc image (an ISO, raw or qcow2); it must exist and be readable. Default: none (an empty drive).
+   */
+  image?: string;
+  /**
+   * Image format: raw or qcow2. Default: detected from the file (qcow2 by its magic bytes, else raw); name it for writable disks, so that a guest cannot turn a raw disk into a qcow2 header.
+   */
+  format?: 'raw' | 'qcow2';
+  /**
+   * IDE channel of the PIIX3: 0 (primary, ports 0x1F0, IRQ 14) or 1 (secondary, 0x170, IRQ 15). Default: the first free position (channel 0 unit 0, 0/1, 1/0, 1/1) in device order.
+   */
+  channel?: 0 | 1;
+  /**
+   * IDE unit on its channel: 0 (master) or 1 (slave). Default: the first free one.
+   */
+  unit?: 0 | 1;
+}
+/**
+ * A floppy drive on the i82078 floppy controller (drive 0 is A:); without an image the drive is empty.
+ */
+export interface FloppyDevice {
+  class: 'floppy';
+  /**
+   * Device name: 1-63 lowercase letters, digits or '-', starting with a letter or digit; unique among devices.
+   */
+  name: string;
+  /**
+   * Path of the floppy image (raw or qcow2); it must exist and be readable, and writable unless readonly. Default: none (an empty drive).
+   */
+  image?: string;
+  /**
+   * Image format: raw or qcow2. Default: detected from the file (qcow2 by its magic bytes, else raw); name it for writable disks, so that a guest cannot turn a raw disk into a qcow2 header.
+   */
+  format?: 'raw' | 'qcow2';
+  /**
+   * The guest cannot write the image (writes fail). Default false.
+   */
+  readonly?: boolean;
+  /**
+   * Drive number: 0 (A:) or 1 (B:). Default: the first free one, in device order.
+   */
+  drive?: 0 | 1;
 }

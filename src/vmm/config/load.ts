@@ -781,12 +781,16 @@ function deviceLabel(d: Device, i: number): string {
   return 'name' in d ? `devices[${i}] (${d.class} ${JSON.stringify(d.name)})` : `devices[${i}] (${d.class})`;
 }
 
-/** The I/O ports of the storage controllers a VM's devices use (the IDE channels, the floppy controller and its ISA DMA). */
-export function storageControllerPorts(uses: { ide: boolean; floppy: boolean }): PortRange[] {
-  return [...(uses.ide ? IDE_PORTS : []), ...(uses.floppy ? FLOPPY_PORTS : [])];
+/**
+ * The I/O ports of the storage controllers: the PIIX3 IDE channels (the
+ * IDE function is always there, as on QEMU's pc) and, when a floppy drive
+ * is configured, the floppy controller (the ISA DMA controller it uses is
+ * in PC_FIXED_PORTS).
+ */
+export function storageControllerPorts(uses: { floppy: boolean }): PortRange[] {
+  return [...IDE_PORTS, ...(uses.floppy ? FLOPPY_PORTS : [])];
 }
 
-/** I/O ports of the storage controllers, claimed when a device uses the controller. */
 const IDE_PORTS: readonly PortRange[] = [
   { start: 0x1f0, end: 0x1f8, owner: 'the primary IDE channel' },
   { start: 0x3f6, end: 0x3f7, owner: 'the primary IDE channel' },
@@ -796,9 +800,6 @@ const IDE_PORTS: readonly PortRange[] = [
 const FLOPPY_PORTS: readonly PortRange[] = [
   { start: 0x3f0, end: 0x3f6, owner: 'the floppy controller' },
   { start: 0x3f7, end: 0x3f8, owner: 'the floppy controller' },
-  { start: 0x00, end: 0x10, owner: 'the ISA DMA controller' },
-  { start: 0x81, end: 0x90, owner: 'the ISA DMA page registers' },
-  { start: 0xc0, end: 0xe0, owner: 'the ISA DMA controller' },
 ];
 
 function normalise(config: VmmConfig, configPath: string, problems: RawProblem[]): ResolvedVmmConfig {
@@ -918,12 +919,7 @@ function normalise(config: VmmConfig, configPath: string, problems: RawProblem[]
     problems.push(problem(['devices', p.index, ...(p.field !== undefined ? [p.field] : [])], p.message));
 
   // Storage: controllers' ports, positions, images.
-  ports.push(
-    ...storageControllerPorts({
-      ide: devicesIn.some((d) => d.class === 'ata-disk' || d.class === 'ata-cdrom'),
-      floppy: devicesIn.some((d) => d.class === 'floppy'),
-    }),
-  );
+  ports.push(...storageControllerPorts({ floppy: devicesIn.some((d) => d.class === 'floppy') }));
   const placed = placeStorageDevices(devicesIn.map(storagePlacementRequest), labels);
   placed.problems.forEach(fieldProblem);
   const image = (

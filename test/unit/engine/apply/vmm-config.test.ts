@@ -2,14 +2,20 @@
  * The VMM config apply writes for a VirtualMachine: what the manifest says,
  * in the VMM's own terms, and a config the VMM's loader accepts as is.
  */
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
-import { ApplyError, vmmConfigFor } from '../../../../src/engine/apply/apply.js';
+import {
+  ApplyError,
+  diskImageInState,
+  vmmConfigFor,
+  type DiskLookup,
+} from '../../../../src/engine/apply/apply.js';
 import { vmPaths } from '../../../../src/engine/apply/vm-process.js';
 import { loadManifests, type NormalizedVirtualMachineSpec } from '../../../../src/engine/manifest/load.js';
+import type { StateStore } from '../../../../src/engine/state/store.js';
 import { defaultVmUuid, parseVmmConfig } from '../../../../src/vmm/config/load.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'mvisor-apply-'));
@@ -21,14 +27,33 @@ rom[1] = 0xaa;
 writeFileSync(join(dir, 'pxe.rom'), rom);
 writeFileSync(join(dir, 'seed.json'), '{}');
 
+writeFileSync(join(dir, 'scratch.img'), Buffer.alloc(4096));
+
 const paths = vmPaths(join(dir, 'state'), 'web');
 
+/** Disk images as apply creates them (in the state directory). */
+mkdirSync(join(dir, 'state', 'disks'), { recursive: true });
+const img = (name: string) => join(dir, 'state', 'disks', name);
+const QCOW2_HEADER = Buffer.from([0x51, 0x46, 0x49, 0xfb, 0, 0, 0, 3]);
+writeFileSync(img('root.qcow2'), Buffer.concat([QCOW2_HEADER, Buffer.alloc(504)]));
+for (const name of ['data.img', 'cd.img', 'fd.img']) writeFileSync(img(name), Buffer.alloc(4096));
+const lookup: DiskLookup = (disk) =>
+  disk === 'root'
+    ? { path: img('root.qcow2'), format: 'qcow2' }
+    : { path: img(`${disk}.img`), format: 'raw' };
+
+/** Disk manifests for the attachments of these tests. */
+const DISKS = ['root', 'data', 'cd', 'fd']
+  .map((n) => `---\napiVersion: mvisor.dev/v1alpha1\nkind: Disk\nmetadata: {name: ${n}}\nspec: {size: 1M}\n`)
+  .join('');
+
 /** The normalised spec of VirtualMachine/web with `spec` (YAML lines, indented by two). */
-function spec(lines: string): NormalizedVirtualMachineSpec {
-  const [r] = loadManifests(['-'], {
-    stdin: `apiVersion: mvisor.dev/v1alpha1\nkind: VirtualMachine\nmetadata: {name: web}\nspec:\n${lines}`,
+function spec(lines: string, more = ''): NormalizedVirtualMachineSpec {
+  const rs = loadManifests(['-'], {
+    stdin: `apiVersion: mvisor.dev/v1alpha1\nkind: VirtualMachine\nmetadata: {name: web}\nspec:\n${lines}${more}`,
     cwd: dir,
   });
+  const r = rs.find((x) => x.kind === 'VirtualMachine');
   if (!r) throw new Error('no resource');
   return r.spec as NormalizedVirtualMachineSpec;
 }
@@ -108,9 +133,107 @@ describe('vmmConfigFor', () => {
     expect(vmmConfigFor('web', spec('  machine: pc\n'), paths)).not.toHaveProperty('debugConsole');
   });
 
-  it('still refuses what the VMM cannot do yet', () => {
-    const withDisk = { ...spec('  {}\n'), disks: [{ disk: 'root', readonly: false }] };
-    expect(() => vmmConfigFor('web', withDisk, paths)).toThrow(ApplyError);
-    expect(() => vmmConfigFor('web', withDisk, paths)).toThrow(/no disk controllers yet/);
+  it('attaches each Disk as the storage device of its bus, named after it, before spec.devices', () => {
+    const s = spec(
+      [
+        '  firmware: {bios: {image: bios.bin}}',
+        '  boot: {order: [cd, root]}',
+        '  disks:',
+        '    - {disk: root}',
+        '    - {disk: data, bus: ata, readonly: true}',
+        '    - {disk: cd, bus: cdrom}',
+        '    - {disk: fd, bus: floppy}',
+        '  devices: [{class: virtio-block, name: scratch, image: scratch.img, snapshot: true}]',
+        '',
+      ].join('\n'),
+      DISKS,
+    );
+    const cfg = vmmConfigFor('web', s, paths, lookup);
+    expect(cfg.devices).toEqual([
+      { class: 'virtio-block', name: 'root', image: img('root.qcow2'), format: 'qcow2', readonly: false },
+      { class: 'ata-disk', name: 'data', image: img('data.img'), format: 'raw', readonly: true },
+      { class: 'ata-cdrom', name: 'cd', image: img('cd.img'), format: 'raw' },
+      { class: 'floppy', name: 'fd', image: img('fd.img'), format: 'raw', readonly: false },
+      {
+        class: 'virtio-block',
+        name: 'scratch',
+        image: join(dir, 'scratch.img'),
+        readonly: false,
+        snapshot: true,
+        serial: 'scratch',
+        queues: 1,
+      },
+    ]);
+    // The VMM accepts it as is: images exist, positions are assigned in this order.
+    const c = asVmmLoadsIt(cfg);
+    expect(c.boot.order).toEqual(['cd', 'root']);
+    expect(c.devices).toEqual([
+      {
+        class: 'virtio-block',
+        name: 'root',
+        image: { path: img('root.qcow2'), format: 'qcow2', readOnly: false, snapshot: false },
+        serial: 'root',
+        queues: 1,
+        slot: 2,
+      },
+      {
+        class: 'ata-disk',
+        name: 'data',
+        image: { path: img('data.img'), format: 'raw', readOnly: true, snapshot: false },
+        channel: 0,
+        unit: 0,
+      },
+      {
+        class: 'ata-cdrom',
+        name: 'cd',
+        image: { path: img('cd.img'), format: 'raw', readOnly: true, snapshot: false },
+        channel: 0,
+        unit: 1,
+      },
+      {
+        class: 'floppy',
+        name: 'fd',
+        image: { path: img('fd.img'), format: 'raw', readOnly: false, snapshot: false },
+        drive: 0,
+      },
+      {
+        class: 'virtio-block',
+        name: 'scratch',
+        image: { path: join(dir, 'scratch.img'), readOnly: false, snapshot: true },
+        serial: 'scratch',
+        queues: 1,
+        slot: 3,
+      },
+    ]);
+  });
+
+  it('attaches disks with a direct kernel boot too', () => {
+    const s = spec('  firmware: {kernel: vmlinux}\n  disks: [{disk: root}]\n', DISKS);
+    const c = asVmmLoadsIt(vmmConfigFor('web', s, paths, lookup));
+    expect(c.firmware).toEqual({ kind: 'direct' });
+    expect(c.devices.map((d) => d.class)).toEqual(['virtio-block']);
+  });
+
+  it('refuses a Disk that is not created yet, and networks', () => {
+    const s = spec('  disks: [{disk: root}]\n', DISKS);
+    expect(() => vmmConfigFor('web', s, paths)).toThrow(ApplyError);
+    expect(() => vmmConfigFor('web', s, paths)).toThrow(
+      'VirtualMachine/web: Disk/root (spec.disks) is not created yet; apply it first',
+    );
+    const withNic = { ...spec('  {}\n'), networks: [{ network: 'lan' }] };
+    expect(() => vmmConfigFor('web', withNic, paths)).toThrow(/no network cards yet/);
+  });
+
+  it('finds the images of ready Disks in state', () => {
+    const records = new Map<string, { status: string; spec: Record<string, unknown> }>([
+      ['ready', { status: 'ready', spec: { format: 'qcow2', size: 512, path: '/d/ready.qcow2' } }],
+      ['creating', { status: 'creating', spec: { format: 'raw', size: 512, path: '/d/creating.img' } }],
+    ]);
+    const find = diskImageInState({
+      get: (id) => records.get(id.name) as ReturnType<StateStore['get']>,
+    });
+    expect(find('ready')).toEqual({ path: '/d/ready.qcow2', format: 'qcow2' });
+    expect(find('creating')).toBeUndefined();
+    expect(find('nope')).toBeUndefined();
   });
 });

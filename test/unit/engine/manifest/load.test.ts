@@ -87,8 +87,8 @@ describe('loadManifests: good manifests', () => {
           { name: 'opt/org.example/role', string: 'web' },
         ],
         disks: [
-          { disk: 'root', readonly: false },
-          { disk: 'data', readonly: true },
+          { disk: 'root', bus: 'virtio', readonly: false },
+          { disk: 'data', bus: 'ata', readonly: true },
         ],
         networks: [{ network: 'lan' }, { network: 'bridge' }],
         serial: { file: fx('good', 'cluster', 'logs', 'web-console.log') },
@@ -168,8 +168,11 @@ describe('loadManifests: good manifests', () => {
     expect(rs.get('VirtualMachine/gpu-box')?.dependsOn).toEqual([{ kind: 'Host', name: 'gpu1' }]);
     expect(rs.get('VirtualMachine/gpu-box')?.spec).toMatchObject({
       firmware: { bios: { image: fx('good', 'firmware', 'bios.bin') } },
-      boot: { order: ['pxe'], menu: false, menuTimeout: 0 },
-      devices: [{ class: 'option-rom', name: 'pxe', file: fx('good', 'roms', 'pxe.rom') }],
+      boot: { order: ['installer', 'pxe'], menu: false, menuTimeout: 0 },
+      devices: [
+        { class: 'option-rom', name: 'pxe', file: fx('good', 'roms', 'pxe.rom') },
+        { class: 'ata-cdrom', name: 'installer', image: fx('good', 'images', 'debian-12.iso') },
+      ],
     });
   });
 
@@ -250,7 +253,7 @@ describe('loadManifests: good manifests', () => {
   it('resolves references across files and stdin', () => {
     const rs = load(
       ['good/cluster', '-'],
-      `${HEADER}kind: VirtualMachine\nmetadata: {name: db}\nspec: {disks: [{disk: data}]}\n`,
+      `${HEADER}kind: VirtualMachine\nmetadata: {name: db}\nspec: {disks: [{disk: data, readonly: true}]}\n`,
     );
     expect(byKey(rs).get('VirtualMachine/db')?.dependsOn).toEqual([{ kind: 'Disk', name: 'data' }]);
   });
@@ -356,7 +359,7 @@ describe('loadManifests: bad manifests', () => {
       'bad/wrong-type.yaml:12:11: VirtualMachine/web: spec.serial.file: missing required field',
       'bad/wrong-type.yaml:12:13: VirtualMachine/web: spec.serial.socket: unknown field (known fields: file)',
       'bad/wrong-type.yaml:17:14: VirtualMachine/web: spec.devices[1].class: unknown device class "sound-card" ' +
-        '(known: serial-port, debug-console, option-rom)',
+        '(known: serial-port, debug-console, option-rom, virtio-block, ata-disk, ata-cdrom, floppy)',
     ]);
   });
 
@@ -376,7 +379,7 @@ describe('loadManifests: bad manifests', () => {
       'bad/wrong-type.yaml:12:11: VirtualMachine/web: spec.serial.file: missing required field',
       'bad/wrong-type.yaml:12:13: VirtualMachine/web: spec.serial.socket: unknown field (known fields: file)',
       'bad/wrong-type.yaml:17:14: VirtualMachine/web: spec.devices[1].class: unknown device class "sound-card" ' +
-        '(known: serial-port, debug-console, option-rom)',
+        '(known: serial-port, debug-console, option-rom, virtio-block, ata-disk, ata-cdrom, floppy)',
       'bad/missing-ref.yaml:11:9: VirtualMachine/web: metadata.name: duplicate VirtualMachine named "web" ' +
         '(first defined at bad/wrong-type.yaml:4:9)',
       'bad/missing-ref.yaml:26:7: VfioAssignment/gpu: spec.vm: no VirtualMachine named "db"',
@@ -558,6 +561,140 @@ describe('loadManifests: firmware boot fields', () => {
         devices: [{ class: 'debug-console' }, { class: 'option-rom' }, { class: 'option-rom' }],
       });
     }
+  });
+});
+
+describe('loadManifests: disks and storage devices', () => {
+  const disk = (name: string, more = '') =>
+    `---\n${HEADER}kind: Disk\nmetadata: {name: ${name}}\nspec: {size: 1G${more}}\n`;
+  const vm = (name: string, lines: string[]) =>
+    `---\n${HEADER}kind: VirtualMachine\nmetadata: {name: ${name}}\nspec:\n${lines.map((l) => `  ${l}\n`).join('')}`;
+  const DISKS = ['root', 'data', 'cd', 'fd', 'e'].map((n) => disk(n)).join('');
+  const vmSpec = (text: string) => {
+    const r = load(['-'], text).find((x) => x.kind === 'VirtualMachine');
+    return r?.spec as NormalizedVirtualMachineSpec;
+  };
+
+  it('attaches disks on virtio by default, a cdrom always read-only, and boots them by Disk name', () => {
+    const spec = vmSpec(
+      vm('web', [
+        'boot: {order: [cd, root]}',
+        'disks:',
+        '  - {disk: root}',
+        '  - {disk: data, bus: ata, readonly: true}',
+        '  - {disk: cd, bus: cdrom}',
+        '  - {disk: fd, bus: floppy}',
+      ]) + DISKS,
+    );
+    expect(spec.disks).toEqual([
+      { disk: 'root', bus: 'virtio', readonly: false },
+      { disk: 'data', bus: 'ata', readonly: true },
+      { disk: 'cd', bus: 'cdrom', readonly: true },
+      { disk: 'fd', bus: 'floppy', readonly: false },
+    ]);
+    expect(spec.boot.order).toEqual(['cd', 'root']);
+  });
+
+  it('normalises storage devices of spec.devices with their defaults and absolute images', () => {
+    const spec = vmSpec(
+      vm('web', [
+        'devices:',
+        '  - {class: virtio-block, name: scratch, image: img/scratch.qcow2, format: qcow2, snapshot: true}',
+        '  - {class: ata-disk, name: old, image: img/old.img, unit: 1}',
+        '  - {class: ata-cdrom, name: installer, image: ~/isos/debian.iso}',
+        '  - {class: ata-cdrom, name: empty}',
+        '  - {class: floppy, name: a, image: img/a.img, drive: 1}',
+      ]),
+    );
+    expect(spec.devices).toEqual([
+      {
+        class: 'virtio-block',
+        name: 'scratch',
+        image: fx('img', 'scratch.qcow2'),
+        format: 'qcow2',
+        readonly: false,
+        snapshot: true,
+        serial: 'scratch',
+        queues: 1,
+      },
+      {
+        class: 'ata-disk',
+        name: 'old',
+        image: fx('img', 'old.img'),
+        readonly: false,
+        snapshot: false,
+        unit: 1,
+      },
+      { class: 'ata-cdrom', name: 'installer', image: join(homedir(), 'isos/debian.iso') },
+      { class: 'ata-cdrom', name: 'empty' },
+      { class: 'floppy', name: 'a', image: fx('img', 'a.img'), readonly: false, drive: 1 },
+    ]);
+  });
+
+  it('checks attachments: a writable cdrom, boot names, names shared with devices, positions', () => {
+    expect(
+      problems(
+        ['-'],
+        vm('web', [
+          'boot: {order: [root, rot]}', // 6
+          'disks:', // 7
+          '  - {disk: root, bus: ata}', // 8
+          '  - {disk: cd, bus: cdrom, readonly: false}', // 9
+          '  - {disk: data, bus: ata}', // 10
+          '  - {disk: e, bus: ata}', // 11
+          'devices:', // 12
+          '  - {class: ata-cdrom, name: root}', // 13
+          '  - {class: floppy, name: a, drive: 1}', // 14
+          '  - {class: floppy, name: b, drive: 1}', // 15
+        ]) + DISKS,
+      ),
+    ).toEqual([
+      '<stdin>:6:24: VirtualMachine/web: spec.boot.order[1]: no device named "rot" (did you mean "root"?)',
+      '<stdin>:9:40: VirtualMachine/web: spec.disks[1].readonly: a cdrom is always read-only (remove readonly: false)',
+      '<stdin>:13:7: VirtualMachine/web: spec.devices[0]: no free IDE position: the controller has 4 (channel 0/1 × unit 0/1), used by ' +
+        'spec.disks[0] (Disk "root"), spec.disks[1] (Disk "cd"), spec.disks[2] (Disk "data"), spec.disks[3] (Disk "e")',
+      '<stdin>:13:32: VirtualMachine/web: spec.devices[0].name: device name "root" is already used by the Disk attached as spec.disks[0]',
+      '<stdin>:15:39: VirtualMachine/web: spec.devices[2].drive: floppy drive 1 is already used by spec.devices[1] (floppy "a")',
+    ]);
+  });
+
+  it('claims the ports of the IDE channels, and of the floppy controller with a floppy attached', () => {
+    const devices = [
+      'devices:',
+      '  - {class: debug-console, port: 0x170}',
+      '  - {class: debug-console, port: 0x3f4}',
+    ];
+    expect(problems(['-'], vm('web', devices))).toEqual([
+      '<stdin>:7:36: VirtualMachine/web: spec.devices[0].port: port 0x170 is already used by the secondary IDE channel',
+    ]);
+    expect(problems(['-'], vm('web', ['disks: [{disk: fd, bus: floppy}]', ...devices]) + DISKS)).toEqual([
+      '<stdin>:8:36: VirtualMachine/web: spec.devices[0].port: port 0x170 is already used by the secondary IDE channel',
+      '<stdin>:9:36: VirtualMachine/web: spec.devices[1].port: port 0x3f4 is already used by the floppy controller',
+    ]);
+  });
+
+  it('refuses a Disk that one VM writes and another attaches, and two Disks on one file', () => {
+    const text =
+      vm('a', ['disks: [{disk: root}, {disk: data, readonly: true}]']) + // line 6
+      vm('b', ['disks: [{disk: data, readonly: true}]']) + // 12
+      vm('c', ['disks: [{disk: root, readonly: true}]']) + // 18
+      disk('root') +
+      disk('data', ', path: /var/lib/d.img') + // 28
+      disk('copy', ', path: /var/lib/d.img'); // 33
+    expect(problems(['-'], text)).toEqual([
+      '<stdin>:18:18: VirtualMachine/c: spec.disks[0].disk: Disk "root" is also attached by VirtualMachine/a, ' +
+        'and VirtualMachine/a writes it; a Disk can be shared only when every VM attaches it read-only (readonly: true)',
+      '<stdin>:33:24: Disk/copy: spec.path: /var/lib/d.img is already the file of Disk/data',
+    ]);
+    // Read-only everywhere: shared.
+    expect(
+      load(
+        ['-'],
+        vm('a', ['disks: [{disk: data, readonly: true}]']) +
+          vm('b', ['disks: [{disk: data, readonly: true}]']) +
+          disk('data'),
+      ),
+    ).toHaveLength(3);
   });
 });
 

@@ -390,6 +390,71 @@ describe('plan', () => {
     );
   });
 
+  it('refuses to delete a Disk that a VM in the manifests still uses, naming the VM', () => {
+    const desired = [want('VirtualMachine/web', { ...VM, disks: [{ disk: 'data' }] }, ['Disk/data'])];
+    const actual = [
+      have('Disk/data', DISK),
+      have('VirtualMachine/web', { ...VM, disks: [{ disk: 'data' }] }, { deps: ['Disk/data'] }),
+    ];
+    expect(() => plan(desired, actual, policy)).toThrow(
+      'VirtualMachine/web still uses Disk/data, which is not in the configuration: ' +
+        'Disk/data cannot be deleted while VirtualMachine/web uses it (remove the reference first)',
+    );
+  });
+
+  it('refuses to delete a Disk that a VM in state still uses when that VM stays', () => {
+    // State says web uses data (as applied); the manifests keep web as it is and drop data.
+    const desired = [want('VirtualMachine/web', VM)];
+    const actual = [have('Disk/data', DISK), have('VirtualMachine/web', VM, { deps: ['Disk/data'] })];
+    expect(() => plan(desired, actual, policy)).toThrow(
+      'Disk/data cannot be deleted: VirtualMachine/web still uses it (as applied) and is not deleted or replaced',
+    );
+    // Detaching the disk replaces the VM, which then lets go of it first.
+    const detached = plan(
+      [want('VirtualMachine/web', VM)],
+      [
+        have('Disk/data', DISK),
+        have('VirtualMachine/web', { ...VM, disks: [{ disk: 'data' }] }, { deps: ['Disk/data'] }),
+      ],
+      policy,
+    );
+    expect(stepsOf(detached)).toEqual([
+      'delete:VirtualMachine/web',
+      'delete:Disk/data',
+      'create:VirtualMachine/web',
+    ]);
+    // Destroying everything deletes the VM first.
+    expect(stepsOf(plan([], actual, policy))).toEqual(['delete:VirtualMachine/web', 'delete:Disk/data']);
+  });
+
+  it('plans a Disk created with a backing file, grown, and deleted, from manifests', () => {
+    const [base, grown] = loadManifests(['-'], {
+      stdin:
+        'apiVersion: mvisor.dev/v1alpha1\nkind: Disk\nmetadata: {name: root}\n' +
+        'spec: {format: qcow2, size: 10G, backingFile: /img/debian.qcow2}\n---\n' +
+        'apiVersion: mvisor.dev/v1alpha1\nkind: Disk\nmetadata: {name: data}\nspec: {size: 2G, path: /d/data.img}\n',
+    });
+    if (!base || !grown) throw new Error('no disks');
+    const p = plan(
+      [base, grown],
+      [
+        have('Disk/data', { format: 'raw', size: 2 ** 30, path: '/d/data.img' }),
+        have('Disk/old', { format: 'raw', size: 2 ** 30, path: '/d/old.img' }),
+      ],
+      updatePolicy,
+      { growOnly: isGrowOnly },
+    );
+    expect(actionsOf(p)).toEqual(['delete Disk/old', 'update Disk/data', 'create Disk/root']);
+    expect(p.actions.find((a) => a.key === 'Disk/data')?.changes).toEqual([
+      { path: ['size'], before: 2 ** 30, after: 2 * 2 ** 30, policy: 'in-place' },
+    ]);
+    expect(p.actions.find((a) => a.key === 'Disk/root')?.after).toEqual({
+      format: 'qcow2',
+      size: 10 * 2 ** 30,
+      backingFile: '/img/debian.qcow2',
+    });
+  });
+
   it('is deterministic: input order does not matter', () => {
     const desired = [
       want('VirtualMachine/web', VM, ['Disk/a', 'Disk/b']),

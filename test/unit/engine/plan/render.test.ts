@@ -105,6 +105,44 @@ describe('renderPlan', () => {
     `);
   });
 
+  it("shows a disk's creation, growth and deletion", () => {
+    const p = plan(
+      [
+        want('Disk/new', { format: 'qcow2', size: DISK.size, backingFile: '/img/base.qcow2' }),
+        want('Disk/root', { ...DISK, size: 2 * DISK.size }),
+      ],
+      [have('Disk/root', DISK), have('Disk/old', { ...DISK, path: '/var/lib/mvisor/old.img' })],
+      policy,
+    );
+    expect(renderPlan(p, { color: false })).toMatchInlineSnapshot(`
+      "Actions are shown with these symbols:
+        + create
+        ~ update in place
+        - destroy
+
+      mvctl will perform the following actions:
+
+        # Disk/old will be destroyed (not in the configuration)
+        - Disk/old
+            - format: "raw"
+            - path: "/var/lib/mvisor/old.img"
+            - size: 1073741824
+
+        # Disk/new will be created
+        + Disk/new
+            + backingFile: "/img/base.qcow2"
+            + format: "qcow2"
+            + size: 1073741824
+
+        # Disk/root will be updated in place (size changes in place)
+        ~ Disk/root
+            ~ size: 1073741824 -> 2147483648
+
+      Plan: 1 to add, 1 to change, 1 to destroy.
+      "
+    `);
+  });
+
   it('colours only when asked', () => {
     const p = mixedPlan();
     expect(renderPlan(p)).toContain('\u001b[');

@@ -267,12 +267,12 @@ describe('IDE positions', () => {
     ]);
   });
 
-  it('claims the IDE ports only when there is an IDE device', () => {
-    const dbg = '{class: debug-console, port: 0x1f0}';
-    expect(devicesOf([dbg]).map((d) => d.class)).toEqual(['debug-console']);
-    expect(problems([dbg, '{class: ata-cdrom, name: cd}'])).toEqual([
+  it('claims the IDE ports always (the PIIX3 IDE function is always there), the floppy ports with a floppy', () => {
+    expect(problems(['{class: debug-console, port: 0x1f0}', '{class: debug-console, port: 0x376}'])).toEqual([
       '4:34: devices[0].port: port 0x1f0 is already used by the primary IDE channel',
+      '5:34: devices[1].port: port 0x376 is already used by the secondary IDE channel',
     ]);
+    expect(devicesOf(['{class: debug-console, port: 0x3f2}']).map((d) => d.class)).toEqual(['debug-console']);
     expect(problems(['{class: floppy, name: a}', '{class: debug-console, port: 0x3f2}'])).toEqual([
       '5:34: devices[1].port: port 0x3f2 is already used by the floppy controller',
     ]);

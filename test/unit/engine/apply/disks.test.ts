@@ -1,0 +1,167 @@
+/**
+ * Disk resources as apply carries them out: images created (raw, qcow2 with
+ * a backing file), grown, and deleted; a disk a VM still uses is neither
+ * grown under a running VM nor deleted.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { applyPlan, type ApplyResult } from '../../../../src/engine/apply/apply.js';
+import { isGrowOnly, loadManifests, updatePolicy } from '../../../../src/engine/manifest/load.js';
+import { plan, type Plan, type PlanStep, type StepOp } from '../../../../src/engine/plan/planner.js';
+import { toActual } from '../../../../src/engine/state/refresh.js';
+import { StateStore } from '../../../../src/engine/state/store.js';
+import type { DesiredResource } from '../../../../src/engine/types.js';
+
+const MiB = 2 ** 20;
+let dir: string;
+let store: StateStore;
+const children: ChildProcess[] = [];
+
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), 'mvisor-disks-'));
+  store = StateStore.open(join(dir, 'state.db'));
+});
+
+afterEach(() => {
+  for (const c of children.splice(0)) c.kill('SIGKILL');
+  store.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+/** Disk manifests (YAML spec lines by name), loaded with paths relative to the test directory. */
+function disks(specs: Record<string, string>): DesiredResource[] {
+  const text = Object.entries(specs)
+    .map(
+      ([name, spec]) =>
+        `apiVersion: mvisor.dev/v1alpha1\nkind: Disk\nmetadata: {name: ${name}}\nspec: ${spec}\n`,
+    )
+    .join('---\n');
+  return loadManifests(['-'], { stdin: text, cwd: dir });
+}
+
+/** Plans `desired` against the state and applies it. */
+async function apply(desired: DesiredResource[]): Promise<{ plan: Plan; result: ApplyResult }> {
+  const p = plan(desired, store.list().map(toActual), updatePolicy, { growOnly: isGrowOnly });
+  const result = await applyPlan(store, p, desired, { command: 'test', stateDir: dir });
+  return { plan: p, result };
+}
+
+/** A plan of one step on a Disk (what the planner would never produce alone, for the apply-time checks). */
+function onlyStep(op: StepOp, name: string): Plan {
+  const step: PlanStep = { key: `${op}:Disk/${name}`, id: { kind: 'Disk', name }, op, after: [] };
+  return { ...plan([], [], updatePolicy), steps: [step] };
+}
+
+/** Virtual size in a qcow2 header (QEMU docs/interop/qcow2.txt: bytes 24-31). */
+function qcow2Size(path: string): number {
+  const head = readFileSync(path).subarray(0, 32);
+  expect(head.readUInt32BE(0)).toBe(0x514649fb);
+  return Number(head.readBigUInt64BE(24));
+}
+
+describe('apply: Disk', () => {
+  it('creates raw and qcow2 images (with a backing file), then grows them in place', async () => {
+    writeFileSync(join(dir, 'base.img'), Buffer.alloc(MiB));
+    const first = await apply(
+      disks({
+        data: '{size: 1M}',
+        root: '{format: qcow2, size: 4M, backingFile: base.img, path: root.qcow2}',
+      }),
+    );
+    expect(first.result).toMatchObject({ ok: true, done: 2 });
+    const data = join(dir, 'disks', 'data.img');
+    expect(statSync(data).size).toBe(MiB);
+    expect(qcow2Size(join(dir, 'root.qcow2'))).toBe(4 * MiB);
+    // The backing file's name is in the header (offset and length at bytes 8 and 16).
+    const root = readFileSync(join(dir, 'root.qcow2'));
+    const at = Number(root.readBigUInt64BE(8));
+    expect(root.subarray(at, at + root.readUInt32BE(16)).toString()).toBe(join(dir, 'base.img'));
+    expect(store.get({ kind: 'Disk', name: 'data' })).toMatchObject({
+      status: 'ready',
+      spec: { path: data },
+    });
+
+    const grown = await apply(
+      disks({
+        data: '{size: 3M}',
+        root: '{format: qcow2, size: 8M, backingFile: base.img, path: root.qcow2}',
+      }),
+    );
+    expect(grown.plan.actions.map((a) => `${a.action} ${a.key}`)).toEqual([
+      'update Disk/data',
+      'update Disk/root',
+    ]);
+    expect(grown.result).toMatchObject({ ok: true, done: 2 });
+    expect(statSync(data).size).toBe(3 * MiB);
+    expect(qcow2Size(join(dir, 'root.qcow2'))).toBe(8 * MiB);
+    expect(store.get({ kind: 'Disk', name: 'root' })?.spec).toMatchObject({ size: 8 * MiB });
+
+    const gone = await apply([]);
+    expect(gone.result).toMatchObject({ ok: true, done: 2 });
+    expect(existsSync(data)).toBe(false);
+    expect(existsSync(join(dir, 'root.qcow2'))).toBe(false);
+  });
+
+  it('refuses to create over an existing file, and reports image errors with the Disk', async () => {
+    writeFileSync(join(dir, 'taken.img'), 'x');
+    const r = await apply(
+      disks({
+        taken: '{size: 1M, path: taken.img}',
+        orphan: '{format: qcow2, size: 1M, backingFile: nope.img}',
+      }),
+    );
+    expect(r.result.ok).toBe(false);
+    const errors = r.result.failed.map((f) => f.error);
+    expect(errors).toContainEqual(
+      `Disk/taken: ${join(dir, 'taken.img')} already exists; remove it or import it (mvctl import is planned)`,
+    );
+    expect(errors.find((e) => e.startsWith('Disk/orphan: '))).toContain(join(dir, 'nope.img'));
+  });
+
+  it('refuses to delete a disk that a VM in state still uses', async () => {
+    await apply(disks({ data: '{size: 1M}' }));
+    store.put({
+      kind: 'VirtualMachine',
+      name: 'web',
+      spec: { disks: [{ disk: 'data', bus: 'virtio', readonly: false }] },
+      dependsOn: [{ kind: 'Disk', name: 'data' }],
+      status: 'stopped',
+    });
+    const r = await applyPlan(store, onlyStep('delete', 'data'), [], { command: 'test', stateDir: dir });
+    expect(r.failed.map((f) => f.error)).toEqual([
+      'Disk/data: still used by VirtualMachine/web (spec.disks); detach it from the VM or delete the VM first',
+    ]);
+    expect(existsSync(join(dir, 'disks', 'data.img'))).toBe(true);
+  });
+
+  it('refuses to grow a disk under a running VM', async () => {
+    await apply(disks({ data: '{size: 1M}' }));
+    // A process that looks like a VMM (refresh and apply recognise them by their command line).
+    const vmm = spawn(process.execPath, [
+      '-e',
+      'setInterval(() => {}, 1000)',
+      join(dir, 'mvisor.js'),
+      '--control',
+    ]);
+    children.push(vmm);
+    store.put({
+      kind: 'VirtualMachine',
+      name: 'web',
+      spec: { disks: [{ disk: 'data', bus: 'virtio', readonly: false }] },
+      dependsOn: [{ kind: 'Disk', name: 'data' }],
+      status: 'running',
+      pid: vmm.pid ?? null,
+    });
+    // Only the disk's step (the VM is not in these manifests, so a plan would delete it).
+    const desired = disks({ data: '{size: 2M}' });
+    const r = await applyPlan(store, onlyStep('update', 'data'), desired, { command: 'test', stateDir: dir });
+    expect(r.failed.map((f) => f.error)).toEqual([
+      `Disk/data: cannot grow ${join(dir, 'disks', 'data.img')} while VirtualMachine/web runs with it; ` +
+        'stop the VM (running: false), apply, then grow the disk',
+    ]);
+    expect(statSync(join(dir, 'disks', 'data.img')).size).toBe(MiB);
+  });
+});
