@@ -58,10 +58,11 @@ describe.skipIf(!hasKvm())('SeaBIOS firmware boot', () => {
       expect(debug).toContain('QEMU fw_cfg DMA interface supported');
       expect(debug).toMatch(/qemu\/e820: addr 0x0000000000000000 len 0x0000000008000000 \[RAM\]/);
       expect(debug).toContain('Moving pm_base to 0x600');
-      // PCI enumeration: the host bridge, the ISA bridge and the PM function.
-      expect(debug).toContain('Found 3 PCI devices (max PCI bus is 00)');
+      // PCI enumeration: the host bridge, the ISA bridge, the IDE and PM functions.
+      expect(debug).toContain('Found 4 PCI devices (max PCI bus is 00)');
       expect(debug).toContain('PCI: init bdf=00:00.0 id=8086:1237');
       expect(debug).toContain('PCI: init bdf=00:01.0 id=8086:7000');
+      expect(debug).toContain('PCI: init bdf=00:01.1 id=8086:7010');
       expect(debug).toContain('PCI: init bdf=00:01.3 id=8086:7113');
       expect(debug).toContain('Found 2 cpu(s) max supported 2 cpu(s)');
       // ACPI through the table loader (the FADT found via the XSDT), SMBIOS from fw_cfg.

@@ -155,6 +155,7 @@ describe.skipIf(!hasKvm())('Linux direct boot (guest kit)', () => {
       // What busybox lspci would list, from the kernel's PCI enumeration.
       expect(r.stdout).toMatch(/pci 0000:00:00\.0: \[8086:1237\] type 00 class 0x060000/);
       expect(r.stdout).toMatch(/pci 0000:00:01\.0: \[8086:7000\] type 00 class 0x060100/);
+      expect(r.stdout).toMatch(/pci 0000:00:01\.1: \[8086:7010\] type 00 class 0x010180/);
       expect(r.stdout).toMatch(/pci 0000:00:01\.3: \[8086:7113\] type 00 class 0x068000/);
       expect(r.stdout).toContain('pnp: PnP ACPI: found');
       expect(r.stdout).toContain('ACPI: button: Power Button [PWRF]');
@@ -188,6 +189,7 @@ describe.skipIf(!hasKvm())('Linux direct boot (guest kit)', () => {
       const lspci = r.stdout.split('mvinit: lspci begin')[1]?.split('mvinit: lspci end')[0] ?? '';
       expect(lspci).toMatch(/00:00\.0 Class 0600: 8086:1237/);
       expect(lspci).toMatch(/00:01\.0 Class 0601: 8086:7000/);
+      expect(lspci).toMatch(/00:01\.1 Class 0101: 8086:7010/);
       expect(lspci).toMatch(/00:01\.3 Class 0680: 8086:7113/);
       expect(r.stdout).toContain('mvinit: done action=poweroff');
       expect(r.code).toBe(0);
