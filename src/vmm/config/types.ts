@@ -109,8 +109,36 @@ export interface ResolvedFloppyDevice {
 export type ResolvedStorageDevice =
   ResolvedVirtioBlockDevice | ResolvedAtaDiskDevice | ResolvedAtaCdromDevice | ResolvedFloppyDevice;
 
+/** QEMU's isa-debug-exit: a write of v ends the VMM with exit status (v << 1) | 1. */
+export interface ResolvedIsaDebugExitDevice {
+  class: 'isa-debug-exit';
+  /** I/O base (QEMU default 0x501; kvm-unit-tests uses 0xf4). */
+  iobase: number;
+  /** Ports from iobase: 1, 2 or 4 (QEMU default 2). */
+  iosize: number;
+}
+
+/** QEMU's pc-testdev (ports 0xe0-0xef, 0x2000, MMIO test page): what kvm-unit-tests uses. */
+export interface ResolvedPcTestdevDevice {
+  class: 'pc-testdev';
+}
+
+/** QEMU's pci-testdev, PCI 1b36:0005. */
+export interface ResolvedPciTestdevDevice {
+  class: 'pci-testdev';
+  /** PCI slot on bus 0 (2..31); assigned like virtio-block's when not configured. */
+  slot?: number;
+}
+
+export type ResolvedTestDevice =
+  ResolvedIsaDebugExitDevice | ResolvedPcTestdevDevice | ResolvedPciTestdevDevice;
+
 export type ResolvedDevice =
-  ResolvedSerialPortDevice | ResolvedDebugConsoleDevice | ResolvedOptionRomDevice | ResolvedStorageDevice;
+  | ResolvedSerialPortDevice
+  | ResolvedDebugConsoleDevice
+  | ResolvedOptionRomDevice
+  | ResolvedStorageDevice
+  | ResolvedTestDevice;
 
 /** How the VM starts: SeaBIOS (or another BIOS image) or a direct kernel boot. */
 export type ResolvedFirmware =
@@ -150,6 +178,8 @@ export interface ResolvedVmmConfig {
   fwCfgFiles: ResolvedFwCfgFile[];
   /** Absolute path of an ELF vmlinux (PVH entry) or a bzImage (direct boot only); exists and is readable. */
   kernel?: string;
+  /** Multiboot modules (QEMU's -initrd "file args,file args"), in order; direct boot of a multiboot kernel only. */
+  modules?: Array<{ path: string; cmdline: string }>;
   /** Absolute path of the initrd, if any; exists and is readable. */
   initrd?: string;
   /** Kernel command line ('' if none). */
