@@ -93,6 +93,7 @@ class Vm : public Napi::ObjectWrap<Vm> {
   Napi::Value SetIdentityMapAddr(const Napi::CallbackInfo& info);
   Napi::Value CreateIrqchip(const Napi::CallbackInfo& info);
   Napi::Value CreatePit2(const Napi::CallbackInfo& info);
+  Napi::Value PitReinject(const Napi::CallbackInfo& info);
   Napi::Value IrqLine(const Napi::CallbackInfo& info);
   Napi::Value SetGsiRouting(const Napi::CallbackInfo& info);
   Napi::Value SignalMsi(const Napi::CallbackInfo& info);

@@ -247,6 +247,20 @@ Napi::Value Vm::CreatePit2(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// KVM_REINJECT_CONTROL: whether the in-kernel PIT replays timer ticks the
+// guest missed (KVM's default, QEMU's lost_tick_policy=delay) or drops them
+// (discard).
+Napi::Value Vm::PitReinject(const Napi::CallbackInfo& info) {
+  if (info.Length() < 1 || !info[0].IsBoolean()) {
+    ThrowType(info.Env(), "pitReinject(on: boolean)");
+    return info.Env().Undefined();
+  }
+  kvm_reinject_control c{};
+  c.pit_reinject = info[0].As<Napi::Boolean>().Value() ? 1 : 0;
+  if (Ioctl(fd_, KVM_REINJECT_CONTROL, &c) < 0) ThrowErrno(info.Env(), "KVM_REINJECT_CONTROL", errno);
+  return info.Env().Undefined();
+}
+
 Napi::Value Vm::IrqLine(const Napi::CallbackInfo& info) {
   uint32_t irq, level;
   if (!ArgU32(info, 0, "irq", &irq) || !ArgU32(info, 1, "level", &level)) return info.Env().Undefined();
@@ -679,6 +693,7 @@ void Vm::Init(Napi::Env env, Napi::Object exports) {
                                      InstanceMethod("createIrqchip", &Vm::CreateIrqchip),
                                      InstanceMethod("createPit2", &Vm::CreatePit2),
                                      InstanceMethod("irqLine", &Vm::IrqLine),
+                                     InstanceMethod("pitReinject", &Vm::PitReinject),
                                      InstanceMethod("setGsiRouting", &Vm::SetGsiRouting),
                                      InstanceMethod("signalMsi", &Vm::SignalMsi),
                                      InstanceMethod("ioeventfd", &Vm::Ioeventfd),

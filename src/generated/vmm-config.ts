@@ -54,6 +54,10 @@ export type CharSink = ('stdio' | 'none') | FileSink | SocketSink;
  */
 export type DebugSink = ('none' | 'stderr') | FileSink;
 /**
+ * A device of the VMM config, chosen by its class: a Device, or one of QEMU's test devices (isa-debug-exit, pc-testdev, pci-testdev), which only a VMM config can have.
+ */
+export type VmmDevice = Device | IsaDebugExitDevice | PcTestdevDevice | PciTestdevDevice;
+/**
  * An extra device, chosen by its class: serial-port, debug-console, option-rom, or a storage device (virtio-block, ata-disk, ata-cdrom, floppy).
  */
 export type Device =
@@ -116,13 +120,17 @@ export interface VmmConfig {
    */
   fwCfg?: FwCfgItem[];
   /**
-   * Guest kernel for direct boot (firmware direct): an ELF vmlinux (booted through its PVH entry point) or a bzImage. Not used with firmware bios.
+   * Guest kernel for direct boot (firmware direct): an ELF vmlinux (booted through its PVH entry point), a bzImage, or a multiboot kernel (an ELF or flat image with a Multiboot 0.6.96 header, such as kvm-unit-tests' .flat files). Not used with firmware bios.
    */
   kernel?: string;
   /**
    * Initial ramdisk for direct boot (optional; not used with firmware bios).
    */
   initrd?: string;
+  /**
+   * Multiboot modules for a multiboot kernel (like QEMU's -initrd "file args,file args"), loaded in order; the kernel finds them in the multiboot information block. Direct boot of a multiboot kernel only.
+   */
+  modules?: MultibootModule[];
   /**
    * Kernel command line for direct boot (not used with firmware bios).
    */
@@ -134,13 +142,17 @@ export interface VmmConfig {
    */
   onReset?: 'exit';
   /**
+   * Timer ticks of the PIT the guest could not take in time: delay (KVM's and QEMU's default: replayed later, which old Windows timekeeping wants) or discard (dropped, QEMU's lost_tick_policy=discard: a guest that runs slower than real time then still gets its other interrupts).
+   */
+  pitLostTicks?: 'delay' | 'discard';
+  /**
    * What a triple fault does. stop: the VMM prints an error line and exits with code 3.
    */
   onTripleFault?: 'stop';
   /**
    * Extra devices, each an object with a `class`.
    */
-  devices?: Device[];
+  devices?: VmmDevice[];
 }
 export interface CpuObject {
   model: CpuModel;
@@ -195,6 +207,19 @@ export interface FwCfgString {
    * The contents, as text (UTF-8).
    */
   string: string;
+}
+/**
+ * A multiboot module: a file the VMM loads into guest memory for a multiboot kernel, with its command line.
+ */
+export interface MultibootModule {
+  /**
+   * Path of the module file.
+   */
+  file: string;
+  /**
+   * The module's command line (its string in the multiboot information block). Default: empty.
+   */
+  cmdline?: string;
 }
 export interface FileSink {
   /**
@@ -314,4 +339,34 @@ export interface FloppyDevice {
    * Drive number: 0 (A:) or 1 (B:). Default: the first free one, in device order.
    */
   drive?: 0 | 1;
+}
+/**
+ * QEMU's isa-debug-exit: a write of v to its ports ends the VMM with exit status (v << 1) | 1 (kvm-unit-tests uses iobase 0xf4, iosize 4).
+ */
+export interface IsaDebugExitDevice {
+  class: 'isa-debug-exit';
+  /**
+   * First I/O port. Default 0x501 (as QEMU).
+   */
+  iobase?: number;
+  /**
+   * Number of I/O ports from iobase: 1, 2 or 4. Default 2 (as QEMU).
+   */
+  iosize?: 1 | 2 | 4;
+}
+/**
+ * QEMU's pc-testdev, as kvm-unit-tests uses it: I/O ports 0xe0-0xeb (a scratch register, page flush, byte-wise scratch register), 0x2000-0x2017 (ISA IRQ lines) and 64 KiB of test memory at 0xff000000.
+ */
+export interface PcTestdevDevice {
+  class: 'pc-testdev';
+}
+/**
+ * QEMU's pci-testdev (PCI 1b36:0005), as kvm-unit-tests uses it.
+ */
+export interface PciTestdevDevice {
+  class: 'pci-testdev';
+  /**
+   * PCI slot on bus 0 (2..31; 0 is the host bridge, 1 the PIIX). Default: the first free slot from 2 up, in device order (shared with virtio-block devices).
+   */
+  slot?: number;
 }

@@ -36,6 +36,11 @@ import {
   cmosFloppyType,
 } from './storage/floppy.js';
 import { VirtioBlk } from './virtio/blk.js';
+import { IsaDebugExit } from './testdev/isa-debug-exit.js';
+import { PcTestdev } from './testdev/pc-testdev.js';
+import { PciTestdev } from './testdev/pci-testdev.js';
+import { isMultiboot, loadMultibootKernel } from './boot/multiboot.js';
+import { PCI_BAR0, PCI_COMMAND, PCI_COMMAND_IO, PCI_COMMAND_MEMORY } from './pci/config-space.js';
 import { KvmIoEvents, kvmMsiSink } from './virtio/ioevent.js';
 import type { ResolvedAtaDiskDevice, ResolvedDevice } from './config/types.js';
 import { ResetControl } from './chipset/reset-control.js';
@@ -62,7 +67,7 @@ import {
 } from './firmware/acpi/tables.js';
 import { buildSmbios } from './firmware/smbios.js';
 import { E820_RAM, E820_RESERVED } from './boot/e820.js';
-import { HIMEM_START, LOW_MEMORY_END } from './boot/layout.js';
+import { HIMEM_START, LOW_MEMORY_END, DEFAULT_PCI_HOLE_START, IOAPIC_START } from './boot/layout.js';
 import type { HostMemoryBlock } from './core/kvm-vm.js';
 
 /** I/O base of the ACPI PM registers (what SeaBIOS programs and the FADT names). */
@@ -171,6 +176,7 @@ export class PcMachine {
     // not leave files, sockets or the VM behind.
     try {
       this.vm.native.setGsiRouting(pcGsiRoutes(this.vm.addon.constants));
+      if (config.pitLostTicks === 'discard') this.vm.native.pitReinject(false);
       const vm = this.vm;
       // Low RAM around the legacy hole: DRAM below 640 KiB and from 1 MiB;
       // 0xA0000-0xBFFFF is the (future) VGA window, 0xC0000-0xFFFFF is PAM's.
@@ -295,6 +301,7 @@ export class PcMachine {
       this.pm = this.add(new Piix4Pm(this.ctx, { mapper, ioBase: direct ? PM_IO_BASE : undefined }));
       pci.attach(this.pm, PIIX_SLOT, 3);
       const storage = this.attachStorage(config.devices, images, direct);
+      this.attachTestDevices(config.devices);
       this.ide = storage.ide;
       this.fdc = storage.fdc;
       // fw_cfg is there for a direct boot too (QEMU has it always): its
@@ -368,6 +375,80 @@ export class PcMachine {
       vm.pio.register(FDC_DIR_PORT, 1, fdc.dirPort, fdc.name);
     }
     return { ide, fdc };
+  }
+
+  /** QEMU's test devices (kvm-unit-tests), only when the config names them. */
+  private attachTestDevices(devices: readonly ResolvedDevice[]): void {
+    const vm = this.vm;
+    for (const d of devices) {
+      if (d.class === 'isa-debug-exit') {
+        const dev = this.add(
+          new IsaDebugExit(this.ctx, {
+            iobase: d.iobase,
+            iosize: d.iosize,
+            onExit: (code, reason) => vm.requestStop(code, reason),
+          }),
+        );
+        vm.pio.register(dev.iobase, dev.iosize, dev, dev.name);
+      } else if (d.class === 'pc-testdev') {
+        const dev = this.add(new PcTestdev(this.ctx));
+        for (const r of dev.pioRanges) vm.pio.register(r.base, r.length, r.handler, r.name);
+        for (const r of dev.mmioRanges) vm.mmio.register(r.base, r.length, r.handler, r.name);
+      } else if (d.class === 'pci-testdev') {
+        const slot = d.slot ?? this.freePciSlot();
+        this.pci.attach(this.add(new PciTestdev(this.ctx)), slot, 0);
+      }
+    }
+  }
+
+  private freePciSlot(): number {
+    for (let slot = 2; slot < 32; slot++) if (!this.pci.device(slot, 0)) return slot;
+    throw new BootError('no free PCI slot left on bus 0');
+  }
+
+  /**
+   * A direct kernel boot has no firmware to assign PCI resources, so the
+   * machine does what SeaBIOS would: every BAR of bus 0 gets an address
+   * (I/O from 0xC000, memory from the start of the PCI hole, each aligned
+   * to its size, largest first) and I/O and memory decoding are turned on.
+   * Kernels that assign their own (Linux) may move them; test kernels
+   * (kvm-unit-tests) use them as they are.
+   */
+  private assignPciResources(): void {
+    const bars: Array<{ slot: number; fn: number; index: number; kind: string; size: number }> = [];
+    for (let slot = 0; slot < 32; slot++)
+      for (let fn = 0; fn < 8; fn++) {
+        const d = this.pci.device(slot, fn);
+        if (!d) continue;
+        for (const b of d.bars) bars.push({ slot, fn, index: b.index, kind: b.kind, size: b.size });
+      }
+    bars.sort((a, b) => b.size - a.size);
+    let io = 0xc000;
+    let mem = this.layout.lowRam.size;
+    mem = Math.max(mem, DEFAULT_PCI_HOLE_START);
+    const align = (v: number, a: number) => Math.ceil(v / a) * a;
+    const used = new Set<string>();
+    for (const b of bars) {
+      let addr: number;
+      if (b.kind === 'io') {
+        addr = align(io, b.size);
+        if (addr + b.size > 0x10000) continue;
+        io = addr + b.size;
+      } else {
+        addr = align(mem, b.size);
+        if (addr + b.size > IOAPIC_START) continue;
+        mem = addr + b.size;
+      }
+      const reg = PCI_BAR0 + 4 * b.index;
+      this.pci.writeConfig(b.slot, b.fn, reg, 4, addr >>> 0);
+      if (b.kind === 'mem64') this.pci.writeConfig(b.slot, b.fn, reg + 4, 4, 0);
+      used.add(`${b.slot}.${b.fn}`);
+    }
+    for (const key of used) {
+      const [slot, fn] = key.split('.').map(Number) as [number, number];
+      const cmd = this.pci.readConfig(slot, fn, PCI_COMMAND, 2);
+      this.pci.writeConfig(slot, fn, PCI_COMMAND, 2, cmd | PCI_COMMAND_IO | PCI_COMMAND_MEMORY);
+    }
   }
 
   /** Waits until no storage request is in flight (the vCPUs are stopped or paused). */
@@ -585,9 +666,32 @@ export class PcMachine {
       mem.write(DIRECT_BOOT_ACPI_RSDP, linked.rsdp);
       acpiRsdp = DIRECT_BOOT_ACPI_RSDP;
     }
+    this.assignPciResources();
     const regs = zeroRegs();
     let boot: BootCpuState;
-    if (isElf(image)) {
+    if (isMultiboot(image)) {
+      const modules = (c.modules ?? []).map((m) => {
+        try {
+          return { data: readFileSync(m.path), cmdline: m.cmdline, path: m.path };
+        } catch (e) {
+          throw new BootError(`${m.path}: cannot read module: ${(e as Error).message}`);
+        }
+      });
+      const k = loadMultibootKernel(mem, image, kernel, {
+        cmdline: c.cmdline,
+        modules,
+        e820: this.e820,
+        lowRamEnd,
+      });
+      for (const w of k.warnings) this.opts.log.warn(`${kernel}: ${w}`);
+      boot = k.cpu;
+      regs.rip = BigInt(k.entry);
+      regs.rax = BigInt(k.eax);
+      regs.rbx = BigInt(k.infoAddr);
+      regs.rflags = BigInt(k.rflags);
+      this.vm.setBootState(0, boot, regs);
+      return;
+    } else if (isElf(image)) {
       const k = loadPvhKernel(mem, image, kernel, {
         cmdline: c.cmdline,
         initrd,

@@ -190,6 +190,8 @@ export interface ResolvedVmmConfig {
   debugConsole: ResolvedDebugSink;
   /** A guest reset makes the VMM exit with code 0. */
   onReset: 'exit';
+  /** Missed PIT ticks: replayed (delay, the default) or dropped (discard). */
+  pitLostTicks?: 'delay' | 'discard';
   /** A triple fault stops the VM: the VMM prints an error line and exits with code 3. */
   onTripleFault: 'stop';
   devices: ResolvedDevice[];

@@ -38,6 +38,8 @@ export interface NativeVm {
   setIdentityMapAddr(addr: number): void;
   createIrqchip(): void;
   createPit2(flags?: number): void;
+  /** KVM_REINJECT_CONTROL: replay missed PIT ticks (true, KVM's default) or drop them. */
+  pitReinject(on: boolean): void;
   irqLine(irq: number, level: number): void;
   setGsiRouting(routes: Uint32Array): void;
   signalMsi(addressLo: number, addressHi: number, data: number): number;
