@@ -19,6 +19,8 @@
  *   mvisor_test.write_loop=sda     after the rest, write 4 KiB blocks over
  *                                  the disk forever (a crash-consistency
  *                                  test kills the VMM meanwhile)
+ *   mvisor_test.bench=vda,sda      time 4 KiB random and 64 KiB sequential
+ *                                  reads and writes on each disk (bench/storage)
  *   mvisor_test.iso=sr0:/path      mount the CD as iso9660 and print the
  *                                  file's size and CRC-32
  *   mvisor_test.enable=0                           skip everything
@@ -41,6 +43,7 @@
 #include <linux/bio.h>
 #include <linux/crc32.h>
 #include <linux/mount.h>
+#include <uapi/linux/mount.h>
 #include <linux/init_syscalls.h>
 #include <linux/async.h>
 #include <linux/device/driver.h>
@@ -56,6 +59,10 @@ static char *iso = "";
 module_param(iso, charp, 0);
 static char *write_loop = "";
 module_param(write_loop, charp, 0);
+static char *bench = "";
+module_param(bench, charp, 0);
+static int bench_ops = 1000;
+module_param(bench_ops, int, 0);
 
 #define MVTEST_IO 4096
 
@@ -157,6 +164,77 @@ static void mvtest_write_loop(void)
 		cond_resched();
 	}
 	pr_info("mvtest: write_loop=error\n");
+}
+
+/* `ops` synchronous transfers of `pages` pages each, sequential or at pseudo-random offsets. */
+static void mvtest_bench_one(struct block_device *bdev, const char *name, const char *what,
+			     blk_opf_t op, int pages, bool random)
+{
+	sector_t sectors = bdev_nr_sectors(bdev), pos = 0, span = pages * 8;
+	struct page *page = alloc_pages(GFP_KERNEL, ilog2(pages));
+	u32 rnd = 12345;
+	ktime_t t0;
+	s64 us;
+	int i, err = 0;
+
+	if (!page || sectors < 2 * span) {
+		pr_info("mvtest: bench_%s_%s=error\n", name, what);
+		if (page)
+			__free_pages(page, ilog2(pages));
+		return;
+	}
+	memset(page_address(page), 0x5a, pages * PAGE_SIZE);
+	t0 = ktime_get();
+	for (i = 0; i < bench_ops && !err; i++) {
+		struct bio *bio = bio_alloc(bdev, 1, op, GFP_KERNEL);
+
+		if (random) {
+			rnd = rnd * 1103515245 + 12345;
+			pos = ((sector_t)rnd % (sectors / span)) * span;
+		} else if (pos + span > sectors) {
+			pos = 0;
+		}
+		bio->bi_iter.bi_sector = pos;
+		__bio_add_page(bio, page, pages * PAGE_SIZE, 0);
+		err = submit_bio_wait(bio);
+		bio_put(bio);
+		if (!random)
+			pos += span;
+	}
+	us = ktime_us_delta(ktime_get(), t0);
+	__free_pages(page, ilog2(pages));
+	if (err)
+		pr_info("mvtest: bench_%s_%s=error%d\n", name, what, err);
+	else
+		pr_info("mvtest: bench_%s_%s_ops=%d bench_%s_%s_us=%lld bench_%s_%s_bytes=%lu\n",
+			name, what, i, name, what, us, name, what, (unsigned long)i * pages * PAGE_SIZE);
+}
+
+static void mvtest_bench(void)
+{
+	char *list, *p, *name, path[40];
+	struct block_device *bdev;
+	dev_t devt;
+
+	if (!*bench)
+		return;
+	list = kstrdup(bench, GFP_KERNEL);
+	for (p = list; list && (name = strsep(&p, ",")) != NULL;) {
+		snprintf(path, sizeof(path), "/dev/%s", name);
+		devt = name_to_dev_t(path);
+		bdev = devt ? blkdev_get_by_dev(devt, FMODE_READ | FMODE_WRITE, NULL) : ERR_PTR(-ENODEV);
+		if (IS_ERR(bdev)) {
+			pr_info("mvtest: bench_%s=absent\n", name);
+			continue;
+		}
+		mvtest_bench_one(bdev, name, "randread", REQ_OP_READ, 1, true);
+		mvtest_bench_one(bdev, name, "randwrite", REQ_OP_WRITE, 1, true);
+		mvtest_bench_one(bdev, name, "seqread", REQ_OP_READ, 16, false);
+		mvtest_bench_one(bdev, name, "seqwrite", REQ_OP_WRITE, 16, false);
+		blkdev_put(bdev, FMODE_READ | FMODE_WRITE);
+	}
+	kfree(list);
+	pr_info("mvtest: bench=done\n");
 }
 
 static void mvtest_disks(void)
@@ -330,12 +408,13 @@ static int __init mvtest_init(void)
 		get_num_physpages() << (PAGE_SHIFT - 10));
 	mvtest_rtc();
 	mvtest_initramfs();
-	if (*disks || *iso) {
+	if (*disks || *iso || *bench) {
 		/* libata and SCSI probe asynchronously; wait as the root mount does. */
 		wait_for_device_probe();
 		async_synchronize_full();
 		mvtest_disks();
 		mvtest_iso();
+		mvtest_bench();
 	}
 	if (*write_loop) {
 		wait_for_device_probe();

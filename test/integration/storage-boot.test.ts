@@ -329,6 +329,10 @@ async function bootMvisor(b: MvisorBoot): Promise<{ r: RunResult; debug: string;
       vcpus: 1,
       cpu: TEST_CPU,
       firmware: 'bios',
+      // As the QEMU runs above: drop PIT ticks the guest missed, or the
+      // replayed timer interrupts starve the floppy's IRQ 6 where KVM
+      // emulates real-mode code slowly.
+      pitLostTicks: 'discard',
       devices: b.devices,
       boot: { order: b.order },
       debugConsole: { file: debugLog },
