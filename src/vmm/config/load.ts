@@ -47,12 +47,14 @@ import type {
   CharSink,
   DebugConsoleDevice,
   DebugSink,
-  Device,
   FloppyDevice,
+  IsaDebugExitDevice,
   OptionRomDevice,
+  PciTestdevDevice,
   SerialPortDevice,
   VirtioBlockDevice,
   VmmConfig,
+  VmmDevice,
 } from '../../generated/vmm-config.js';
 import { ConfigError, type ConfigProblem } from './errors.js';
 import { SIZE_PATTERN, formatSize, parseSize } from './size.js';
@@ -201,8 +203,31 @@ export function parseCpuSpec(spec: string): ResolvedCpu {
 // ---------------------------------------------------------------------------
 // Schema access
 
-const SCHEMA: SchemaNode = schemaJson;
+/**
+ * The schema as the loader validates with. In the file, `VmmDevice` (what
+ * `devices` holds) is a union of `Device` (the classes VirtualMachine
+ * manifests share) and the test devices; here `Device` is widened to one
+ * flat union of every class a VMM config can have, and `devices` holds it,
+ * so that a wrong `class`, or a wrong field of a known class, is explained
+ * as before ("unknown device class ... (known: ...)"). The two schemas
+ * accept the same documents: the classes are distinct constants.
+ */
+const SCHEMA: SchemaNode = vmmValidationSchema(schemaJson);
 const SCHEMA_ID = SCHEMA.$id ?? 'vmm-config';
+
+export function vmmValidationSchema(schema: SchemaNode): SchemaNode {
+  const copy = structuredClone(schema) as SchemaNode & {
+    definitions: Record<string, SchemaNode>;
+    properties: Record<string, SchemaNode>;
+  };
+  const defs = copy.definitions;
+  const flat = (defs.VmmDevice?.oneOf ?? []).flatMap((b) =>
+    b.$ref === '#/definitions/Device' ? (defs.Device?.oneOf ?? []) : [b],
+  );
+  defs.Device = { ...defs.Device, oneOf: flat };
+  copy.properties.devices = { ...copy.properties.devices, items: { $ref: '#/definitions/Device' } };
+  return copy;
+}
 
 /** The schema node at a JSON pointer ('' is the root). */
 function schemaAt(pointer: string): SchemaNode {
@@ -231,7 +256,7 @@ const validators = new Map<string, ValidateFunction>();
 function getAjv(): Ajv {
   if (!ajv) {
     ajv = new Ajv(EXPLAIN_AJV_OPTIONS);
-    ajv.addSchema(schemaJson, SCHEMA_ID);
+    ajv.addSchema(SCHEMA, SCHEMA_ID);
   }
   return ajv;
 }
@@ -545,10 +570,15 @@ export interface FieldProblem extends ListProblem {
   field?: string;
 }
 
-/** What a device of the VMM config asks for, or undefined for a device that is not a storage device. */
-export function storagePlacementRequest(d: Device): PlacementRequest | undefined {
+/**
+ * What a device of the VMM config asks for, or undefined for a device that
+ * has no position: storage devices, and pci-testdev, which takes a PCI slot
+ * as virtio-block devices do.
+ */
+export function storagePlacementRequest(d: VmmDevice): PlacementRequest | undefined {
   switch (d.class) {
     case 'virtio-block':
+    case 'pci-testdev':
       return d.slot === undefined ? { bus: 'pci' } : { bus: 'pci', slot: d.slot };
     case 'ata-disk':
     case 'ata-cdrom':
@@ -569,8 +599,8 @@ function pick<T extends object, K extends keyof T>(o: T, k: K): Partial<Pick<T, 
  * for other devices; `labels[i]` names it in messages): positions given
  * must be unique; then devices with half a position (an IDE channel, or a
  * unit) take the first free one that fits, then the others take the first
- * free position, each in device order. virtio-block devices get PCI slots
- * from 2 up, IDE devices the four positions channel 0/1 × unit 0/1 (0/0,
+ * free position, each in device order. virtio-block devices (and
+ * pci-testdev) get PCI slots from 2 up, IDE devices the four positions channel 0/1 × unit 0/1 (0/0,
  * 0/1, 1/0, 1/1), floppies drives 0 and 1.
  */
 export function placeStorageDevices(
@@ -777,7 +807,7 @@ export function imageSharingProblems(
 }
 
 /** How a device appears in messages about other devices: `devices[2] (ata-disk "root")`. */
-function deviceLabel(d: Device, i: number): string {
+function deviceLabel(d: VmmDevice, i: number): string {
   return 'name' in d ? `devices[${i}] (${d.class} ${JSON.stringify(d.name)})` : `devices[${i}] (${d.class})`;
 }
 
@@ -789,6 +819,43 @@ function deviceLabel(d: Device, i: number): string {
  */
 export function storageControllerPorts(uses: { floppy: boolean }): PortRange[] {
   return [...IDE_PORTS, ...(uses.floppy ? FLOPPY_PORTS : [])];
+}
+
+/** isa-debug-exit's defaults, as QEMU's (hw/misc/debugexit.c). */
+export const ISA_DEBUG_EXIT_DEFAULTS = { iobase: 0x501, iosize: 2 } as const;
+
+/**
+ * The I/O ports of QEMU's pc-testdev (hw/misc/pc-testdev.c): a 32-bit
+ * scratch register at 0xe0, the page flush port at 0xe4, the byte-wise
+ * scratch register at 0xe8, and one port per ISA IRQ line from 0x2000.
+ */
+export const PC_TESTDEV_PORTS: readonly PortRange[] = [
+  { start: 0xe0, end: 0xec, owner: 'pc-testdev' },
+  { start: 0x2000, end: 0x2018, owner: 'pc-testdev' },
+];
+
+/** pc-testdev's test memory (64 KiB at 0xff000000, QEMU's IOMEM_LEN). */
+export const PC_TESTDEV_MMIO = { start: 0xff00_0000, end: 0xff01_0000 } as const;
+
+/** Multiboot 0.6.96 §3.1.1: the header is 32-bit aligned within the first 8192 bytes of the image. */
+const MULTIBOOT_MAGIC = 0x1badb002;
+const MULTIBOOT_SEARCH = 8192;
+
+/** Why `path` (a readable file) is not a multiboot kernel that can take modules, or undefined. */
+export function multibootProblem(path: string): string | undefined {
+  let head: Buffer;
+  try {
+    head = readHead(path, MULTIBOOT_SEARCH);
+  } catch (e) {
+    return `${path}: ${fileErrorReason(e)}`;
+  }
+  for (let off = 0; off + 12 <= head.length; off += 4) {
+    if (head.readUInt32LE(off) !== MULTIBOOT_MAGIC) continue;
+    // magic + flags + checksum is 0 (mod 2^32).
+    if (((MULTIBOOT_MAGIC + head.readUInt32LE(off + 4) + head.readUInt32LE(off + 8)) | 0) === 0)
+      return undefined;
+  }
+  return `modules need a multiboot kernel, and ${path} has no multiboot header (magic 0x1badb002 in its first 8 KiB)`;
 }
 
 const IDE_PORTS: readonly PortRange[] = [
@@ -853,6 +920,7 @@ function normalise(config: VmmConfig, configPath: string, problems: RawProblem[]
 
   let kernel: string | undefined;
   let initrd: string | undefined;
+  let modules: ResolvedVmmConfig['modules'];
   if (firmware.kind === 'direct') {
     if (config.kernel === undefined) {
       problems.push(
@@ -868,10 +936,29 @@ function normalise(config: VmmConfig, configPath: string, problems: RawProblem[]
       const initrdProblem = unreadable(initrd);
       if (initrdProblem) problems.push(problem(['initrd'], `${initrd}: ${initrdProblem}`));
     }
+    if (config.modules !== undefined) {
+      modules = config.modules.map((m, i) => {
+        const path = abs(m.file);
+        const why = unreadable(path);
+        if (why !== undefined) problems.push(problem(['modules', i, 'file'], `${path}: ${why}`));
+        return { path, cmdline: m.cmdline ?? '' };
+      });
+      const why =
+        kernel !== undefined && unreadable(kernel) === undefined ? multibootProblem(kernel) : undefined;
+      if (why !== undefined) problems.push(problem(['modules'], why));
+      if (initrd !== undefined) {
+        problems.push(
+          problem(
+            ['modules'],
+            'a multiboot kernel takes its files as modules; remove initrd (or list it here)',
+          ),
+        );
+      }
+    }
   } else {
     const which =
       config.firmware === undefined ? 'firmware bios (the default without a kernel)' : 'firmware bios';
-    for (const field of ['kernel', 'initrd', 'cmdline'] as const) {
+    for (const field of ['kernel', 'initrd', 'modules', 'cmdline'] as const) {
       if (config[field] !== undefined) {
         problems.push(
           problem([field], `not used with ${which}; remove it, or set firmware: direct to boot a kernel`),
@@ -952,11 +1039,12 @@ function normalise(config: VmmConfig, configPath: string, problems: RawProblem[]
   devicesIn.forEach((d, i) => {
     const path: Segment[] = ['devices', i];
     const label = `${formatPath(path)} (${d.class})`;
-    const claim = (start: number, len: number) => {
+    const claim = (start: number, len: number, field = 'port') => {
       const clash = ports.find((r) => start < r.end && r.start < start + len);
-      if (clash)
-        problems.push(problem([...path, 'port'], `port ${hex(start)} is already used by ${clash.owner}`));
-      else ports.push({ start, end: start + len, owner: label });
+      if (clash) {
+        const at = Math.max(start, clash.start);
+        problems.push(problem([...path, field], `port ${hex(at)} is already used by ${clash.owner}`));
+      } else ports.push({ start, end: start + len, owner: label });
     };
     if (d.class === 'serial-port') {
       const dev = d satisfies SerialPortDevice;
@@ -995,6 +1083,36 @@ function normalise(config: VmmConfig, configPath: string, problems: RawProblem[]
         queues: dev.queues ?? 1,
         slot: p?.bus === 'pci' ? p.slot : PCI_DEVICE_SLOTS.first,
       });
+    } else if (d.class === 'isa-debug-exit') {
+      const dev = d satisfies IsaDebugExitDevice;
+      const iobase = dev.iobase ?? ISA_DEBUG_EXIT_DEFAULTS.iobase;
+      const iosize = dev.iosize ?? ISA_DEBUG_EXIT_DEFAULTS.iosize;
+      if (iobase + iosize > 0x10000) {
+        problems.push(
+          problem([...path, 'iobase'], `ports ${hex(iobase)}+${iosize} go beyond the last I/O port 0xffff`),
+        );
+      } else claim(iobase, iosize, 'iobase');
+      devices.push({ class: 'isa-debug-exit', iobase, iosize });
+    } else if (d.class === 'pc-testdev') {
+      for (const r of PC_TESTDEV_PORTS) claim(r.start, r.end - r.start, 'class');
+      if (firmware.kind === 'bios') {
+        const bios = readableFile(firmware.path);
+        const biosStart = bios.problem === undefined ? 2 ** 32 - bios.size : 2 ** 32;
+        if (biosStart < PC_TESTDEV_MMIO.end) {
+          problems.push(
+            problem(
+              [...path, 'class'],
+              `its test memory ${hex(PC_TESTDEV_MMIO.start)}-${hex(PC_TESTDEV_MMIO.end - 1)} overlaps the ` +
+                `BIOS image mapped from ${hex(biosStart)} (use a BIOS image of at most ${formatSize(2 ** 32 - PC_TESTDEV_MMIO.end)})`,
+            ),
+          );
+        }
+      }
+      devices.push({ class: 'pc-testdev' });
+    } else if (d.class === 'pci-testdev') {
+      d satisfies PciTestdevDevice;
+      const p = placed.placements[i];
+      devices.push({ class: 'pci-testdev', slot: p?.bus === 'pci' ? p.slot : PCI_DEVICE_SLOTS.first });
     } else if (d.class === 'ata-disk') {
       const dev = d satisfies AtaDiskDevice;
       devices.push({ class: 'ata-disk', name: dev.name, image: image(i, dev), ...ide(i) });
@@ -1065,9 +1183,11 @@ function normalise(config: VmmConfig, configPath: string, problems: RawProblem[]
     debugConsole,
     onReset: config.onReset ?? VMM_CONFIG_DEFAULTS.onReset,
     onTripleFault: config.onTripleFault ?? VMM_CONFIG_DEFAULTS.onTripleFault,
+    pitLostTicks: config.pitLostTicks ?? 'delay',
     devices,
   };
   if (kernel !== undefined) resolved.kernel = kernel;
+  if (modules !== undefined) resolved.modules = modules;
   if (initrd !== undefined) resolved.initrd = initrd;
   return resolved;
 }

@@ -32,7 +32,7 @@ describe.skipIf(!built)('mvisor / mvctl vm run (child process)', () => {
   const badDevice = 'test/fixtures/vmm-config/bad-unknown-device.yaml';
   const expected =
     `${badDevice}:7:12: devices[1].class: unknown device class "virtio-blk" ` +
-    '(known: serial-port, debug-console, option-rom, virtio-block, ata-disk, ata-cdrom, floppy)';
+    '(known: serial-port, debug-console, option-rom, virtio-block, ata-disk, ata-cdrom, floppy, isa-debug-exit, pc-testdev, pci-testdev)';
 
   it('mvisor -c <bad config> prints one file:line line and exits 2', () => {
     const r = run('mvisor', ['-c', badDevice]);

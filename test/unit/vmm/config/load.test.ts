@@ -64,6 +64,7 @@ describe('loadVmmConfig: good configs', () => {
       serial: { kind: 'stdio' },
       debugConsole: { kind: 'none' },
       onReset: 'exit',
+      pitLostTicks: 'delay',
       onTripleFault: 'stop',
       devices: [],
     } satisfies ResolvedVmmConfig);
@@ -92,6 +93,7 @@ describe('loadVmmConfig: good configs', () => {
       serial: { kind: 'file', path: fixture('out/console.log') },
       debugConsole: { kind: 'stderr' },
       onReset: 'exit',
+      pitLostTicks: 'delay',
       onTripleFault: 'stop',
       devices: [
         {
@@ -155,7 +157,7 @@ describe('loadVmmConfig: bad fixtures', () => {
       'bad-unknown-device.yaml',
       [
         '7:12: devices[1].class: unknown device class "virtio-blk" (known: serial-port, debug-console, option-rom, ' +
-          'virtio-block, ata-disk, ata-cdrom, floppy)',
+          'virtio-block, ata-disk, ata-cdrom, floppy, isa-debug-exit, pc-testdev, pci-testdev)',
       ],
     ],
     ['bad-missing-kernel.yaml', [`5:9: kernel: ${fixture('no-such-vmlinux')}: no such file`]],
@@ -207,7 +209,7 @@ describe('parseVmmConfig: messages', () => {
       `${inline}:2:1: name: missing required field`,
     ]);
     expect(problems(() => parse('name: a\nkernel: k\ndevices:\n  - port: 1\n'))).toEqual([
-      `${inline}:4:5: devices[0].class: missing required field (one of: serial-port, debug-console, option-rom, virtio-block, ata-disk, ata-cdrom, floppy)`,
+      `${inline}:4:5: devices[0].class: missing required field (one of: serial-port, debug-console, option-rom, virtio-block, ata-disk, ata-cdrom, floppy, isa-debug-exit, pc-testdev, pci-testdev)`,
     ]);
   });
 
@@ -290,7 +292,7 @@ describe('parseVmmConfig: messages', () => {
   it('follows aliases', () => {
     const text = 'name: a\nkernel: vmlinux.stub\nx-port: &p 0x3f8\n';
     expect(problems(() => parse(text))[0]).toBe(
-      `${inline}:3:1: x-port: unknown field (known fields: name, memory, vcpus, cpu, machine, firmware, acpi, uuid, boot, fwCfg, kernel, initrd, cmdline, serial, debugConsole, onReset, onTripleFault, devices)`,
+      `${inline}:3:1: x-port: unknown field (known fields: name, memory, vcpus, cpu, machine, firmware, acpi, uuid, boot, fwCfg, kernel, initrd, modules, cmdline, serial, debugConsole, onReset, pitLostTicks, onTripleFault, devices)`,
     );
     const c = parse(
       'name: a\nkernel: vmlinux.stub\nserial: &s {file: log}\ndevices: [{class: serial-port, port: 0x2f8, serial: *s}]\n',
@@ -369,6 +371,7 @@ describe('parseVmmConfig: firmware boot', () => {
       serial: { kind: 'stdio' },
       debugConsole: { kind: 'none' },
       onReset: 'exit',
+      pitLostTicks: 'delay',
       onTripleFault: 'stop',
       devices: [],
     } satisfies ResolvedVmmConfig);
