@@ -188,6 +188,14 @@ describe('QEMU as x86/run runs it', () => {
       reason: 'the test reported failures',
     });
     expect(qemuVerdict(outcome({ status: 77 }))).toMatchObject({ result: 'SKIP' });
+    expect(qemuVerdict(outcome({ status: 127 }))).toMatchObject({
+      result: 'FAIL',
+      reason: 'the test aborted',
+    });
+    expect(qemuVerdict(outcome({ status: 5 }))).toMatchObject({
+      result: 'FAIL',
+      reason: 'the test exited with code 2',
+    });
     expect(qemuVerdict(outcome({ status: 0 })).reason).toMatch(/without isa-debug-exit/);
     expect(
       qemuVerdict(outcome({ status: 0, stderr: 'qemu: terminating on signal 15 from pid 1\n' })).reason,

@@ -201,6 +201,8 @@ export function verdictFromStatus(status: number, summary: string | undefined): 
   if (status === 1) return { result: 'PASS', ...s };
   if (status === 77) return { result: 'SKIP', reason: 'the test skipped itself', ...s };
   if (status === 3) return { result: 'FAIL', reason: 'the test reported failures', ...s };
+  // runtime.bash: "127 - most likely the unittest called abort()".
+  if (status === 127) return { result: 'FAIL', reason: 'the test aborted', ...s };
   if ((status & 1) === 1) return { result: 'FAIL', reason: `the test exited with code ${status >> 1}`, ...s };
   return { result: 'FAIL', reason: `exit status ${status}`, ...s };
 }
