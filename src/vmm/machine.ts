@@ -22,7 +22,15 @@ import type { InitrdImage } from './boot/loader.js';
 import { CmosRtc } from './chipset/cmos-rtc.js';
 import { PostPort } from './chipset/post-port.js';
 import { Port92, PORT_92 } from './chipset/port92.js';
-import { I8257Dma } from './chipset/i8257-dma.js';
+import {
+  I8257Dma,
+  DMA1_PORT_BASE,
+  DMA1_PORT_COUNT,
+  DMA2_PORT_BASE,
+  DMA2_PORT_COUNT,
+  DMA_PAGE_PORT_BASE,
+  DMA_PAGE_PORT_COUNT,
+} from './chipset/i8257-dma.js';
 import type { BlockImage } from './block/image.js';
 import { PiixIde, ideBootPath } from './storage/ide/piix-ide.js';
 import { AtaDisk } from './storage/ide/ata-disk.js';
@@ -243,9 +251,9 @@ export class PcMachine {
       // The two cascaded 8237 DMA controllers and their page registers
       // (0x81-0x8F, so the POST port 0x80 stays apart).
       this.dma = this.add(new I8257Dma(this.ctx, { memory: vm.mem }));
-      vm.pio.register(0x00, 16, this.dma.dma1Ports, this.dma.name);
-      vm.pio.register(0xc0, 32, this.dma.dma2Ports, this.dma.name);
-      vm.pio.register(0x81, 15, this.dma.pagePorts, this.dma.name);
+      vm.pio.register(DMA1_PORT_BASE, DMA1_PORT_COUNT, this.dma.dma1Ports, this.dma.name);
+      vm.pio.register(DMA2_PORT_BASE, DMA2_PORT_COUNT, this.dma.dma2Ports, this.dma.name);
+      vm.pio.register(DMA_PAGE_PORT_BASE, DMA_PAGE_PORT_COUNT, this.dma.pagePorts, this.dma.name);
       // Port 0x61 (system control port B with the PIT channel 2 gate and
       // output) is served inside KVM by the in-kernel PIT (KVM_PIT_SPEAKER_DUMMY),
       // which the TSC calibration of guests needs exactly.
