@@ -47,7 +47,17 @@ import { VirtioBlk } from './virtio/blk.js';
 import { IsaDebugExit } from './testdev/isa-debug-exit.js';
 import { PcTestdev } from './testdev/pc-testdev.js';
 import { PciTestdev } from './testdev/pci-testdev.js';
-import { isMultiboot, loadMultibootKernel } from './boot/multiboot.js';
+import { isMultiboot, loadMultibootKernel, planMultibootKernel } from './boot/multiboot.js';
+import type { MultibootModule } from './boot/multiboot.js';
+import {
+  MULTIBOOT_DATA_FILE,
+  MULTIBOOT_MMAP_CAPACITY,
+  MULTIBOOT_PLAN_FILE,
+  MULTIBOOT_ROM_FILE,
+  multibootData,
+  multibootPlanFile,
+  multibootRom,
+} from './firmware/multiboot-loader.js';
 import { PCI_BAR0, PCI_COMMAND, PCI_COMMAND_IO, PCI_COMMAND_MEMORY } from './pci/config-space.js';
 import { KvmIoEvents, kvmMsiSink } from './virtio/ioevent.js';
 import type { ResolvedAtaDiskDevice, ResolvedDevice } from './config/types.js';
@@ -629,8 +639,49 @@ export class PcMachine {
       if (!path) throw new BootError(`boot.order: device "${name}" cannot be a boot device`);
       return path;
     });
+    // A kernel with firmware boot: mvisor's multiboot ROM, booted first (QEMU's -kernel).
+    if (c.kernel) order.unshift(this.offerMultibootKernel(fw, c.kernel));
     if (order.length) fw.addFile('bootorder', new TextEncoder().encode(order.join('\n') + '\0'));
     return fw;
+  }
+
+  /** Plans the kernel's load and offers it with the multiboot ROM; returns the ROM's bootorder path. */
+  private offerMultibootKernel(fw: FwCfg, kernel: string): string {
+    const c = this.config;
+    let image: Uint8Array;
+    try {
+      image = readFileSync(kernel);
+    } catch (e) {
+      throw new BootError(`${kernel}: cannot read kernel: ${(e as Error).message}`);
+    }
+    if (!isMultiboot(image)) {
+      throw new BootError(
+        `${kernel}: firmware boot takes a multiboot kernel only (a Linux kernel boots with firmware: direct)`,
+      );
+    }
+    const plan = planMultibootKernel(this.vm.mem, image, kernel, {
+      cmdline: c.cmdline,
+      modules: this.readModules(),
+      e820: this.e820,
+      lowRamEnd: Math.min(this.layout.lowRam.gpa + this.layout.lowRam.size, FOUR_GIB),
+      mmapCapacity: MULTIBOOT_MMAP_CAPACITY,
+      infoInConventionalMemory: true,
+    });
+    for (const w of plan.warnings) this.opts.log.warn(`${kernel}: ${w}`);
+    const dataSelector = fw.addFile(MULTIBOOT_DATA_FILE, multibootData(plan));
+    fw.addFile(MULTIBOOT_PLAN_FILE, multibootPlanFile(plan, dataSelector, kernel));
+    fw.addFile(MULTIBOOT_ROM_FILE, multibootRom());
+    return `/rom@${MULTIBOOT_ROM_FILE}`;
+  }
+
+  private readModules(): MultibootModule[] {
+    return (this.config.modules ?? []).map((m) => {
+      try {
+        return { data: readFileSync(m.path), cmdline: m.cmdline, path: m.path };
+      } catch (e) {
+        throw new BootError(`${m.path}: cannot read module: ${(e as Error).message}`);
+      }
+    });
   }
 
   /** Firmware boot: nothing to load (the vCPUs start at the reset vector); direct boot: the kernel. */
@@ -678,13 +729,7 @@ export class PcMachine {
     const regs = zeroRegs();
     let boot: BootCpuState;
     if (isMultiboot(image)) {
-      const modules = (c.modules ?? []).map((m) => {
-        try {
-          return { data: readFileSync(m.path), cmdline: m.cmdline, path: m.path };
-        } catch (e) {
-          throw new BootError(`${m.path}: cannot read module: ${(e as Error).message}`);
-        }
-      });
+      const modules = this.readModules();
       const k = loadMultibootKernel(mem, image, kernel, {
         cmdline: c.cmdline,
         modules,

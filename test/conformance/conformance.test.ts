@@ -244,13 +244,14 @@ describe('the equivalent mvisor run', () => {
       hasPitLostTicks,
     });
 
-  it('boots the .flat with the test devices of x86/run, QEMU defaults for memory and CPU', () => {
+  it('boots the .flat through SeaBIOS with the test devices of x86/run, QEMU defaults for memory and CPU', () => {
     expect(plan(test('vmexit_cpuid'))).toEqual({
       config: {
         name: 'kut-vmexit_cpuid'.replace('_', '-'),
         memory: '128M',
         vcpus: 1,
         cpu: 'baseline',
+        firmware: 'bios',
         kernel: '/suite/x86/vmexit.flat',
         cmdline: 'cpuid',
         modules: [{ file: '/logs/env' }],

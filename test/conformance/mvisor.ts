@@ -18,6 +18,8 @@ export interface MvisorConfig {
   memory: string;
   vcpus: number;
   cpu: string;
+  /** QEMU boots the test through SeaBIOS (its multiboot ROM); so does mvisor. */
+  firmware: 'bios';
   kernel: string;
   cmdline?: string;
   modules?: { file: string }[];
@@ -180,6 +182,7 @@ export function mvisorPlan(p: PlanInputs): MvisorPlan {
     memory,
     vcpus,
     cpu,
+    firmware: 'bios',
     kernel: p.kernel,
     ...(cmdline !== undefined ? { cmdline } : {}),
     ...(p.envFile !== undefined ? { modules: [{ file: p.envFile }] } : {}),

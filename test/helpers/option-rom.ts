@@ -12,6 +12,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, w
 import { homedir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { fixOptionRomChecksums } from '../../src/vmm/firmware/option-rom.js';
 
 const ASM_REL = 'test/guests/option-rom/boot-marker.asm';
 
@@ -54,23 +55,7 @@ function checkText(what: string, s: string): void {
   }
 }
 
-/** Fixes the $PnP header checksum and the whole-ROM checksum (both: bytes sum to 0 mod 256). */
-export function fixOptionRomChecksums(rom: Uint8Array): Uint8Array {
-  if (rom[0] !== 0x55 || rom[1] !== 0xaa) throw new Error('option ROM: no 55 AA signature');
-  if (rom.length % 512 !== 0 || rom[2]! * 512 !== rom.length) {
-    throw new Error(`option ROM: size byte ${rom[2]} does not match length ${rom.length}`);
-  }
-  const sum = (a: Uint8Array) => a.reduce((s, b) => (s + b) & 0xff, 0);
-  const pnp = rom[0x1a]! | (rom[0x1b]! << 8);
-  if (pnp && String.fromCharCode(...rom.subarray(pnp, pnp + 4)) === '$PnP') {
-    const len = rom[pnp + 5]! * 16;
-    rom[pnp + 9] = 0;
-    rom[pnp + 9] = (0x100 - sum(rom.subarray(pnp, pnp + len))) & 0xff;
-  }
-  rom[rom.length - 1] = 0;
-  rom[rom.length - 1] = (0x100 - sum(rom)) & 0xff;
-  return rom;
-}
+export { fixOptionRomChecksums };
 
 /**
  * Assembles the boot-marker ROM with nasm (cached under

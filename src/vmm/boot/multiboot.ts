@@ -140,6 +140,14 @@ export interface MultibootLoadOptions {
   readonly lowRamEnd?: number;
   /** multiboot_info.boot_loader_name; "mvisor" by default. */
   readonly bootLoaderName?: string;
+  /**
+   * Room for this many memory map entries (at least e820.length): a loader
+   * that runs in the guest (the firmware-boot option ROM) rewrites the map
+   * with what the BIOS reports.
+   */
+  readonly mmapCapacity?: number;
+  /** Keep the info block in conventional memory (below 640 KiB): real-mode code must reach it. */
+  readonly infoInConventionalMemory?: boolean;
 }
 
 export type MultibootFormat = 'elf32' | 'elf64' | 'a.out kludge';
@@ -165,6 +173,21 @@ export interface MultibootBoot {
   readonly modules: readonly LoadedRange[];
   /** Things the user may want to know, e.g. an ignored video mode request. */
   readonly warnings: readonly string[];
+}
+
+/** Bytes to put into guest memory at `addr`: `data`, then `zeros` zero bytes. */
+export interface MultibootWrite {
+  readonly addr: number;
+  readonly data: Uint8Array;
+  readonly zeros: number;
+}
+
+/** What loading a multiboot kernel writes, without writing it (the firmware-boot ROM copies it). */
+export interface MultibootPlan extends Omit<MultibootBoot, 'cpu'> {
+  /** Kernel segments, modules, then the info block, in that order. */
+  readonly writes: readonly MultibootWrite[];
+  /** Guest address of the memory map (the first entry's size field) and its capacity in entries. */
+  readonly mmap: { readonly addr: number; readonly capacity: number };
 }
 
 /** A piece of the kernel image: `data` goes to `addr`, zeros from there up to `memsz`. */
@@ -470,12 +493,32 @@ function memLowerUpper(e820: readonly E820Entry[]): { lower: number; upper: numb
  * Loads a Multiboot kernel and its modules, writes the info block and the
  * boot GDT. Every check runs before the first byte is written.
  */
+/** Loads a multiboot kernel into guest memory and sets up the 32-bit boot CPU state (direct boot). */
 export function loadMultibootKernel(
   mem: GuestMemory,
   image: Uint8Array,
   path: string,
   opts: MultibootLoadOptions,
 ): MultibootBoot {
+  const { writes, mmap: _mmap, ...plan } = planMultibootKernel(mem, image, path, opts);
+  void _mmap;
+  for (const w of writes) {
+    mem.write(w.addr, w.data);
+    mem.fill(w.addr + w.data.length, w.zeros, 0);
+  }
+  return { ...plan, cpu: setupProtectedModeBoot(mem) };
+}
+
+/**
+ * Where a multiboot kernel, its modules and the info block go, and what
+ * they hold; `mem` is only asked whether ranges exist.
+ */
+export function planMultibootKernel(
+  mem: GuestMemory,
+  image: Uint8Array,
+  path: string,
+  opts: MultibootLoadOptions,
+): MultibootPlan {
   const hdr = findMultibootHeader(image);
   if (!hdr) {
     throw new BootError(
@@ -540,7 +583,8 @@ export function loadMultibootKernel(
     cString(m.cmdline, `${m.path ?? `${path}: module ${i}`}: the module command line`),
   );
   const mmapOff = alignUp(MULTIBOOT_INFO_SIZE, 8);
-  const modsOff = mmapOff + opts.e820.length * MULTIBOOT_MMAP_ENTRY_SIZE;
+  const mmapCapacity = Math.max(opts.e820.length, opts.mmapCapacity ?? 0);
+  const modsOff = mmapOff + mmapCapacity * MULTIBOOT_MMAP_ENTRY_SIZE;
   const cmdlineOff = modsOff + modules.length * MULTIBOOT_MODULE_SIZE;
   const loaderOff = cmdlineOff + cmdline.length;
   let stringsEnd = loaderOff + loaderName.length;
@@ -550,16 +594,21 @@ export function loadMultibootKernel(
     return off;
   });
   const blockSize = stringsEnd;
+  const lowInfo = allocateBottomUp(
+    opts.e820,
+    blockSize,
+    { min: MULTIBOOT_INFO_LOW_START, max: LOW_MEMORY_END, align: PAGE_SIZE },
+    busy,
+  );
   const infoAddr =
-    allocateBottomUp(
-      opts.e820,
-      blockSize,
-      { min: MULTIBOOT_INFO_LOW_START, max: LOW_MEMORY_END, align: PAGE_SIZE },
-      busy,
-    ) ?? allocateBottomUp(opts.e820, blockSize, { min: HIMEM_START, max: limit, align: PAGE_SIZE }, busy);
+    lowInfo ??
+    (opts.infoInConventionalMemory
+      ? undefined
+      : allocateBottomUp(opts.e820, blockSize, { min: HIMEM_START, max: limit, align: PAGE_SIZE }, busy));
   if (infoAddr === undefined || !mem.tryView(infoAddr, blockSize)) {
+    const where = opts.infoInConventionalMemory ? ' below 640 KiB' : '';
     throw new BootError(
-      `${path}: no room in guest RAM for the ${blockSize}-byte multiboot information (structure, memory map, module list, command lines)`,
+      `${path}: no room in guest RAM${where} for the ${blockSize}-byte multiboot information (structure, memory map, module list, command lines)`,
     );
   }
   for (const m of modules) {
@@ -603,13 +652,11 @@ export function loadMultibootKernel(
   block.set(loaderName, loaderOff);
   modStrings.forEach((s, i) => block.set(s, modStringOffs[i]!));
 
-  for (const s of kernel.segments) {
-    mem.write(s.addr, s.data);
-    mem.fill(s.addr + s.data.length, s.memsz - s.data.length, 0);
-  }
-  (opts.modules ?? []).forEach((m, i) => mem.write(modules[i]!.addr, m.data));
-  mem.write(infoAddr, block);
-  const cpu = setupProtectedModeBoot(mem);
+  const writes: MultibootWrite[] = [
+    ...kernel.segments.map((seg) => ({ addr: seg.addr, data: seg.data, zeros: seg.memsz - seg.data.length })),
+    ...(opts.modules ?? []).map((m, i) => ({ addr: modules[i]!.addr, data: m.data, zeros: 0 })),
+    { addr: infoAddr, data: block, zeros: 0 },
+  ];
 
   return {
     format: kernel.format,
@@ -617,12 +664,13 @@ export function loadMultibootKernel(
     infoAddr,
     eax: MULTIBOOT_BOOTLOADER_MAGIC,
     rflags: 0x2,
-    cpu,
     kernelStart,
     kernelEnd,
     info: { addr: infoAddr, size: blockSize },
     cmdline: { addr: infoAddr + cmdlineOff, size: cmdline.length },
     modules,
     warnings,
+    writes,
+    mmap: { addr: infoAddr + mmapOff, capacity: mmapCapacity },
   };
 }

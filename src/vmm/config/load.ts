@@ -955,14 +955,37 @@ function normalise(config: VmmConfig, configPath: string, problems: RawProblem[]
         );
       }
     }
+  } else if (config.kernel !== undefined) {
+    // firmware: bios with a kernel: SeaBIOS boots it through mvisor's
+    // multiboot option ROM (QEMU's -kernel); only multiboot kernels.
+    kernel = abs(config.kernel);
+    const kernelProblem = unreadable(kernel);
+    if (kernelProblem) problems.push(problem(['kernel'], `${kernel}: ${kernelProblem}`));
+    else if (multibootProblem(kernel) !== undefined) {
+      problems.push(
+        problem(
+          ['kernel'],
+          `${kernel}: with firmware bios the kernel must be a multiboot kernel (magic 0x1badb002 in its first 8 KiB); boot a Linux kernel with firmware: direct`,
+        ),
+      );
+    }
+    if (config.initrd !== undefined) {
+      problems.push(
+        problem(['initrd'], 'a multiboot kernel takes its files as modules; list it under modules instead'),
+      );
+    }
+    modules = config.modules?.map((m, i) => {
+      const path = abs(m.file);
+      const why = unreadable(path);
+      if (why !== undefined) problems.push(problem(['modules', i, 'file'], `${path}: ${why}`));
+      return { path, cmdline: m.cmdline ?? '' };
+    });
   } else {
     const which =
       config.firmware === undefined ? 'firmware bios (the default without a kernel)' : 'firmware bios';
-    for (const field of ['kernel', 'initrd', 'modules', 'cmdline'] as const) {
+    for (const field of ['initrd', 'modules', 'cmdline'] as const) {
       if (config[field] !== undefined) {
-        problems.push(
-          problem([field], `not used with ${which}; remove it, or set firmware: direct to boot a kernel`),
-        );
+        problems.push(problem([field], `not used with ${which} and no kernel; remove it, or give a kernel`));
       }
     }
   }

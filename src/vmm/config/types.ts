@@ -167,7 +167,7 @@ export interface ResolvedVmmConfig {
   cpu: ResolvedCpu;
   /** Machine type: i440FX + PIIX3/PIIX4 (QEMU's `pc`). */
   machine: 'pc';
-  /** bios: firmware boot (kernel must be absent); direct: `kernel` is loaded by the VMM. */
+  /** bios: firmware boot (a `kernel`, if any, is a multiboot kernel the firmware boots via mvisor's option ROM); direct: `kernel` is loaded by the VMM. */
   firmware: ResolvedFirmware;
   /** Build ACPI tables (fw_cfg for firmware boot, guest memory for direct boot). */
   acpi: boolean;
@@ -178,7 +178,7 @@ export interface ResolvedVmmConfig {
   fwCfgFiles: ResolvedFwCfgFile[];
   /** Absolute path of an ELF vmlinux (PVH entry) or a bzImage (direct boot only); exists and is readable. */
   kernel?: string;
-  /** Multiboot modules (QEMU's -initrd "file args,file args"), in order; direct boot of a multiboot kernel only. */
+  /** Multiboot modules (QEMU's -initrd "file args,file args"), in order; multiboot kernels only. */
   modules?: Array<{ path: string; cmdline: string }>;
   /** Absolute path of the initrd, if any; exists and is readable. */
   initrd?: string;

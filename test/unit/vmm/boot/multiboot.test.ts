@@ -17,9 +17,11 @@ import {
   MB_INFO_MODS,
   MULTIBOOT_BOOTLOADER_MAGIC,
   MULTIBOOT_HEADER_MAGIC,
+  MULTIBOOT_INFO_SIZE,
   findMultibootHeader,
   isMultiboot,
   loadMultibootKernel,
+  planMultibootKernel,
 } from '../../../../src/vmm/boot/multiboot.js';
 import { CR0_PE, CR0_PG } from '../../../../src/vmm/boot/pagetables.js';
 import { MiB, cstring, memoryFor, u32, u64 } from './helpers.js';
@@ -658,6 +660,55 @@ describe.skipIf(!kut)('kvm-unit-tests kernels', () => {
         e820,
         lowRamEnd,
       }).entry,
+    );
+  });
+});
+
+describe('planMultibootKernel (firmware boot)', () => {
+  it('writes nothing, lists segments (with their zeros), modules and the info block, and reserves map room', () => {
+    const { mem, e820, lowRamEnd } = setup();
+    const before = Uint8Array.from(mem.view(0x100000, 0x4000));
+    const modules = [{ data: pattern(300, 9), cmdline: 'm0' }];
+    const plan = planMultibootKernel(mem, aoutKernel(), 'k', {
+      cmdline: 'x',
+      modules,
+      e820,
+      lowRamEnd,
+      mmapCapacity: 32,
+      infoInConventionalMemory: true,
+    });
+    expect(mem.view(0x100000, 0x4000)).toEqual(before);
+    expect(plan.writes.map((w) => [w.addr, w.data.length, w.zeros])).toEqual([
+      [0x100000, 0x800, 0x2800],
+      [plan.modules[0]!.addr, 300, 0],
+      [plan.infoAddr, plan.info.size, 0],
+    ]);
+    expect(plan.infoAddr).toBeLessThan(0xa0000);
+    expect(plan.mmap.capacity).toBe(32);
+    const info = plan.writes[2]!.data;
+    const dv = new DataView(info.buffer, info.byteOffset);
+    expect(dv.getUint32(MBI.mmapAddr, true)).toBe(plan.mmap.addr);
+    // The block holds 32 entries' room; the VMM's e820 fills the first ones.
+    expect(dv.getUint32(MBI.mmapLength, true)).toBe(e820.length * 24);
+    expect(plan.info.size).toBeGreaterThanOrEqual(MULTIBOOT_INFO_SIZE + 32 * 24);
+  });
+
+  it('refuses an info block that cannot stay below 640 KiB when asked to', () => {
+    const { mem, e820, lowRamEnd } = setup();
+    const e = bootError(() =>
+      planMultibootKernel(mem, aoutKernel(), 'k', {
+        cmdline: 'y'.repeat(0xfff0),
+        modules: Array.from({ length: 12 }, (_, i) => ({
+          data: pattern(16, i),
+          cmdline: 'z'.repeat(0xfff0),
+        })),
+        e820,
+        lowRamEnd,
+        infoInConventionalMemory: true,
+      }),
+    );
+    expect(e.message).toMatch(
+      /^k: no room in guest RAM below 640 KiB for the \d+-byte multiboot information/,
     );
   });
 });

@@ -340,6 +340,8 @@ describe('parseVmmConfig: firmware boot', () => {
     'text.rom': Buffer.from('#!/bin/sh\n'.padEnd(1024, '#')),
     'data.txt': Buffer.from('hello\n'),
     'vmlinux.stub': Buffer.from('ELF'),
+    // magic, flags 0, checksum: a multiboot header at offset 0
+    'multiboot.flat': Buffer.from(Uint32Array.of(0x1badb002, 0, -0x1badb002 >>> 0).buffer),
   });
   const cfg = s.file('vm.yaml');
   const parseIn = (text: string) => parseVmmConfig(text, cfg);
@@ -403,24 +405,29 @@ describe('parseVmmConfig: firmware boot', () => {
     expect(bios('.')).toEqual([`${cfg}:3:9: firmware.bios: ${s.dir}: is a directory`]);
   });
 
-  it('refuses a kernel, initrd or cmdline with firmware bios', () => {
+  it('takes only a multiboot kernel, with modules but no initrd, with firmware bios', () => {
     const text = [
       'name: a', // 1
       'firmware: {bios: bios.bin}', // 2
-      'kernel: vmlinux', // 3
-      'initrd: initrd.img', // 4
+      'kernel: vmlinux.stub', // 3
+      'initrd: data.txt', // 4
       'cmdline: console=ttyS0', // 5
     ].join('\n');
-    const hint = 'remove it, or set firmware: direct to boot a kernel';
     expect(problemsIn(text)).toEqual([
-      `${cfg}:3:9: kernel: not used with firmware bios; ${hint}`,
-      `${cfg}:4:9: initrd: not used with firmware bios; ${hint}`,
-      `${cfg}:5:10: cmdline: not used with firmware bios; ${hint}`,
+      `${cfg}:3:9: kernel: ${s.file('vmlinux.stub')}: with firmware bios the kernel must be a multiboot kernel (magic 0x1badb002 in its first 8 KiB); boot a Linux kernel with firmware: direct`,
+      `${cfg}:4:9: initrd: a multiboot kernel takes its files as modules; list it under modules instead`,
     ]);
+    const c = parseIn(
+      'name: a\nfirmware: {bios: bios.bin}\nkernel: multiboot.flat\ncmdline: -x\nmodules: [{file: data.txt, cmdline: env}]\n',
+    );
+    expect(c.firmware).toEqual({ kind: 'bios', path: s.file('bios.bin') });
+    expect(c.kernel).toBe(s.file('multiboot.flat'));
+    expect(c.cmdline).toBe('-x');
+    expect(c.modules).toEqual([{ path: s.file('data.txt'), cmdline: 'env' }]);
     // Without a kernel the default is bios, which an initrd alone does not change.
     const lines = problemsIn('name: a\ninitrd: initrd.img\n').filter((l) => l.includes('initrd'));
     expect(lines).toEqual([
-      `${cfg}:2:9: initrd: not used with firmware bios (the default without a kernel); ${hint}`,
+      `${cfg}:2:9: initrd: not used with firmware bios (the default without a kernel) and no kernel; remove it, or give a kernel`,
     ]);
   });
 

@@ -168,9 +168,9 @@ describe('multiboot modules', () => {
     ]);
   });
 
-  it('needs a directly booted multiboot kernel, without an initrd', () => {
+  it('needs a multiboot kernel, without an initrd', () => {
     expect(problemsOf('name: vm\nfirmware: {bios: bios.bin}\nmodules: [{file: env.txt}]\n')).toEqual([
-      '3:10: modules: not used with firmware bios; remove it, or set firmware: direct to boot a kernel',
+      '3:10: modules: not used with firmware bios and no kernel; remove it, or give a kernel',
     ]);
     expect(problemsOf('name: vm\nkernel: vmlinux\nmodules: [{file: env.txt}]\n')).toEqual([
       `3:10: modules: modules need a multiboot kernel, and ${file('vmlinux')} has no multiboot header ` +
