@@ -44,6 +44,7 @@ typecheck: npm
 
 test: deps guests lint typecheck
 	npx vitest run
+	npm run --silent conformance -- --ci
 
 bench: deps guests
 	node dist/bench/exit.js

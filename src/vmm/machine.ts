@@ -84,6 +84,7 @@ import {
   piixPirq,
 } from './firmware/acpi/tables.js';
 import { buildSmbios } from './firmware/smbios.js';
+import { findWakingVector } from './firmware/acpi/waking-vector.js';
 import { E820_RAM, E820_RESERVED } from './boot/e820.js';
 import { HIMEM_START, LOW_MEMORY_END, DEFAULT_PCI_HOLE_START, IOAPIC_START } from './boot/layout.js';
 import type { HostMemoryBlock } from './core/kvm-vm.js';
@@ -160,6 +161,8 @@ export class PcMachine {
   readonly fwCfg: FwCfg;
   private readonly ctx: DeviceContext;
   private bios: { block: HostMemoryBlock; size: number; bytes: Uint8Array } | undefined;
+  /** While in S3: settles when every vCPU is parked. */
+  private sleep: Promise<void> | undefined;
 
   constructor(
     readonly config: ResolvedVmmConfig,
@@ -220,6 +223,8 @@ export class PcMachine {
         guestErrors: vm.guestErrors,
         requestReset: (reason) => vm.onGuestReset(reason),
         requestPowerOff: (reason) => vm.requestStop(ExitCode.Ok, `guest powered off (${reason})`),
+        requestSuspend: (reason) => this.suspend(reason),
+        requestWake: (reason) => this.wake(reason),
       };
 
       const below = this.layout.lowRam.size;
@@ -241,6 +246,7 @@ export class PcMachine {
       });
       this.rtc = this.add(
         new CmosRtc(this.ctx, {
+          onAlarm: () => this.pm.rtcAlarm(),
           memoryBytes: config.memory,
           belowFourGiB: below,
           aboveFourGiB: above,
@@ -643,6 +649,45 @@ export class PcMachine {
     if (c.kernel) order.unshift(this.offerMultibootKernel(fw, c.kernel));
     if (order.length) fw.addFile('bootorder', new TextEncoder().encode(order.join('\n') + '\0'));
     return fw;
+  }
+
+  /** ACPI S3: parks every vCPU (the one that asked finishes its instruction first); RAM and devices stay. */
+  private suspend(reason: string): boolean {
+    if (this.sleep) return false;
+    this.opts.log.info(`guest suspended to RAM (${reason})`);
+    this.sleep = this.vm.pause();
+    return true;
+  }
+
+  /**
+   * The end of S3, doing what firmware does on resume: every CPU reset,
+   * the BSP in real mode at the FACS's waking vector, the APs waiting for
+   * INIT/SIPI. Devices keep their state (the OS reinitializes what it
+   * needs). Without a waking vector the guest is reset.
+   */
+  private wake(reason: string): void {
+    const parked = this.sleep;
+    if (!parked) return;
+    this.sleep = undefined;
+    void parked.then(() => {
+      if (this.vm.stopped) return;
+      const w = findWakingVector(this.vm.mem);
+      if ('problem' in w || w.vector === 0) {
+        const why = 'problem' in w ? w.problem : 'the FACS waking vector is 0';
+        this.vm.resume();
+        this.ctx.requestReset(`S3 wake (${reason}): ${why}`);
+        return;
+      }
+      if (w.x !== undefined) {
+        this.opts.log.warn(
+          `S3 wake: X_Firmware_Waking_Vector 0x${w.x.toString(16)} ignored; waking in real mode at 0x${w.vector.toString(16)}`,
+        );
+      }
+      this.vm.resetCpus();
+      this.vm.setRealModeEntry(0, w.vector);
+      this.opts.log.info(`guest woke (${reason}) at waking vector 0x${w.vector.toString(16)}`);
+      this.vm.resume();
+    });
   }
 
   /** Plans the kernel's load and offers it with the multiboot ROM; returns the ROM's bootorder path. */

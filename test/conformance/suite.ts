@@ -1,7 +1,8 @@
 /**
  * Where kvm-unit-tests comes from: the checkout `MVISOR_KUT_DIR` names
  * (configured and built already), or the pinned tarball the project keeps
- * in `../shared/peers/` (or `MVISOR_KUT_TARBALL`), built once into
+ * in `../shared/peers/` (of this repository or, for a clone, of the one
+ * it was cloned from; or `MVISOR_KUT_TARBALL`), built once into
  * `~/.cache/mvisor/kvm-unit-tests-<hash>/` with `./configure && make -j2`
  * under a lock, so that two runs never build into the same directory.
  */
@@ -34,8 +35,19 @@ export type SuiteLookup = { suite: Suite } | { skip: string } | { error: string 
 /** The stamp a finished build leaves in the cache directory. */
 const STAMP = '.mvisor-built';
 
+const TARBALL = 'kvm-unit-tests-1da1819e.tar.gz';
+
+/**
+ * `../shared/peers/<tarball>` next to the repository, or next to the
+ * repository it was cloned from when that is a local path (CI runs on a
+ * fresh clone elsewhere); the first that exists, else the first.
+ */
 export function defaultTarball(repo: string): string {
-  return resolve(repo, '..', 'shared', 'peers', 'kvm-unit-tests-1da1819e.tar.gz');
+  const candidates = [resolve(repo, '..', 'shared', 'peers', TARBALL)];
+  const origin = spawnSync('git', ['-C', repo, 'config', '--get', 'remote.origin.url'], { encoding: 'utf8' });
+  const url = origin.status === 0 ? origin.stdout.trim().replace(/^file:\/\//, '') : '';
+  if (url.startsWith('/')) candidates.push(resolve(url, '..', 'shared', 'peers', TARBALL));
+  return candidates.find((c) => existsSync(c)) ?? candidates[0]!;
 }
 
 export function cacheRoot(): string {

@@ -54,6 +54,8 @@ export interface CmosRtcOptions {
   extraBytes?: ReadonlyArray<readonly [number, number]>;
   /** Instance name (default "rtc"). */
   name?: string;
+  /** Called when the alarm fires with AIE set (the chipset's S3 wake event). */
+  onAlarm?: () => void;
 }
 
 export const RTC_PORT_BASE = 0x70;
@@ -138,11 +140,14 @@ export class CmosRtc implements Device, IoHandler {
   private readonly irqLine: number;
   private readonly localTime: boolean;
 
+  private readonly onAlarm: (() => void) | undefined;
+
   constructor(
     private readonly ctx: DeviceContext,
     options: CmosRtcOptions,
   ) {
     this.name = options.name ?? 'rtc';
+    this.onAlarm = options.onAlarm;
     this.clock = options.clock ?? (() => Date.now());
     this.irqLine = options.irq ?? 8;
     this.localTime = options.localTime ?? false;
@@ -425,6 +430,7 @@ export class CmosRtc implements Device, IoHandler {
   }
 
   private raiseFlags(flags: number): void {
+    if (flags & C_AF && this.cmos[REG_B]! & B_AIE) this.onAlarm?.();
     let c = this.cmos[REG_C]! | flags;
     if (c & this.cmos[REG_B]! & (B_PIE | B_AIE | B_UIE)) c |= C_IRQF;
     this.cmos[REG_C] = c;

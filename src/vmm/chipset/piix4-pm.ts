@@ -11,6 +11,10 @@
  * Writing SLP_EN with SLP_TYP = 0 (the PIIX4's soft-off, which the DSDT's
  * \_S5 names) powers the machine off. The power button (the control
  * socket's `powerdown`, or SIGPWR) sets PWRBTN_STS.
+ * SLP_TYP = 1 (\_S3) suspends to RAM when the machine can (the vCPUs stop
+ * in the write's exit). A wake event ends it: the RTC alarm while RTC_EN
+ * (bit 10) is enabled, or the power button; WAK_STS and the event's status
+ * bit are then set and the machine restarts the CPUs at the waking vector.
  *
  * The block belongs to the PCI function 00:01.3 (82371AB function 3,
  * 8086:7113), which decodes it at PMBA (config 0x40, 64 bytes) while
@@ -27,6 +31,7 @@ import type { BarMapper } from '../pci/host-bus.js';
 export const PM_TIMER_HZ = 3_579_545;
 const TMR_STS = 1 << 0;
 const PWRBTN_STS = 1 << 8;
+const RTC_STS = 1 << 10;
 const WAK_STS = 1 << 15;
 const STS_MASK = TMR_STS | (1 << 4) | (1 << 5) | PWRBTN_STS | (1 << 9) | (1 << 10) | WAK_STS;
 const SCI_EN = 1 << 0;
@@ -64,6 +69,8 @@ export class Piix4Pm extends PciDevice implements IoHandler {
   private gpeSts = 0;
   private gpeEn = 0;
   private sci = false;
+  /** In S3 (suspended to RAM), waiting for a wake event. */
+  private sleeping = false;
   private readonly sciIrq: number;
   private readonly clockNs: () => bigint;
   private readonly t0: bigint;
@@ -132,10 +139,31 @@ export class Piix4Pm extends PciDevice implements IoHandler {
       this.remapIo();
   }
 
-  /** The ACPI power button: asks an ACPI guest to shut down. */
+  /** The ACPI power button: asks an ACPI guest to shut down, or wakes it from S3. */
   pressPowerButton(): void {
+    if (this.sleeping) {
+      this.wake(PWRBTN_STS, 'power button');
+      return;
+    }
     this.sts |= PWRBTN_STS;
     this.updateSci();
+  }
+
+  /** The RTC alarm fired: wakes the machine from S3 if the OS enabled RTC_EN. */
+  rtcAlarm(): void {
+    if (this.sleeping && this.en & RTC_STS) this.wake(RTC_STS, 'RTC alarm');
+  }
+
+  /** Whether the machine is suspended to RAM (S3). */
+  get suspended(): boolean {
+    return this.sleeping;
+  }
+
+  private wake(status: number, why: string): void {
+    this.sleeping = false;
+    this.sts |= WAK_STS | status;
+    this.updateSci();
+    this.ctx.requestWake?.(`ACPI S3 wake by the ${why}`);
   }
 
   /** Whether the guest has enabled the power button event (an ACPI OS is listening). */
@@ -210,6 +238,12 @@ export class Piix4Pm extends PciDevice implements IoHandler {
         if (v & SLP_EN & mask) {
           const typ = (v >> 10) & 7;
           if (typ === SLP_TYP_SOFT_OFF) this.ctx.requestPowerOff('ACPI S5 (soft off)');
+          else if (
+            typ === SLP_TYP_S3 &&
+            !this.sleeping &&
+            this.ctx.requestSuspend?.('ACPI S3 (suspend to RAM)')
+          )
+            this.sleeping = true;
           else
             this.ctx.guestErrors.warn(
               'pm-sleep',
@@ -235,12 +269,20 @@ export class Piix4Pm extends PciDevice implements IoHandler {
   protected override resetDevice(): void {
     this.sts = this.en = this.gpeSts = this.gpeEn = 0;
     this.cnt = SCI_EN;
+    this.sleeping = false;
     this.updateSci();
     this.powerOnConfig();
   }
 
   protected override saveDeviceState(): unknown {
-    return { sts: this.sts, en: this.en, cnt: this.cnt, gpeSts: this.gpeSts, gpeEn: this.gpeEn };
+    return {
+      sts: this.sts,
+      en: this.en,
+      cnt: this.cnt,
+      gpeSts: this.gpeSts,
+      gpeEn: this.gpeEn,
+      sleeping: this.sleeping,
+    };
   }
 
   protected override loadDeviceState(saved: unknown): void {
@@ -251,6 +293,7 @@ export class Piix4Pm extends PciDevice implements IoHandler {
     this.cnt = n('cnt') & SCI_EN;
     this.gpeSts = n('gpeSts');
     this.gpeEn = n('gpeEn');
+    this.sleeping = state.sleeping === true;
     this.updateSci();
     this.remapIo();
   }

@@ -51,6 +51,14 @@ export interface DeviceContext {
   /** Asks the machine to act: guest reset or power-off. */
   requestReset(reason: string): void;
   requestPowerOff(reason: string): void;
+  /**
+   * ACPI S3: stop every vCPU before it runs another instruction, keeping
+   * RAM; false when the machine cannot sleep (the device then ignores the
+   * request). Called from the exit of the instruction that asked.
+   */
+  requestSuspend?(reason: string): boolean;
+  /** Ends an S3 sleep: the vCPUs restart from a CPU reset at the OS's waking vector. */
+  requestWake?(reason: string): void;
 }
 
 export class DeviceStateError extends Error {}

@@ -17,6 +17,7 @@ import {
   type Addon,
   type NativeVcpu,
   type NativeVm,
+  type VcpuStateKind,
 } from '../kvm/addon.js';
 import {
   checkStructSizes,
@@ -27,6 +28,7 @@ import {
   type Regs,
   type Segment,
   type Sregs,
+  zeroRegs,
 } from '../kvm/structs.js';
 import type { BootCpuState, SegmentDescriptor } from '../boot/pagetables.js';
 import { applyCpuModel, cpuidForVcpu, decodeCpuid, encodeCpuid, type CpuModel } from '../cpu/cpuid.js';
@@ -120,6 +122,8 @@ export class KvmVm implements IrqSink {
   private nextSlot = 0;
   private readonlySupported: boolean | undefined;
   private readonly paused = new Set<number>();
+  /** Each vCPU's state after creation, in the order resetCpus() sets it back. */
+  private readonly powerOn: Array<Array<[VcpuStateKind, Buffer]>> = [];
   private pauseWaiters: (() => void)[] = [];
   private pauseDepth = 0;
   private stopInfo: VmStop | undefined;
@@ -160,7 +164,9 @@ export class KvmVm implements IrqSink {
     }
 
     const supported = decodeCpuid(kvm.supportedCpuid());
-    const model = applyCpuModel(supported, opts.cpu);
+    const model = applyCpuModel(supported, opts.cpu, (name) =>
+      opts.log.warn(`CPU feature ${name}: this host's KVM cannot provide it; left out`),
+    );
     for (let i = 0; i < opts.cpus; i++) {
       const v = new this.addon.Vcpu(this.native, i);
       v.setCpuid(encodeCpuid(cpuidForVcpu(model, i)));
@@ -171,7 +177,35 @@ export class KvmVm implements IrqSink {
       this.runViews.push(new DataView(ab));
       this.runBytes.push(new Uint8Array(ab));
       this.vcpus.push(v);
+      this.powerOn.push(captureVcpuState(v));
     }
+  }
+
+  /**
+   * Puts every vCPU back into its power-on state (what KVM gave it at
+   * creation, plus the VMM's FPU and MTRR defaults): the BSP at the reset
+   * vector, the APs waiting for INIT/SIPI. Only while paused.
+   */
+  resetCpus(): void {
+    this.vcpus.forEach((v, i) => {
+      for (const [kind, state] of this.powerOn[i]!) v.setState(kind, state);
+    });
+  }
+
+  /**
+   * Starts vCPU `i` in real mode at a physical address (CS = vector >> 4,
+   * IP = vector & 0xF), as firmware does to run an ACPI waking vector. After
+   * resetCpus(), while paused.
+   */
+  setRealModeEntry(i: number, vector: number): void {
+    const s = this.getSregs(i);
+    const selector = (vector >>> 4) & 0xffff;
+    s.cs = { ...s.cs, selector, base: BigInt(selector << 4) };
+    this.setSregs(i, s);
+    const r = zeroRegs();
+    r.rip = BigInt(vector & 0xf);
+    r.rflags = 2n;
+    this.setRegs(i, r);
   }
 
   // ---- memory slots ----
@@ -546,4 +580,29 @@ export class KvmVm implements IrqSink {
     this.opts.log.error(reason);
     this.stop(code, reason);
   }
+}
+
+/** Kinds of vCPU state a reset restores; sregs (APIC base) before the LAPIC, the MP state last. */
+const RESET_STATE_KINDS: readonly VcpuStateKind[] = [
+  'sregs',
+  'regs',
+  'fpu',
+  'xsave',
+  'xcrs',
+  'lapic',
+  'debugregs',
+  'events',
+  'mpstate',
+];
+
+function captureVcpuState(v: NativeVcpu): Array<[VcpuStateKind, Buffer]> {
+  const out: Array<[VcpuStateKind, Buffer]> = [];
+  for (const kind of RESET_STATE_KINDS) {
+    try {
+      out.push([kind, v.getState(kind)]);
+    } catch {
+      // A kind this host's KVM lacks (XCRs without XSAVE): nothing to restore.
+    }
+  }
+  return out;
 }

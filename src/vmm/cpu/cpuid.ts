@@ -157,9 +157,18 @@ export function validateCpuModel(m: CpuModel): void {
  * The CPUID table for a model, from what KVM supports. Pure: the caller
  * passes KVM_GET_SUPPORTED_CPUID's entries.
  */
-export function applyCpuModel(supported: CpuidEntry[], m: CpuModel): CpuidEntry[] {
+export function applyCpuModel(
+  supported: CpuidEntry[],
+  m: CpuModel,
+  /** Told about each `+feature` this KVM cannot provide; the feature is left out (QEMU warns and filters too). */
+  onUnsupported: (name: string) => void = () => {},
+): CpuidEntry[] {
   validateCpuModel(m);
   const entries = supported.map((e) => ({ ...e }));
+  const kvmHas = (fb: FeatureBit): boolean => {
+    const e = findEntry(supported, fb.leaf, fb.sub);
+    return e !== undefined && (e[fb.reg] & (1 << fb.bit)) !== 0;
+  };
   if (m.model === 'baseline') {
     for (const { leaf, sub, regs } of filteredLeaves) {
       const e = findEntry(entries, leaf, sub);
@@ -178,6 +187,11 @@ export function applyCpuModel(supported: CpuidEntry[], m: CpuModel): CpuidEntry[
   }
   for (const [name, on] of Object.entries(m.features)) {
     const fb = cpuFeatures[name]!;
+    // The hypervisor leaves (0x4000_00xx) describe what the VMM offers; the rest needs KVM's support.
+    if (on && (fb.leaf & 0xf000_0000) >>> 0 !== 0x4000_0000 && !kvmHas(fb)) {
+      onUnsupported(name);
+      continue;
+    }
     const e = entryFor(entries, fb.leaf, fb.sub);
     e[fb.reg] = on ? (e[fb.reg] | (1 << fb.bit)) >>> 0 : (e[fb.reg] & ~(1 << fb.bit)) >>> 0;
   }

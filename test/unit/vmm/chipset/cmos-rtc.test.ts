@@ -194,6 +194,23 @@ describe('CmosRtc interrupts', () => {
     expect(rd(0x0c) & 0xb0).toBe(0xb0);
   });
 
+  it('calls onAlarm (the chipset S3 wake event) when the alarm fires with AIE, not without', () => {
+    let now = Date.UTC(2024, 0, 1, 12, 0, 58, 0);
+    let alarms = 0;
+    const { rd, wr } = make({ clock: () => now, onAlarm: () => void alarms++ });
+    wr(1, 0xc0);
+    wr(3, 0xc0);
+    wr(5, 0xc0); // every second
+    rd(0x0c);
+    now += 1000;
+    rd(0x0c);
+    expect(alarms).toBe(0); // AF set, AIE clear
+    wr(0x0b, 0x22);
+    now += 1000;
+    rd(0x0c);
+    expect(alarms).toBe(1);
+  });
+
   it('reports PF in reg C without PIE but raises no IRQ', () => {
     let now = 10_000;
     const { rd, irqs } = make({ clock: () => now });

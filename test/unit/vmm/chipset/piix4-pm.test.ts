@@ -12,7 +12,7 @@ import { MemoryLogger, RateLimitedLog } from '../../../../src/vmm/core/log.js';
 import { PCI_INTERRUPT_PIN } from '../../../../src/vmm/pci/config-space.js';
 import { FakeMapper, fakeCtx, regs } from '../pci/helpers.js';
 
-function setup() {
+function setup(canSleep = false) {
   const irqs: [number, boolean][] = [];
   const events: string[] = [];
   const log = new MemoryLogger();
@@ -23,6 +23,12 @@ function setup() {
     guestErrors: new RateLimitedLog(log),
     requestReset: (r) => void events.push(`reset: ${r}`),
     requestPowerOff: (r) => void events.push(`off: ${r}`),
+    ...(canSleep
+      ? {
+          requestSuspend: (r: string) => (events.push(`suspend: ${r}`), true),
+          requestWake: (r: string) => void events.push(`wake: ${r}`),
+        }
+      : {}),
   };
   const pm = new Piix4Pm(ctx, { clockNs: () => now });
   return { pm, irqs, events, log, tick: (ns: bigint) => (now += ns) };
@@ -54,6 +60,50 @@ describe('PIIX4 ACPI PM registers', () => {
     expect(pm.read(4, 2)).toBe(1);
     pm.write(5, 1, 0x20); // SLP_EN by a byte write to the high half, SLP_TYP 0
     expect(events).toEqual(['off: ACPI S5 (soft off)']);
+  });
+
+  it('S3: SLP_TYP 1 suspends once; the RTC alarm wakes only with RTC_EN, the power button always; WAK_STS set', () => {
+    const { pm, events, irqs } = setup(true);
+    pm.rtcAlarm(); // awake: nothing happens
+    expect(pm.read(0, 2)).toBe(0);
+    pm.write(4, 2, 0x2000 | (1 << 10) | 1);
+    expect(pm.suspended).toBe(true);
+    pm.write(4, 2, 0x2000 | (1 << 10) | 1); // already asleep: not asked again
+    expect(events).toEqual(['suspend: ACPI S3 (suspend to RAM)']);
+    pm.rtcAlarm(); // RTC_EN clear
+    expect(pm.suspended).toBe(true);
+    pm.write(2, 2, 0x400); // RTC_EN
+    pm.rtcAlarm();
+    expect(pm.suspended).toBe(false);
+    expect(events[1]).toBe('wake: ACPI S3 wake by the RTC alarm');
+    expect(pm.read(0, 2)).toBe(0x8400); // WAK_STS | RTC_STS
+    expect(irqs).toEqual([[9, true]]); // RTC_STS & RTC_EN with SCI_EN
+    pm.write(0, 2, 0x8400);
+    expect(pm.read(0, 2)).toBe(0);
+    // The power button wakes without any enable bit, and sets PWRBTN_STS.
+    pm.write(2, 2, 0);
+    pm.write(4, 2, 0x2000 | (1 << 10) | 1);
+    pm.pressPowerButton();
+    expect(pm.suspended).toBe(false);
+    expect(events.slice(2)).toEqual([
+      'suspend: ACPI S3 (suspend to RAM)',
+      'wake: ACPI S3 wake by the power button',
+    ]);
+    expect(pm.read(0, 2)).toBe(0x8100);
+    // Sleeping survives a save and load.
+    pm.write(4, 2, 0x2000 | (1 << 10) | 1);
+    const saved = pm.saveState();
+    const { pm: other } = setup(true);
+    other.loadState(saved);
+    expect(other.suspended).toBe(true);
+  });
+
+  it('a machine that cannot sleep: S3 is ignored with a guest error', () => {
+    const { pm, events, log } = setup(false);
+    pm.write(4, 2, 0x2000 | (1 << 10) | 1);
+    expect(pm.suspended).toBe(false);
+    expect(events).toEqual([]);
+    expect(log.lines.join('\n')).toMatch(/sleep type 1 is not supported/);
   });
 
   it('the PM timer counts at 3.579545 MHz in 24 bits', () => {

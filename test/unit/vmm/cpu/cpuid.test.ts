@@ -39,12 +39,17 @@ describe('CPU models', () => {
     expect(m.find((e) => e.function === 0xd)!.eax).toBe(0);
   });
 
-  it('applies +feat/-feat in order, even for bits the host lacks', () => {
-    const spec = parseCpuSpec('baseline,-cx16,+xsaveerptr');
-    const m = applyCpuModel(supported, spec);
+  it('applies +feat/-feat; a +feat KVM cannot provide is reported and left out (as QEMU filters it)', () => {
+    const left: string[] = [];
+    const m = applyCpuModel(supported, parseCpuSpec('baseline,-cx16,+xsaveerptr,+avx2'), (n) => left.push(n));
     expect(hasFeature(m, 'cx16')).toBe(false);
-    expect(hasFeature(m, 'xsaveerptr')).toBe(true);
-    expect(m.find((e) => e.function === 0x80000008)!.ebx & 4).toBe(4);
+    expect(hasFeature(m, 'avx2')).toBe(true);
+    expect(hasFeature(m, 'xsaveerptr')).toBe(false);
+    expect(left).toEqual(['xsaveerptr']);
+    const withIt = supported.map((e) => (e.function === 0x80000008 ? { ...e, ebx: 4 } : e));
+    const m2 = applyCpuModel(withIt, parseCpuSpec('baseline,+xsaveerptr'), (n) => left.push(n));
+    expect(m2.find((e) => e.function === 0x80000008)!.ebx & 4).toBe(4);
+    expect(left).toEqual(['xsaveerptr']);
   });
 
   it('rejects unknown models and features with the known names', () => {
