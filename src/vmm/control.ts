@@ -4,7 +4,8 @@
  *   {"cmd":"status"}    → {"ok":true,"state":"running",...}
  *   {"cmd":"stop"}      → stops the VM now (exit code 0)
  *   {"cmd":"powerdown"} → presses the ACPI power button (an error if the guest
- *                       has not enabled it: no ACPI OS is listening)
+ *                       has not enabled it: no ACPI OS is listening); wakes a
+ *                       guest suspended to RAM (status "suspended")
  *   {"cmd":"pause"} / {"cmd":"resume"} / {"cmd":"vcpus"}
  * An optional "id" is echoed back. The engine (mvctl apply, destroy) uses
  * it; it is also handy with `socat - UNIX-CONNECT:path`. Bad requests get

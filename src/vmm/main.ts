@@ -90,7 +90,13 @@ export async function runVmm(
         {
           status: () => ({
             name: config.name,
-            state: machine.vm.stopped ? 'stopping' : paused ? 'paused' : 'running',
+            state: machine.vm.stopped
+              ? 'stopping'
+              : paused
+                ? 'paused'
+                : machine.pm.suspended
+                  ? 'suspended'
+                  : 'running',
             pid: process.pid,
             vcpus: config.vcpus,
             memory: config.memory,
@@ -101,7 +107,9 @@ export async function runVmm(
           powerdown: () => {
             // Only an ACPI OS that enabled the power button event will act on it;
             // say so at once rather than let the caller wait for a shutdown.
-            if (!machine.pm.powerButtonEnabled) return 'the guest has not enabled the ACPI power button';
+            // In S3 the button wakes the machine, as on hardware.
+            if (!machine.pm.powerButtonEnabled && !machine.pm.suspended)
+              return 'the guest has not enabled the ACPI power button';
             machine.pm.pressPowerButton();
             return undefined;
           },
