@@ -87,6 +87,9 @@ import { buildSmbios } from './firmware/smbios.js';
 import { findWakingVector } from './firmware/acpi/waking-vector.js';
 import { E820_RAM, E820_RESERVED } from './boot/e820.js';
 import { HIMEM_START, LOW_MEMORY_END, DEFAULT_PCI_HOLE_START, IOAPIC_START } from './boot/layout.js';
+
+/** RAM below 4 GiB that a firmware-booted kernel leaves to the BIOS's tables (SeaBIOS's high zone is 256 KiB). */
+const FIRMWARE_HIGH_RESERVE = 0x100000;
 import type { HostMemoryBlock } from './core/kvm-vm.js';
 
 /** I/O base of the ACPI PM registers (what SeaBIOS programs and the FADT names). */
@@ -669,25 +672,33 @@ export class PcMachine {
     const parked = this.sleep;
     if (!parked) return;
     this.sleep = undefined;
-    void parked.then(() => {
-      if (this.vm.stopped) return;
-      const w = findWakingVector(this.vm.mem);
-      if ('problem' in w || w.vector === 0) {
-        const why = 'problem' in w ? w.problem : 'the FACS waking vector is 0';
-        this.vm.resume();
-        this.ctx.requestReset(`S3 wake (${reason}): ${why}`);
-        return;
-      }
-      if (w.x !== undefined) {
-        this.opts.log.warn(
-          `S3 wake: X_Firmware_Waking_Vector 0x${w.x.toString(16)} ignored; waking in real mode at 0x${w.vector.toString(16)}`,
-        );
-      }
-      this.vm.resetCpus();
-      this.vm.setRealModeEntry(0, w.vector);
-      this.opts.log.info(`guest woke (${reason}) at waking vector 0x${w.vector.toString(16)}`);
-      this.vm.resume();
-    });
+    parked
+      .then(() => {
+        if (this.vm.stopped) return;
+        this.resumeFromS3(reason);
+      })
+      .catch((e: Error) =>
+        this.vm.stop(ExitCode.VmmError, `S3 wake (${reason}) failed: ${e.stack ?? e.message}`),
+      );
+  }
+
+  private resumeFromS3(reason: string): void {
+    const w = findWakingVector(this.vm.mem);
+    if ('problem' in w || w.vector === 0) {
+      const why = 'problem' in w ? w.problem : 'the FACS waking vector is 0';
+      // A reset ends the VM (onReset: exit), so the vCPUs stay parked.
+      this.ctx.requestReset(`S3 wake (${reason}): ${why}`);
+      return;
+    }
+    if (w.x !== undefined) {
+      this.opts.log.warn(
+        `S3 wake: X_Firmware_Waking_Vector 0x${w.x.toString(16)} ignored; waking in real mode at 0x${w.vector.toString(16)}`,
+      );
+    }
+    this.vm.resetCpus();
+    this.vm.setRealModeEntry(0, w.vector);
+    this.opts.log.info(`guest woke (${reason}) at waking vector 0x${w.vector.toString(16)}`);
+    this.vm.resume();
   }
 
   /** Plans the kernel's load and offers it with the multiboot ROM; returns the ROM's bootorder path. */
@@ -713,6 +724,18 @@ export class PcMachine {
       infoInConventionalMemory: true,
     });
     for (const w of plan.warnings) this.opts.log.warn(`${kernel}: ${w}`);
+    // The BIOS keeps living below 1 MiB (IVT, BDA, its stack, EBDA) and at the
+    // top of RAM below 4 GiB (its tables) while the ROM copies.
+    const ramTop = this.layout.lowRam.gpa + this.layout.lowRam.size;
+    for (const w of plan.writes) {
+      if (w.addr === plan.infoAddr) continue;
+      const end = w.addr + w.data.length + w.zeros;
+      if (w.addr < HIMEM_START || end > ramTop - FIRMWARE_HIGH_RESERVE) {
+        throw new BootError(
+          `${kernel}: loads 0x${w.addr.toString(16)}-0x${end.toString(16)}, where the BIOS lives (firmware boot loads from 1 MiB to ${FIRMWARE_HIGH_RESERVE >> 20} MiB below the top of RAM; use firmware: direct)`,
+        );
+      }
+    }
     const dataSelector = fw.addFile(MULTIBOOT_DATA_FILE, multibootData(plan));
     fw.addFile(MULTIBOOT_PLAN_FILE, multibootPlanFile(plan, dataSelector, kernel));
     fw.addFile(MULTIBOOT_ROM_FILE, multibootRom());

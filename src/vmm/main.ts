@@ -118,6 +118,8 @@ export async function runVmm(
             paused = true;
           },
           resume: () => {
+            // Only undo this socket's own pause (S3 holds one of its own).
+            if (!paused) return;
             machine.vm.resume();
             paused = false;
           },

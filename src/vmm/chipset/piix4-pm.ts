@@ -149,9 +149,13 @@ export class Piix4Pm extends PciDevice implements IoHandler {
     this.updateSci();
   }
 
-  /** The RTC alarm fired: wakes the machine from S3 if the OS enabled RTC_EN. */
+  /** The RTC alarm fired: RTC_STS latches; it wakes the machine from S3 if the OS enabled RTC_EN. */
   rtcAlarm(): void {
     if (this.sleeping && this.en & RTC_STS) this.wake(RTC_STS, 'RTC alarm');
+    else {
+      this.sts |= RTC_STS;
+      this.updateSci();
+    }
   }
 
   /** Whether the machine is suspended to RAM (S3). */
@@ -242,9 +246,11 @@ export class Piix4Pm extends PciDevice implements IoHandler {
             typ === SLP_TYP_S3 &&
             !this.sleeping &&
             this.ctx.requestSuspend?.('ACPI S3 (suspend to RAM)')
-          )
+          ) {
             this.sleeping = true;
-          else
+            // An enabled wake event already pending wakes the machine at once.
+            if (this.sts & this.en & RTC_STS) this.wake(RTC_STS, 'RTC alarm (pending)');
+          } else
             this.ctx.guestErrors.warn(
               'pm-sleep',
               () => `${this.name}: sleep type ${typ} is not supported; ignored`,

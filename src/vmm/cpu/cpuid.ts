@@ -157,6 +157,18 @@ export function validateCpuModel(m: CpuModel): void {
  * The CPUID table for a model, from what KVM supports. Pure: the caller
  * passes KVM_GET_SUPPORTED_CPUID's entries.
  */
+/**
+ * Bits KVM provides with an in-kernel irqchip whether or not its
+ * KVM_GET_SUPPORTED_CPUID lists them (QEMU adds them back the same way):
+ * the hypervisor bit, the LAPIC's TSC-deadline mode and x2APIC, TSC_ADJUST.
+ */
+const EMULATED_FEATURES: ReadonlySet<string> = new Set([
+  'hypervisor',
+  'tsc_deadline',
+  'x2apic',
+  'tsc_adjust',
+]);
+
 export function applyCpuModel(
   supported: CpuidEntry[],
   m: CpuModel,
@@ -187,8 +199,10 @@ export function applyCpuModel(
   }
   for (const [name, on] of Object.entries(m.features)) {
     const fb = cpuFeatures[name]!;
-    // The hypervisor leaves (0x4000_00xx) describe what the VMM offers; the rest needs KVM's support.
-    if (on && (fb.leaf & 0xf000_0000) >>> 0 !== 0x4000_0000 && !kvmHas(fb)) {
+    // The hypervisor leaves (0x4000_00xx) describe what the VMM offers, and
+    // some bits KVM emulates without listing them (older kernels); the rest
+    // needs KVM's support.
+    if (on && (fb.leaf & 0xf000_0000) >>> 0 !== 0x4000_0000 && !EMULATED_FEATURES.has(name) && !kvmHas(fb)) {
       onUnsupported(name);
       continue;
     }

@@ -4,7 +4,7 @@
  * POST, as QEMU's -kernel does with its own ROM. The VMM plans the load
  * (src/vmm/boot/multiboot.ts, info block below 640 KiB so real-mode code
  * can finish it) and offers:
- *   genroms/multiboot.bin       the ROM, first in the boot order
+ *   genroms/mvisor-multiboot.rom the ROM, first in the boot order
  *   etc/mvisor/multiboot        the plan (entry, info block, memory map, chunks)
  *   etc/mvisor/multiboot-data   the chunks' bytes (segments with their zeros, modules, info block)
  * The ROM copies the chunks with fw_cfg DMA, rewrites the memory map from
@@ -15,7 +15,8 @@ import { fixOptionRomChecksums } from './option-rom.js';
 import type { MultibootPlan } from '../boot/multiboot.js';
 import { BootError } from '../boot/errors.js';
 
-export const MULTIBOOT_ROM_FILE = 'genroms/multiboot.bin';
+/** SeaBIOS runs every genroms/ file; `.rom` keeps it apart from option-rom devices (genroms/<name>.bin). */
+export const MULTIBOOT_ROM_FILE = 'genroms/mvisor-multiboot.rom';
 export const MULTIBOOT_PLAN_FILE = 'etc/mvisor/multiboot';
 export const MULTIBOOT_DATA_FILE = 'etc/mvisor/multiboot-data';
 /** "MVMB", little endian. */

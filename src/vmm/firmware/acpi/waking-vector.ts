@@ -77,6 +77,11 @@ export function findWakingVector(mem: GuestMemory): WakingVector {
   if (!facs || sig(facs) !== 'FACS') return { problem: 'the FADT names no FACS' };
   const d = new DataView(facs.buffer, facs.byteOffset, 64);
   const vector = d.getUint32(12, true);
+  if (vector >= 0x100000) {
+    return {
+      problem: `the FACS waking vector 0x${vector.toString(16)} is not a real-mode address (below 1 MiB)`,
+    };
+  }
   const x = facs[32]! >= 1 ? d.getBigUint64(24, true) : 0n;
   return x !== 0n ? { vector, facs: facsAddr, x } : { vector, facs: facsAddr };
 }

@@ -64,8 +64,9 @@ describe('PIIX4 ACPI PM registers', () => {
 
   it('S3: SLP_TYP 1 suspends once; the RTC alarm wakes only with RTC_EN, the power button always; WAK_STS set', () => {
     const { pm, events, irqs } = setup(true);
-    pm.rtcAlarm(); // awake: nothing happens
-    expect(pm.read(0, 2)).toBe(0);
+    pm.rtcAlarm(); // awake: RTC_STS latches (no SCI: RTC_EN clear)
+    expect(pm.read(0, 2)).toBe(0x400);
+    pm.write(0, 2, 0x400);
     pm.write(4, 2, 0x2000 | (1 << 10) | 1);
     expect(pm.suspended).toBe(true);
     pm.write(4, 2, 0x2000 | (1 << 10) | 1); // already asleep: not asked again
@@ -90,6 +91,17 @@ describe('PIIX4 ACPI PM registers', () => {
       'wake: ACPI S3 wake by the power button',
     ]);
     expect(pm.read(0, 2)).toBe(0x8100);
+    // An enabled RTC event pending when SLP_EN is written wakes at once.
+    pm.write(2, 2, 0x400);
+    pm.rtcAlarm();
+    pm.write(4, 2, 0x2000 | (1 << 10) | 1);
+    expect(pm.suspended).toBe(false);
+    expect(events.slice(-2)).toEqual([
+      'suspend: ACPI S3 (suspend to RAM)',
+      'wake: ACPI S3 wake by the RTC alarm (pending)',
+    ]);
+    pm.write(0, 2, 0xffff);
+    pm.write(2, 2, 0);
     // Sleeping survives a save and load.
     pm.write(4, 2, 0x2000 | (1 << 10) | 1);
     const saved = pm.saveState();

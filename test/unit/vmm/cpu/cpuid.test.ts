@@ -50,6 +50,12 @@ describe('CPU models', () => {
     const m2 = applyCpuModel(withIt, parseCpuSpec('baseline,+xsaveerptr'), (n) => left.push(n));
     expect(m2.find((e) => e.function === 0x80000008)!.ebx & 4).toBe(4);
     expect(left).toEqual(['xsaveerptr']);
+    // Bits KVM emulates without listing them on older kernels stay.
+    const m3 = applyCpuModel(supported, parseCpuSpec('baseline,+tsc_deadline,+hypervisor'), (n) =>
+      left.push(n),
+    );
+    expect(hasFeature(m3, 'tsc_deadline')).toBe(true);
+    expect(left).toEqual(['xsaveerptr']);
   });
 
   it('rejects unknown models and features with the known names', () => {

@@ -24,6 +24,10 @@ describe('findWakingVector (S3 resume, as firmware does it)', () => {
     expect(findWakingVector(mem)).toEqual({ vector: 0, facs });
     new DataView(mem.view(facs, 64).buffer, mem.view(facs, 64).byteOffset).setUint32(12, 0x1000, true);
     expect(findWakingVector(mem)).toEqual({ vector: 0x1000, facs });
+    new DataView(mem.view(facs, 64).buffer, mem.view(facs, 64).byteOffset).setUint32(12, 0x100000, true);
+    expect(findWakingVector(mem)).toEqual({
+      problem: 'the FACS waking vector 0x100000 is not a real-mode address (below 1 MiB)',
+    });
   });
 
   it('falls back to the RSDT when the XSDT is broken, and reports X_Firmware_Waking_Vector', () => {
