@@ -90,6 +90,8 @@ import { HIMEM_START, LOW_MEMORY_END, DEFAULT_PCI_HOLE_START, IOAPIC_START } fro
 
 /** RAM below 4 GiB that a firmware-booted kernel leaves to the BIOS's tables (SeaBIOS's high zone is 256 KiB). */
 const FIRMWARE_HIGH_RESERVE = 0x100000;
+/** Where a BIOS loads a boot sector: what a firmware-booted kernel may use starts here. */
+const BOOT_SECTOR_ADDR = 0x7c00;
 import type { HostMemoryBlock } from './core/kvm-vm.js';
 
 /** I/O base of the ACPI PM registers (what SeaBIOS programs and the FADT names). */
@@ -724,15 +726,15 @@ export class PcMachine {
       infoInConventionalMemory: true,
     });
     for (const w of plan.warnings) this.opts.log.warn(`${kernel}: ${w}`);
-    // The BIOS keeps living below 1 MiB (IVT, BDA, its stack, EBDA) and at the
-    // top of RAM below 4 GiB (its tables) while the ROM copies.
+    // While the ROM copies, the BIOS still uses the IVT, the BDA and its stack
+    // below 0x7C00 (where boot sectors go; the EBDA is reserved in the map)
+    // and its tables at the top of RAM below 4 GiB.
     const ramTop = this.layout.lowRam.gpa + this.layout.lowRam.size;
     for (const w of plan.writes) {
-      if (w.addr === plan.infoAddr) continue;
       const end = w.addr + w.data.length + w.zeros;
-      if (w.addr < HIMEM_START || end > ramTop - FIRMWARE_HIGH_RESERVE) {
+      if (w.addr < BOOT_SECTOR_ADDR || end > ramTop - FIRMWARE_HIGH_RESERVE) {
         throw new BootError(
-          `${kernel}: loads 0x${w.addr.toString(16)}-0x${end.toString(16)}, where the BIOS lives (firmware boot loads from 1 MiB to ${FIRMWARE_HIGH_RESERVE >> 20} MiB below the top of RAM; use firmware: direct)`,
+          `${kernel}: loads 0x${w.addr.toString(16)}-0x${end.toString(16)}, where the BIOS lives (firmware boot loads from 0x7c00 to ${FIRMWARE_HIGH_RESERVE >> 20} MiB below the top of RAM; use firmware: direct)`,
         );
       }
     }

@@ -81,4 +81,21 @@ describe.skipIf(!hasKvm())('multiboot kernels under SeaBIOS', () => {
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/kernel: .*with firmware bios the kernel must be a multiboot kernel/);
   });
+
+  it('refuses, naming the range, a kernel that would load over the BIOS (below 0x7C00)', async () => {
+    const dir = tempDir();
+    const low = join(dir, 'low.flat');
+    const img = Buffer.alloc(0x200, 0x90);
+    const flags = 0x00010000; // a.out kludge: load at 0x1000
+    [0x1badb002, flags, -(0x1badb002 + flags) >>> 0, 0x1000, 0x1000, 0x1200, 0, 0x1020].forEach((v, i) =>
+      img.writeUInt32LE(v, i * 4),
+    );
+    writeFileSync(low, img);
+    const r = await runMvisor(
+      { name: 'mb-low', memory: '64M', firmware: 'bios', kernel: low },
+      { timeoutMs: 30_000, dir },
+    );
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain('low.flat: loads 0x1000-0x1200, where the BIOS lives');
+  });
 });
