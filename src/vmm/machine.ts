@@ -651,7 +651,7 @@ export class PcMachine {
       return path;
     });
     // A kernel with firmware boot: mvisor's multiboot ROM, booted first (QEMU's -kernel).
-    if (c.kernel) order.unshift(this.offerMultibootKernel(fw, c.kernel));
+    if (c.firmware.kind === 'bios' && c.kernel) order.unshift(this.offerMultibootKernel(fw, c.kernel));
     if (order.length) fw.addFile('bootorder', new TextEncoder().encode(order.join('\n') + '\0'));
     return fw;
   }
