@@ -526,12 +526,7 @@ export class PcMachine {
    * side of the legacy area at 0xE0000-0xFFFFF (see pam.ts).
    */
   private loadBios(path: string): { block: HostMemoryBlock; size: number; bytes: Uint8Array } {
-    let image: Uint8Array;
-    try {
-      image = readFileSync(path);
-    } catch (e) {
-      throw new BootError(`${path}: cannot read BIOS image: ${(e as Error).message}`);
-    }
+    const image = readBootFile(path, 'BIOS image');
     if (image.length < 0x10000 || image.length > MAX_BIOS_SIZE || image.length % 0x10000 !== 0) {
       throw new BootError(
         `${path}: a BIOS image must be a multiple of 64 KiB between 64 KiB and 16 MiB (it is ${image.length} bytes)`,
@@ -623,12 +618,7 @@ export class PcMachine {
     const bootPaths = this.bootPaths;
     for (const d of c.devices) {
       if (d.class !== 'option-rom') continue;
-      let rom: Uint8Array;
-      try {
-        rom = readFileSync(d.file);
-      } catch (e) {
-        throw new BootError(`${d.file}: cannot read option ROM: ${(e as Error).message}`);
-      }
+      const rom = readBootFile(d.file, 'option ROM');
       const file = `genroms/${d.name}.bin`;
       fw.addFile(file, rom);
       bootPaths.set(d.name, `/rom@${file}`);
@@ -636,13 +626,7 @@ export class PcMachine {
     for (const f of c.fwCfgFiles) {
       let data: Uint8Array;
       if ('text' in f) data = new TextEncoder().encode(f.text);
-      else {
-        try {
-          data = readFileSync(f.path);
-        } catch (e) {
-          throw new BootError(`${f.path}: cannot read fw_cfg file ${f.name}: ${(e as Error).message}`);
-        }
-      }
+      else data = readBootFile(f.path, `fw_cfg file ${f.name}`);
       fw.addFile(f.name, data);
     }
     const order = c.boot.order.map((name) => {
@@ -706,12 +690,7 @@ export class PcMachine {
   /** Plans the kernel's load and offers it with the multiboot ROM; returns the ROM's bootorder path. */
   private offerMultibootKernel(fw: FwCfg, kernel: string): string {
     const c = this.config;
-    let image: Uint8Array;
-    try {
-      image = readFileSync(kernel);
-    } catch (e) {
-      throw new BootError(`${kernel}: cannot read kernel: ${(e as Error).message}`);
-    }
+    const image = readBootFile(kernel, 'kernel');
     if (!isMultiboot(image)) {
       throw new BootError(
         `${kernel}: firmware boot takes a multiboot kernel only (a Linux kernel boots with firmware: direct)`,
@@ -746,11 +725,7 @@ export class PcMachine {
 
   private readModules(): MultibootModule[] {
     return (this.config.modules ?? []).map((m) => {
-      try {
-        return { data: readFileSync(m.path), cmdline: m.cmdline, path: m.path };
-      } catch (e) {
-        throw new BootError(`${m.path}: cannot read module: ${(e as Error).message}`);
-      }
+      return { data: readBootFile(m.path, 'module'), cmdline: m.cmdline, path: m.path };
     });
   }
 
@@ -764,19 +739,10 @@ export class PcMachine {
     const c = this.config;
     if (!c.kernel) throw new BootError('direct kernel boot needs a kernel');
     const kernel = c.kernel;
-    let image: Uint8Array;
-    try {
-      image = readFileSync(kernel);
-    } catch (e) {
-      throw new BootError(`${kernel}: cannot read kernel: ${(e as Error).message}`);
-    }
+    const image = readBootFile(kernel, 'kernel');
     let initrd: InitrdImage | undefined;
     if (c.initrd) {
-      try {
-        initrd = { data: readFileSync(c.initrd), path: c.initrd };
-      } catch (e) {
-        throw new BootError(`${c.initrd}: cannot read initrd: ${(e as Error).message}`);
-      }
+      initrd = { data: readBootFile(c.initrd, 'initrd'), path: c.initrd };
     }
     const mem = this.vm.mem;
     const lowRamEnd = Math.min(this.layout.lowRam.gpa + this.layout.lowRam.size, FOUR_GIB);
@@ -862,5 +828,14 @@ export class PcMachine {
     }
     this.ioEvents?.close();
     this.vm.close();
+  }
+}
+
+/** A file the machine needs to boot; an unreadable one is a BootError naming the file and what it is. */
+function readBootFile(path: string, what: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (e) {
+    throw new BootError(`${path}: cannot read ${what}: ${(e as Error).message}`);
   }
 }

@@ -12,7 +12,8 @@
  */
 import { MULTIBOOT_ROM_BASE64 } from './roms/multiboot-rom.js';
 import { fixOptionRomChecksums } from './option-rom.js';
-import type { MultibootPlan } from '../boot/multiboot.js';
+import { MULTIBOOT_MMAP_ENTRY_SIZE, type MultibootPlan } from '../boot/multiboot.js';
+import { LOW_MEMORY_END } from '../boot/layout.js';
 import { BootError } from '../boot/errors.js';
 
 /** SeaBIOS runs every genroms/ file; `.rom` keeps it apart from option-rom devices (genroms/<name>.bin). */
@@ -26,7 +27,6 @@ export const MULTIBOOT_MAX_CHUNKS = 32;
 /** Memory map entries the ROM may write (SeaBIOS reports a handful). */
 export const MULTIBOOT_MMAP_CAPACITY = 32;
 const PLAN_HEADER = 24;
-const CONVENTIONAL_END = 0xa0000;
 
 /** The option ROM with its checksums fixed. */
 export function multibootRom(): Uint8Array {
@@ -54,9 +54,9 @@ export function multibootPlanFile(plan: MultibootPlan, dataSelector: number, pat
   }
   for (const [what, addr] of [
     ['information block', plan.infoAddr + plan.info.size],
-    ['memory map', plan.mmap.addr + plan.mmap.capacity * 24],
+    ['memory map', plan.mmap.addr + plan.mmap.capacity * MULTIBOOT_MMAP_ENTRY_SIZE],
   ] as const) {
-    if (addr > CONVENTIONAL_END) {
+    if (addr > LOW_MEMORY_END) {
       throw new BootError(`${path}: the multiboot ${what} must lie below 640 KiB for firmware boot`);
     }
   }
