@@ -6,6 +6,7 @@ import { renderPlan, renderPlanJson } from '../engine/plan/render.js';
 import { refresh } from '../engine/state/refresh.js';
 import type { StateStore } from '../engine/state/store.js';
 import { createProgress } from '../engine/ui/progress.js';
+import { checkKvm } from '../vmm/kvm/availability.js';
 import {
   exitProcess,
   fileFlag,
@@ -41,6 +42,18 @@ export async function showAndApply(
     (opts.json ? renderPlanJson(planned.plan) : renderPlan(planned.plan, { color: tty })) + '\n',
   );
   if (!planned.plan.hasChanges) return 0;
+  // A plan that starts a VM needs KVM: say so before anything is created or stopped.
+  const starts = planned.plan.actions.filter(
+    (a) =>
+      a.id.kind === 'VirtualMachine' &&
+      (a.action === 'create' || a.action === 'replace' || a.action === 'start') &&
+      a.after?.running !== false,
+  );
+  const kvm = starts.length ? checkKvm() : undefined;
+  if (kvm)
+    throw new UserError(
+      `cannot start ${starts.map((a) => a.key).join(', ')}: ${kvm.message}; nothing was changed`,
+    );
   if (!opts.autoApprove && !(await confirm(opts.question, opts.command))) {
     process.stdout.write('Cancelled.\n');
     return 1;

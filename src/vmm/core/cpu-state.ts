@@ -34,6 +34,11 @@ export function snapshotCpu(vcpu: NativeVcpu): CpuSnapshot | undefined {
   }
 }
 
+/** The state of an x86 CPU after RESET: real mode at F000:FFF0 (CS base 0xFFFF0000). */
+export function isResetState(s: CpuSnapshot): boolean {
+  return s.mode === 'real mode' && s.regs.rip === 0xfff0n && s.sregs.cs.base === 0xffff0000n;
+}
+
 /** Up to `n` instruction bytes at CS:RIP, through the guest's page tables. */
 export function bytesAtRip(vcpu: NativeVcpu, mem: GuestMemory, snap: CpuSnapshot, n = 15): Uint8Array {
   const linear = snap.sregs.cs.base + snap.regs.rip;

@@ -36,7 +36,7 @@ import { Bus, hex } from './bus.js';
 import type { AccessSize, IrqSink } from './device.js';
 import { RateLimitedLog, type Logger } from './log.js';
 import { GuestMemory } from './memory.js';
-import { bytesAtRip, hexBytes, snapshotCpu } from './cpu-state.js';
+import { bytesAtRip, hexBytes, isResetState, snapshotCpu } from './cpu-state.js';
 import { tryEmulate } from './emulation-fallback.js';
 
 /** Where KVM puts its real-mode TSS and identity-map page (as QEMU does). */
@@ -139,14 +139,15 @@ export class KvmVm implements IrqSink {
     this.guestErrors = new RateLimitedLog(opts.log);
     this.pio = new Bus('pio', this.guestErrors);
     this.mmio = new Bus('mmio', this.guestErrors);
-    const kvm = new this.addon.Kvm();
+    const kvm = new this.addon.Kvm(process.env.MVISOR_KVM_DEVICE ?? '/dev/kvm');
     this.native = new this.addon.Vm(kvm, opts.cpus);
     this.native.setTssAddr(KVM_TSS_ADDR);
     this.native.setIdentityMapAddr(KVM_IDENTITY_MAP_ADDR);
     this.native.createIrqchip();
     this.native.createPit2(KVM_PIT_SPEAKER_DUMMY);
     this.mailbox = new Int32Array(this.native.mailboxBuffer());
-    this.native.setSpin(opts.vcpuSpinNs ?? 200_000, opts.jsSpinNs ?? 50_000);
+    const envSpin = process.env.MVISOR_SPIN_EXPERIMENT?.split(',').map(Number);
+    this.native.setSpin(envSpin?.[0] ?? opts.vcpuSpinNs ?? 200_000, envSpin?.[1] ?? opts.jsSpinNs ?? 50_000);
 
     // Guest RAM: one anonymous mapping per placement, one memory slot each
     // unless the machine maps it piecewise. ArrayBuffer views are capped at
@@ -494,7 +495,7 @@ export class KvmVm implements IrqSink {
     const c = this.c;
     switch (reason) {
       case c.KVM_EXIT_SHUTDOWN:
-        this.fatal(idx, ExitCode.GuestCrashed, 'guest triple fault (KVM_EXIT_SHUTDOWN)');
+        this.fatal(idx, ExitCode.GuestCrashed, 'guest triple fault (KVM_EXIT_SHUTDOWN)', { shutdown: true });
         return false;
       case c.KVM_EXIT_SYSTEM_EVENT: {
         const type = dv.getUint32(o.system_event_type!, true);
@@ -571,11 +572,16 @@ export class KvmVm implements IrqSink {
   }
 
   /** Stops the VM with a one-line error naming the vCPU, RIP and mode. */
-  fatal(idx: number, code: number, what: string): void {
+  fatal(idx: number, code: number, what: string, opts: { shutdown?: boolean } = {}): void {
     const snap = snapshotCpu(this.vcpus[idx]!);
-    const where = snap
-      ? ` at RIP ${hex(snap.regs.rip)} (${snap.mode}, CPL ${snap.cpl}, CS base ${hex(snap.sregs.cs.base)})`
-      : '';
+    // AMD SVM reinitialises the vCPU on a shutdown intercept (KVM's
+    // shutdown_interception), so what reads back is the reset state, not
+    // where the guest faulted: say so rather than print RIP 0xfff0.
+    const where = !snap
+      ? ''
+      : opts.shutdown && isResetState(snap)
+        ? '; its registers at the fault are lost (on AMD SVM, KVM resets the vCPU at a shutdown)'
+        : ` at RIP ${hex(snap.regs.rip)} (${snap.mode}, CPL ${snap.cpl}, CS base ${hex(snap.sregs.cs.base)})`;
     const reason = `vcpu${idx}: ${what}${where}`;
     this.opts.log.error(reason);
     this.stop(code, reason);

@@ -1,5 +1,7 @@
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 
@@ -12,8 +14,8 @@ const built = existsSync(`${root}dist/src/commands/vm/run.js`);
 if (!built)
   console.warn('cli.test.ts: dist/ is missing; run `npx tsc -p tsconfig.build.json` to run these tests');
 
-function run(bin: string, args: string[]) {
-  const env = { ...process.env };
+function run(bin: string, args: string[], extraEnv: Record<string, string> = {}) {
+  const env = { ...process.env, ...extraEnv };
   delete env.DEBUG;
   const r = spawnSync(process.execPath, [`bin/${bin}.js`, ...args], {
     cwd: root,
@@ -59,6 +61,40 @@ describe.skipIf(!built)('mvisor / mvctl vm run (child process)', () => {
       '--serial: invalid value "tty": expected stdio, none, file:PATH or socket:PATH',
     ]);
     expect(r.code).toBe(2);
+  });
+
+  it('without a usable /dev/kvm: one line naming the cause and the remedy, exit 1, before the VM starts', () => {
+    const noKvm = { MVISOR_KVM_DEVICE: '/nonexistent/kvm' };
+    const r = run('mvisor', ['-c', 'test/fixtures/vmm-config/good-minimal.yaml'], noKvm);
+    expect(r.stderrLines).toHaveLength(1);
+    expect(r.stderrLines[0]).toMatch(
+      /^mvisor: cannot run VM minimal: \/nonexistent\/kvm does not exist: .*(modprobe|paravirtual).*nested virtualization/,
+    );
+    expect(r.code).toBe(1);
+    // A bad config is still reported as such (exit 2) first: validating it starts nothing.
+    expect(run('mvisor', ['-c', badDevice], noKvm).code).toBe(2);
+    const m = run('mvctl', ['vm', 'run', '-c', 'test/fixtures/vmm-config/good-minimal.yaml'], noKvm);
+    expect(m.stderrLines).toEqual(r.stderrLines);
+    expect(m.code).toBe(1);
+  });
+
+  it('mvctl apply of a plan that starts a VM refuses before it changes anything when KVM is not usable', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'mvctl-nokvm-'));
+    const state = join(dir, 'state.db');
+    const noKvm = { MVISOR_KVM_DEVICE: '/nonexistent/kvm' };
+    const r = run(
+      'mvctl',
+      ['apply', '-f', 'test/fixtures/manifests/good/minimal.yaml', '--auto-approve', '--state', state],
+      noKvm,
+    );
+    expect(r.code).toBe(1);
+    expect(r.stderrLines.join('\n')).toMatch(
+      /cannot start VirtualMachine\/tiny: \/nonexistent\/kvm does not exist: .*; nothing was changed/,
+    );
+    const list = run('mvctl', ['state', 'list', '--state', state]);
+    expect(list.code).toBe(0);
+    expect(list.stdout.trim()).toBe('');
+    expect(existsSync(join(dir, 'vms'))).toBe(false);
   });
 
   it('shows examples in the help', () => {
