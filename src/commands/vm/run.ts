@@ -1,9 +1,5 @@
 import { Command, Flags } from '@oclif/core';
-import { ConfigError, loadVmmConfig, parseCharSinkSpec } from '../../vmm/config/load.js';
-import { runVmm } from '../../vmm/main.js';
-
-/** Exit code for configuration and usage errors. */
-export const EXIT_USAGE = 2;
+import { exitProcess, runVmFromFlags } from '../../cli/vm-run.js';
 
 /**
  * `mvctl vm run -c vm.yaml` (also `mvisor -c vm.yaml`): runs one VM from a
@@ -16,7 +12,8 @@ export default class VmRun extends Command {
   static override description = `Loads the VMM config (YAML, described by schema/vmm-config.schema.json; relative \
 paths are relative to the config file), boots the kernel and runs the VM in this process until it stops.
 
-Exit codes: 0 when the guest resets (onReset: exit), 2 for a configuration or usage error (one \
+Exit codes: 0 when the guest resets (onReset: exit), 1 when KVM is not usable here (the message says why \
+and what to do) or the VMM fails, 2 for a configuration or usage error (one \
 "file:line:col: field: message" line per problem on stderr), 3 when the guest triple-faults (onTripleFault: stop).
 
 \`mvisor -c vm.yaml\` is the same as \`mvctl vm run -c vm.yaml\`.`;
@@ -64,31 +61,22 @@ Exit codes: 0 when the guest resets (onReset: exit), 2 for a configuration or us
 
   async run(): Promise<void> {
     const { flags } = await this.parse(VmRun);
-    if (flags['log-level'] !== undefined) process.env.MVISOR_LOG = flags['log-level'];
-    let config = loadVmmConfig(flags.config);
-    if (flags.serial !== undefined) config = { ...config, serial: parseCharSinkSpec(flags.serial) };
-    const code = await runVmm(config, undefined, { controlSocket: flags.control });
-    await exitProcess(code);
+    await exitProcess(
+      await runVmFromFlags({
+        config: flags.config,
+        serial: flags.serial,
+        control: flags.control,
+        logLevel: flags['log-level'],
+      }),
+    );
   }
 
   protected override async catch(
     err: Error & { exitCode?: number; oclif?: { exit?: number } },
   ): Promise<unknown> {
-    if (err instanceof ConfigError) {
-      process.stderr.write(`${err.message}\n`);
-      if (process.env.DEBUG) process.stderr.write(`${err.stack ?? ''}\n`);
-      return exitProcess(EXIT_USAGE);
-    }
     // oclif's own errors (usage errors are CLIErrors with exit code 2): let oclif print them.
     if (err.oclif !== undefined) return super.catch(err);
     process.stderr.write(`mvisor: error: ${process.env.DEBUG ? (err.stack ?? err.message) : err.message}\n`);
     return exitProcess(1);
   }
-}
-
-/** Flushes stdout and stderr, then exits the process. */
-async function exitProcess(code: number): Promise<never> {
-  const flush = (s: NodeJS.WriteStream) => new Promise<void>((resolve) => s.write('', () => resolve()));
-  await Promise.all([flush(process.stdout), flush(process.stderr)]);
-  process.exit(code);
 }
