@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds the guest-kit initramfs (busybox-static + init + a facts file the
 # kernel test module reads back to prove the initrd was loaded), cached in
-# ~/.cache/mvisor/initramfs-<hash>.cpio (uncompressed: a guest
-# kernel whose code is emulated would spend minutes in gunzip) by a hash of its inputs.
+# ~/.cache/mvisor/initramfs-<hash>.cpio by a hash of its inputs. Uncompressed,
+# so that a test can append a second archive with its /test.sh
+# (test/helpers/guest-kit.ts) and the kernel unpacks both.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 cache=${MVISOR_CACHE:-$HOME/.cache/mvisor}

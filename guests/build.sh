@@ -9,10 +9,11 @@ kdir=$("$here/kernel/build-kernel.sh")
 initrd=$("$here/build-initramfs.sh")
 # Stable names for the demo and for people: ~/.cache/mvisor/guest-kit/*
 cache=${MVISOR_CACHE:-$HOME/.cache/mvisor}
-mkdir -p "$cache/guest-kit"
-ln -sfn "$kdir/vmlinux" "$cache/guest-kit/vmlinux"
-ln -sfn "$kdir/bzImage" "$cache/guest-kit/bzImage"
-ln -sfn "$initrd" "$cache/guest-kit/initramfs.cpio"
+# (Only when they change: inside the nested test host the cache is read-only.)
+link() { [ "$(readlink "$2" 2>/dev/null)" = "$1" ] || { mkdir -p "$(dirname "$2")" && ln -sfn "$1" "$2"; }; }
+link "$kdir/vmlinux" "$cache/guest-kit/vmlinux"
+link "$kdir/bzImage" "$cache/guest-kit/bzImage"
+link "$initrd" "$cache/guest-kit/initramfs.cpio"
 echo "MVISOR_KERNEL=$kdir/vmlinux"
 echo "MVISOR_BZIMAGE=$kdir/bzImage"
 echo "MVISOR_INITRAMFS=$initrd"
