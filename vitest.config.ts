@@ -1,10 +1,13 @@
 import { defineConfig } from 'vitest/config';
+import { scaled } from './test/helpers/timeouts.js';
 
 export default defineConfig({
+  // Inside the nested test host the repository is read-only (test/runner/).
+  ...(process.env.MVISOR_VITE_CACHE ? { cacheDir: process.env.MVISOR_VITE_CACHE } : {}),
   test: {
     include: ['test/**/*.test.ts'],
-    testTimeout: 30_000,
-    hookTimeout: 60_000,
+    testTimeout: scaled(30_000),
+    hookTimeout: scaled(60_000),
     // Integration tests boot real guests under KVM; the machine has two
     // cores, so guests run one file at a time.
     fileParallelism: false,

@@ -55,7 +55,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
-import { EMULATED_KVM_CMDLINE, TEST_CPU } from '../test/helpers/mvisor.js';
+import { TEST_CPU } from '../test/helpers/mvisor.js';
 
 const repo = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const QEMU = '/usr/bin/qemu-system-x86_64';
@@ -659,7 +659,7 @@ async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'mvisor-bench-storage-'));
   const templates = makeTemplates(dir, sizeMiB, empty);
   const cmdline =
-    `console=ttyS0 acpi=off ${EMULATED_KVM_CMDLINE} mvisor_test.bench=${MARKER},${DISKS.join(',')} ` +
+    `console=ttyS0 acpi=off mvisor_test.bench=${MARKER},${DISKS.join(',')} ` +
     `mvisor_test.bench_ops=${ops} mvisor_test.action=reboot`;
   console.log(
     `mvisor vs ${QEMU}: 1 vCPU, ${memory} MiB, four ${sizeMiB} MiB disks (${empty ? 'empty: sparse raw, qemu-img create qcow2' : 'full of random data, qcow2 fully allocated'}), ` +

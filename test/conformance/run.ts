@@ -16,7 +16,7 @@
  * bad usage or a suite that cannot be built.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { release, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -56,6 +56,7 @@ interface Options {
   all: boolean;
   logs?: string;
   jsonFile?: string;
+  resultsJsonl?: string;
   verbose: boolean;
 }
 
@@ -64,6 +65,7 @@ const USAGE = `usage: npm run conformance -- [options]
   --only a,b           only these tests (names from x86/unittests.cfg)
   --json               print the results as JSON instead of the table
   --json-file FILE     also write the results as JSON to FILE
+  --results-jsonl FILE append one JSON line per finished test to FILE as it finishes (test/runner/)
   --qemu / --no-qemu   run the QEMU half (default: on, off with --ci)
   --no-mvisor          skip the mvisor half
   --timeout-scale X    multiply every test's timeout (default 1)
@@ -139,6 +141,9 @@ function parseArgs(argv: string[]): Options {
         break;
       case '--json-file':
         o.jsonFile = resolve(value());
+        break;
+      case '--results-jsonl':
+        o.resultsJsonl = resolve(value());
         break;
       case '--verbose':
         o.verbose = true;
@@ -248,6 +253,8 @@ async function main(): Promise<number> {
       const row = await runTest(ctx, t);
       rows[i] = row;
       say(progressLine(row));
+      if (opts.resultsJsonl !== undefined)
+        appendFileSync(opts.resultsJsonl, `${JSON.stringify(resultLine(row))}\n`);
     }
   };
   await Promise.all(Array.from({ length: Math.min(opts.jobs, tests.length) }, worker));
@@ -269,6 +276,26 @@ async function main(): Promise<number> {
   for (const f of ci.failures) say(`CI FAIL ${f}`);
   say(ci.ok ? 'CI: ok' : `CI: ${ci.failures.length} test(s) failed`);
   return ci.ok ? 0 : 1;
+}
+
+/** One streamed result (test/runner/results.ts ConformanceLine): mvisor's, judged as --ci judges it. */
+function resultLine(r: Row): {
+  test: string;
+  result: string;
+  reason?: string;
+  ok: boolean;
+  durationMs: number;
+} {
+  const m = r.mvisor;
+  const ci = ciOutcome([r], KNOWN_SKIPS);
+  const reason = ci.failures[0] ?? ci.notes[0] ?? m?.reason;
+  return {
+    test: r.name,
+    result: m?.result ?? 'NOT RUN',
+    ...(reason !== undefined ? { reason } : {}),
+    ok: ci.ok,
+    durationMs: m?.durationMs ?? 0,
+  };
 }
 
 function progressLine(r: Row): string {

@@ -6,7 +6,7 @@ import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
-import { guestKit, hasKvm, runMvisor, runMvisorFile, tempDir } from '../helpers/mvisor.js';
+import { guestKit, runMvisor, runMvisorFile, tempDir } from '../helpers/mvisor.js';
 import { tinyPvhElf } from '../helpers/tiny-elf.js';
 
 function oneLine(stderr: string): string {
@@ -15,7 +15,7 @@ function oneLine(stderr: string): string {
   return lines[0]!;
 }
 
-describe.skipIf(!hasKvm())('bad inputs', () => {
+describe('bad inputs', () => {
   it('a missing kernel file names the config line', async () => {
     const dir = tempDir();
     const r = await runMvisor({ name: 'x', kernel: join(dir, 'nope') }, { dir });

@@ -6,8 +6,9 @@ import { writeFileSync, existsSync, readFileSync } from 'node:fs';
 import { createConnection } from 'node:net';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { scaled } from '../helpers/timeouts.js';
 import { tinyPvhElf, x86 } from '../helpers/tiny-elf.js';
-import { hasKvm, runMvisor, tempDir } from '../helpers/mvisor.js';
+import { runMvisor, tempDir } from '../helpers/mvisor.js';
 
 /** User + system CPU time of a process, in seconds (/proc/PID/stat fields 14 and 15). */
 function cpuSeconds(pid: number): number {
@@ -16,7 +17,7 @@ function cpuSeconds(pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
-async function waitFor(path: string, ms = 10_000): Promise<void> {
+async function waitFor(path: string, ms = scaled(10_000)): Promise<void> {
   const t = Date.now();
   while (!existsSync(path)) {
     if (Date.now() - t > ms) throw new Error(`${path} did not appear`);
@@ -48,7 +49,7 @@ function talk(path: string, reqs: object[]): Promise<Record<string, unknown>[]> 
   });
 }
 
-describe.skipIf(!hasKvm())('control socket', () => {
+describe('control socket', () => {
   it('reports status, pauses, resumes, lists vCPUs, rejects junk, and stops the VM with exit code 0', async () => {
     const dir = tempDir();
     const kernel = join(dir, 'spin.elf');
@@ -58,7 +59,12 @@ describe.skipIf(!hasKvm())('control socket', () => {
     const spinning = new Promise<void>((r) => (sawOutput = r));
     const run = runMvisor(
       { name: 'spin', memory: '16M', vcpus: 2, kernel },
-      { dir, args: ['--control', ctl], timeoutMs: 30_000, onLine: (l) => l === 'spinning' && sawOutput() },
+      {
+        dir,
+        args: ['--control', ctl],
+        timeoutMs: scaled(30_000),
+        onLine: (l) => l === 'spinning' && sawOutput(),
+      },
     );
     await spinning;
     await waitFor(ctl);
@@ -109,7 +115,12 @@ describe.skipIf(!hasKvm())('control socket', () => {
     const listening = new Promise<void>((r) => (ready = r));
     const run = runMvisor(
       { name: 'acpi', memory: '16M', kernel },
-      { dir, args: ['--control', ctl], timeoutMs: 30_000, onLine: (l) => l === 'listening' && ready() },
+      {
+        dir,
+        args: ['--control', ctl],
+        timeoutMs: scaled(30_000),
+        onLine: (l) => l === 'listening' && ready(),
+      },
     );
     await listening;
     await waitFor(ctl);
@@ -128,7 +139,7 @@ describe.skipIf(!hasKvm())('control socket', () => {
     const ctl = join(dir, 'ctl.sock');
     const run = runMvisor(
       { name: 'deaf', memory: '16M', kernel },
-      { dir, args: ['--control', ctl], timeoutMs: 30_000 },
+      { dir, args: ['--control', ctl], timeoutMs: scaled(30_000) },
     );
     await waitFor(ctl);
     const [res, stop] = await talk(ctl, [{ cmd: 'powerdown' }, { cmd: 'stop' }]);

@@ -5,6 +5,7 @@
  * close stop it at once.
  */
 import { afterEach, describe, expect, it } from 'vitest';
+import { scaled } from '../helpers/timeouts.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { KvmVm } from '../../src/vmm/core/kvm-vm.js';
 import { MemoryLogger } from '../../src/vmm/core/log.js';
@@ -12,7 +13,6 @@ import { loadAddon, type NativeFdWatcher } from '../../src/vmm/kvm/addon.js';
 import { zeroRegs } from '../../src/vmm/kvm/structs.js';
 import { setupLongModeBoot } from '../../src/vmm/boot/pagetables.js';
 import { KvmIoEvents } from '../../src/vmm/virtio/ioevent.js';
-import { hasKvm } from '../helpers/mvisor.js';
 
 const addon = loadAddon();
 const cleanups: Array<() => void> = [];
@@ -129,62 +129,56 @@ describe('FdWatcher', () => {
     expect(w.remove(a)).toBe(true);
   });
 
-  it.skipIf(!hasKvm())(
-    'a guest MMIO write caught by an ioeventfd reaches the callback without an exit',
-    async () => {
-      const vm = notifyingGuest();
-      const notify = 0xd000_0000;
-      let exits = 0;
-      vm.mmio.register(notify, 0x1000, { read: () => 0, write: () => void exits++ }, 'notify');
-      const fd = eventfd();
-      vm.native.ioeventfd(fd, notify, 2, 0);
-      const c = collect(1, 10_000);
-      const w = watcher(c.on);
-      w.add(fd);
-      await vm.run();
-      // Ten writes: one call, or a few when the event loop ran in between.
-      const fired = await c.done;
-      expect(fired.length).toBeGreaterThanOrEqual(1);
-      expect(fired.length).toBeLessThanOrEqual(10);
-      expect(new Set(fired)).toEqual(new Set([fd]));
-      expect(exits).toBe(0);
-      w.remove(fd);
-      vm.native.ioeventfd(fd, notify, 2, addon.constants.KVM_IOEVENTFD_FLAG_DEASSIGN!);
-    },
-  );
+  it('a guest MMIO write caught by an ioeventfd reaches the callback without an exit', async () => {
+    const vm = notifyingGuest();
+    const notify = 0xd000_0000;
+    let exits = 0;
+    vm.mmio.register(notify, 0x1000, { read: () => 0, write: () => void exits++ }, 'notify');
+    const fd = eventfd();
+    vm.native.ioeventfd(fd, notify, 2, 0);
+    const c = collect(1, scaled(10_000));
+    const w = watcher(c.on);
+    w.add(fd);
+    await vm.run();
+    // Ten writes: one call, or a few when the event loop ran in between.
+    const fired = await c.done;
+    expect(fired.length).toBeGreaterThanOrEqual(1);
+    expect(fired.length).toBeLessThanOrEqual(10);
+    expect(new Set(fired)).toEqual(new Set([fd]));
+    expect(exits).toBe(0);
+    w.remove(fd);
+    vm.native.ioeventfd(fd, notify, 2, addon.constants.KVM_IOEVENTFD_FLAG_DEASSIGN!);
+  });
 
-  it.skipIf(!hasKvm())(
-    'KvmIoEvents: a virtio notify address watched without exits, and back to MMIO exits once stopped',
-    async () => {
-      const notify = 0xd000_0000;
-      let exits = 0;
-      const vm = notifyingGuest();
-      vm.mmio.register(notify, 0x1000, { read: () => 0, write: () => void exits++ }, 'notify');
-      const io = new KvmIoEvents(vm);
-      cleanups.push(() => io.close());
-      const c = collect(1, 10_000);
-      const stop = io.watchMmioWrite(notify, 2, () => c.on(0))!;
-      expect(stop).toBeTypeOf('function');
-      await vm.run();
-      const fired = await c.done;
-      expect(fired.length).toBeGreaterThanOrEqual(1);
-      expect(fired.length).toBeLessThanOrEqual(10);
-      expect(exits).toBe(0);
-      stop();
-      stop(); // idempotent
+  it('KvmIoEvents: a virtio notify address watched without exits, and back to MMIO exits once stopped', async () => {
+    const notify = 0xd000_0000;
+    let exits = 0;
+    const vm = notifyingGuest();
+    vm.mmio.register(notify, 0x1000, { read: () => 0, write: () => void exits++ }, 'notify');
+    const io = new KvmIoEvents(vm);
+    cleanups.push(() => io.close());
+    const c = collect(1, scaled(10_000));
+    const stop = io.watchMmioWrite(notify, 2, () => c.on(0))!;
+    expect(stop).toBeTypeOf('function');
+    await vm.run();
+    const fired = await c.done;
+    expect(fired.length).toBeGreaterThanOrEqual(1);
+    expect(fired.length).toBeLessThanOrEqual(10);
+    expect(exits).toBe(0);
+    stop();
+    stop(); // idempotent
 
-      // Watched and stopped before the guest runs: every write exits again.
-      const vm2 = notifyingGuest();
-      vm2.mmio.register(notify, 0x1000, { read: () => 0, write: () => void exits++ }, 'notify');
-      const io2 = new KvmIoEvents(vm2);
-      cleanups.push(() => io2.close());
-      let fired2 = 0;
-      io2.watchMmioWrite(notify, 2, () => void fired2++)!();
-      await vm2.run();
-      await sleep(50);
-      expect([exits, fired2]).toEqual([10, 0]);
-    },
-  );
+    // Watched and stopped before the guest runs: every write exits again.
+    const vm2 = notifyingGuest();
+    vm2.mmio.register(notify, 0x1000, { read: () => 0, write: () => void exits++ }, 'notify');
+    const io2 = new KvmIoEvents(vm2);
+    cleanups.push(() => io2.close());
+    let fired2 = 0;
+    io2.watchMmioWrite(notify, 2, () => void fired2++)!();
+    await vm2.run();
+    await sleep(50);
+    expect([exits, fired2]).toEqual([10, 0]);
+  });
 });
 
 /** A 64-bit guest that writes a 16-bit value to 0xD0000000 ten times, then `out 0x11` stops it. */

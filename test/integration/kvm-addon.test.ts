@@ -10,7 +10,6 @@ import { MemoryLogger } from '../../src/vmm/core/log.js';
 import { loadAddon } from '../../src/vmm/kvm/addon.js';
 import { parseRegs, zeroRegs } from '../../src/vmm/kvm/structs.js';
 import { setupLongModeBoot } from '../../src/vmm/boot/pagetables.js';
-import { hasKvm } from '../helpers/mvisor.js';
 
 /** A 64-bit CPL0 VM (the bzImage boot CPU state) running `code` at 1 MiB. */
 function longModeVm(code: number[], cpus = 1): KvmVm {
@@ -34,7 +33,7 @@ function stopOn0x11(vm: KvmVm): void {
   vm.pio.register(0x11, 1, { read: () => 0, write: () => vm.requestStop(0, 'done') }, 'done');
 }
 
-describe.skipIf(!hasKvm())('KVM addon', () => {
+describe('KVM addon', () => {
   it('guest RAM is shared with TypeScript without copies', async () => {
     // mov dword [0x300000], 0x5a5a1234 ; out 0x11
     const vm = longModeVm([

@@ -8,18 +8,13 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
-import {
-  EMULATED_KVM_CMDLINE,
-  guestKit,
-  hasKvm,
-  repoRoot,
-  tempDir,
-  TEST_CPU,
-  assertBuilt,
-} from '../helpers/mvisor.js';
+import { scaled } from '../helpers/timeouts.js';
+import { guestKit, repoRoot, tempDir, TEST_CPU, assertBuilt } from '../helpers/mvisor.js';
 import { tinyPvhElf, x86 } from '../helpers/tiny-elf.js';
 
 const mvctl = join(repoRoot, 'bin/mvctl.js');
+/** The stubborn guest's shutdownTimeout: long enough for a second mvctl to start meanwhile. */
+const SHUTDOWN_S = Math.round(scaled(4000) / 1000);
 
 interface Out {
   code: number | null;
@@ -33,7 +28,7 @@ function run(dir: string, args: string[], input?: string): Out {
     encoding: 'utf8',
     input,
     env: { ...process.env, NO_COLOR: '1' },
-    timeout: 120_000,
+    timeout: scaled(120_000),
   });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
@@ -55,7 +50,7 @@ spec:
   firmware:
     kernel: ${kit.kernel}
     initrd: ${kit.initramfs}
-    cmdline: console=ttyS0 acpi=off mvisor_test.action=halt ${EMULATED_KVM_CMDLINE}
+    cmdline: console=ttyS0 acpi=off mvisor_test.action=halt
   serial: {file: linux-console.log}
 ---
 apiVersion: mvisor.dev/v1alpha1
@@ -99,176 +94,184 @@ async function waitFor(pred: () => boolean, ms: number, what: string): Promise<v
   }
 }
 
-describe.skipIf(!hasKvm())('mvctl plan/apply/destroy end to end', () => {
-  it('applies two VMs and a disk, converges, replaces on a memory change, repairs drift, locks, survives kill -9, destroys', async () => {
-    assertBuilt();
-    const dir = tempDir('mvctl-e2e-');
-    manifests(dir, '16M');
+describe('mvctl plan/apply/destroy end to end', () => {
+  it(
+    'applies two VMs and a disk, converges, replaces on a memory change, repairs drift, locks, survives kill -9, destroys',
+    async () => {
+      assertBuilt();
+      const dir = tempDir('mvctl-e2e-');
+      manifests(dir, '16M');
 
-    // plan: 3 to add, exit 2 with --detailed-exitcode
-    let r = run(dir, ['plan', '-f', 'vms.yaml', '--detailed-exitcode']);
-    expect(r.stderr).toBe('');
-    expect(r.code).toBe(2);
-    expect(r.stdout).toMatch(/Plan: 3 to add, 0 to change, 0 to destroy/);
+      // plan: 3 to add, exit 2 with --detailed-exitcode
+      let r = run(dir, ['plan', '-f', 'vms.yaml', '--detailed-exitcode']);
+      expect(r.stderr).toBe('');
+      expect(r.code).toBe(2);
+      expect(r.stdout).toMatch(/Plan: 3 to add, 0 to change, 0 to destroy/);
 
-    // apply without a terminal needs --auto-approve
-    r = run(dir, ['apply', '-f', 'vms.yaml']);
-    expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/--auto-approve/);
+      // apply without a terminal needs --auto-approve
+      r = run(dir, ['apply', '-f', 'vms.yaml']);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(/--auto-approve/);
 
-    r = run(dir, ['apply', '-f', 'vms.yaml', '--auto-approve']);
-    expect(r.stderr).toBe('');
-    expect(r.code).toBe(0);
-    const linuxPid = pidOf(dir, 'linux');
-    const tinyPid = pidOf(dir, 'tiny');
-    expect(alive(linuxPid)).toBe(true);
-    expect(alive(tinyPid)).toBe(true);
-    expect(existsSync(join(dir, 'disks', 'scratch.img'))).toBe(true);
-    await waitFor(
-      () =>
-        existsSync(join(dir, 'linux-console.log')) &&
-        readFileSync(join(dir, 'linux-console.log'), 'utf8').includes('Linux version'),
-      60_000,
-      'the Linux VM to print its first kernel line',
-    );
-    // mvctl console shows what the tiny guest printed (the console socket keeps recent output)
-    r = run(dir, ['console', 'tiny', '--exit-on-eof'], '');
-    expect(r.code).toBe(0);
-    expect(r.stdout).toContain('tiny-up');
-
-    // apply again: no changes, exit 0 under --detailed-exitcode
-    r = run(dir, ['plan', '-f', 'vms.yaml', '--detailed-exitcode']);
-    expect(r.code).toBe(0);
-    expect(r.stdout).toMatch(/No changes/);
-
-    // memory change: the VM is replaced
-    manifests(dir, '32M');
-    r = run(dir, ['plan', '-f', 'vms.yaml', '--json']);
-    const plan = JSON.parse(r.stdout) as { actions: { id: { name: string }; action: string }[] };
-    expect(plan.actions.find((a) => a.id.name === 'tiny')?.action).toBe('replace');
-    r = run(dir, ['apply', '-f', 'vms.yaml', '--auto-approve']);
-    expect(r.code).toBe(0);
-    const tinyPid2 = pidOf(dir, 'tiny');
-    expect(tinyPid2).not.toBe(tinyPid);
-    expect(alive(tinyPid)).toBe(false);
-    expect(alive(tinyPid2)).toBe(true);
-    expect(pidOf(dir, 'linux')).toBe(linuxPid);
-
-    // kill -9 of a VM: plan shows the drift, apply recreates it
-    process.kill(tinyPid2, 'SIGKILL');
-    await waitFor(() => !alive(tinyPid2), 5000, 'the VM to die');
-    r = run(dir, ['plan', '-f', 'vms.yaml', '--detailed-exitcode']);
-    expect(r.code).toBe(2);
-    expect(r.stdout).toMatch(/drift/i);
-    expect(r.stdout).toMatch(/tiny/);
-    r = run(dir, ['apply', '-f', 'vms.yaml', '--auto-approve']);
-    expect(r.code).toBe(0);
-    expect(alive(pidOf(dir, 'tiny'))).toBe(true);
-
-    // concurrent applies: one holds the lock, the other fails at once naming it
-    const db = new Database(join(dir, 'state.db'));
-    db.prepare(
-      "INSERT INTO locks (id, pid, hostname, command, since, token) VALUES (1, ?, 'test', 'mvctl apply', ?, 'test')",
-    ).run(process.pid, new Date().toISOString());
-    db.close();
-    const t0 = Date.now();
-    r = run(dir, ['apply', '-f', 'vms.yaml', '--auto-approve']);
-    expect(r.code).toBe(1);
-    expect(Date.now() - t0).toBeLessThan(10_000);
-    expect(r.stderr).toMatch(new RegExp(`locked by \`mvctl apply\` \\(pid ${process.pid}`));
-    r = run(dir, ['force-unlock']);
-    expect(r.code).toBe(0);
-
-    // kill -9 of mvctl mid-apply: the state file stays intact and the next apply converges
-    manifests(dir, '48M');
-    const victim = spawn(
-      process.execPath,
-      [mvctl, 'apply', '-f', 'vms.yaml', '--auto-approve', '--state', join(dir, 'state.db')],
-      {
-        cwd: dir,
-        stdio: ['ignore', 'pipe', 'pipe'],
-      },
-    );
-    let out = '';
-    await new Promise<void>((resolve) => {
-      victim.stdout.on('data', (d: Buffer) => {
-        out += d.toString();
-        if (/destroying|creating/i.test(out)) {
-          victim.kill('SIGKILL');
-          resolve();
-        }
-      });
-      victim.on('close', () => resolve());
-    });
-    await new Promise((res) => victim.on('close', res));
-    const check = new Database(join(dir, 'state.db'), { readonly: true });
-    expect(check.pragma('integrity_check', { simple: true })).toBe('ok');
-    check.close();
-    r = run(dir, ['apply', '-f', 'vms.yaml', '--auto-approve']);
-    if (r.code !== 0 && /locked/.test(r.stderr)) {
-      expect(run(dir, ['force-unlock']).code).toBe(0);
       r = run(dir, ['apply', '-f', 'vms.yaml', '--auto-approve']);
-    }
-    expect(r.stderr).toBe('');
-    expect(r.code).toBe(0);
-    r = run(dir, ['plan', '-f', 'vms.yaml', '--detailed-exitcode']);
-    expect(r.code).toBe(0);
+      expect(r.stderr).toBe('');
+      expect(r.code).toBe(0);
+      const linuxPid = pidOf(dir, 'linux');
+      const tinyPid = pidOf(dir, 'tiny');
+      expect(alive(linuxPid)).toBe(true);
+      expect(alive(tinyPid)).toBe(true);
+      expect(existsSync(join(dir, 'disks', 'scratch.img'))).toBe(true);
+      await waitFor(
+        () =>
+          existsSync(join(dir, 'linux-console.log')) &&
+          readFileSync(join(dir, 'linux-console.log'), 'utf8').includes('Linux version'),
+        scaled(60_000),
+        'the Linux VM to print its first kernel line',
+      );
+      // mvctl console shows what the tiny guest printed (the console socket keeps recent output)
+      r = run(dir, ['console', 'tiny', '--exit-on-eof'], '');
+      expect(r.code).toBe(0);
+      expect(r.stdout).toContain('tiny-up');
 
-    // destroy: processes gone, state empty, disk file removed
-    const pids = [pidOf(dir, 'linux'), pidOf(dir, 'tiny')];
-    r = run(dir, ['destroy', '--auto-approve']);
-    expect(r.code).toBe(0);
-    for (const p of pids) expect(alive(p)).toBe(false);
-    r = run(dir, ['state', 'list']);
-    expect(r.stdout.trim()).toBe('');
-    expect(existsSync(join(dir, 'disks', 'scratch.img'))).toBe(false);
-  }, 600_000);
+      // apply again: no changes, exit 0 under --detailed-exitcode
+      r = run(dir, ['plan', '-f', 'vms.yaml', '--detailed-exitcode']);
+      expect(r.code).toBe(0);
+      expect(r.stdout).toMatch(/No changes/);
 
-  it('a second mvctl fails at once on the lock while destroy waits out a guest that ignores the power button', async () => {
-    assertBuilt();
-    const dir = tempDir('mvctl-lock-');
-    writeFileSync(
-      join(dir, 'stubborn.elf'),
-      tinyPvhElf([...x86.print('up\n'), ...x86.acpiDeafToPowerButton]),
-    );
-    writeFileSync(
-      join(dir, 'vm.yaml'),
-      `apiVersion: mvisor.dev/v1alpha1
+      // memory change: the VM is replaced
+      manifests(dir, '32M');
+      r = run(dir, ['plan', '-f', 'vms.yaml', '--json']);
+      const plan = JSON.parse(r.stdout) as { actions: { id: { name: string }; action: string }[] };
+      expect(plan.actions.find((a) => a.id.name === 'tiny')?.action).toBe('replace');
+      r = run(dir, ['apply', '-f', 'vms.yaml', '--auto-approve']);
+      expect(r.code).toBe(0);
+      const tinyPid2 = pidOf(dir, 'tiny');
+      expect(tinyPid2).not.toBe(tinyPid);
+      expect(alive(tinyPid)).toBe(false);
+      expect(alive(tinyPid2)).toBe(true);
+      expect(pidOf(dir, 'linux')).toBe(linuxPid);
+
+      // kill -9 of a VM: plan shows the drift, apply recreates it
+      process.kill(tinyPid2, 'SIGKILL');
+      await waitFor(() => !alive(tinyPid2), 5000, 'the VM to die');
+      r = run(dir, ['plan', '-f', 'vms.yaml', '--detailed-exitcode']);
+      expect(r.code).toBe(2);
+      expect(r.stdout).toMatch(/drift/i);
+      expect(r.stdout).toMatch(/tiny/);
+      r = run(dir, ['apply', '-f', 'vms.yaml', '--auto-approve']);
+      expect(r.code).toBe(0);
+      expect(alive(pidOf(dir, 'tiny'))).toBe(true);
+
+      // concurrent applies: one holds the lock, the other fails at once naming it
+      const db = new Database(join(dir, 'state.db'));
+      db.prepare(
+        "INSERT INTO locks (id, pid, hostname, command, since, token) VALUES (1, ?, 'test', 'mvctl apply', ?, 'test')",
+      ).run(process.pid, new Date().toISOString());
+      db.close();
+      const t0 = Date.now();
+      r = run(dir, ['apply', '-f', 'vms.yaml', '--auto-approve']);
+      expect(r.code).toBe(1);
+      expect(Date.now() - t0).toBeLessThan(scaled(10_000));
+      expect(r.stderr).toMatch(new RegExp(`locked by \`mvctl apply\` \\(pid ${process.pid}`));
+      r = run(dir, ['force-unlock']);
+      expect(r.code).toBe(0);
+
+      // kill -9 of mvctl mid-apply: the state file stays intact and the next apply converges
+      manifests(dir, '48M');
+      const victim = spawn(
+        process.execPath,
+        [mvctl, 'apply', '-f', 'vms.yaml', '--auto-approve', '--state', join(dir, 'state.db')],
+        {
+          cwd: dir,
+          stdio: ['ignore', 'pipe', 'pipe'],
+        },
+      );
+      let out = '';
+      await new Promise<void>((resolve) => {
+        victim.stdout.on('data', (d: Buffer) => {
+          out += d.toString();
+          if (/destroying|creating/i.test(out)) {
+            victim.kill('SIGKILL');
+            resolve();
+          }
+        });
+        victim.on('close', () => resolve());
+      });
+      await new Promise((res) => victim.on('close', res));
+      const check = new Database(join(dir, 'state.db'), { readonly: true });
+      expect(check.pragma('integrity_check', { simple: true })).toBe('ok');
+      check.close();
+      r = run(dir, ['apply', '-f', 'vms.yaml', '--auto-approve']);
+      if (r.code !== 0 && /locked/.test(r.stderr)) {
+        expect(run(dir, ['force-unlock']).code).toBe(0);
+        r = run(dir, ['apply', '-f', 'vms.yaml', '--auto-approve']);
+      }
+      expect(r.stderr).toBe('');
+      expect(r.code).toBe(0);
+      r = run(dir, ['plan', '-f', 'vms.yaml', '--detailed-exitcode']);
+      expect(r.code).toBe(0);
+
+      // destroy: processes gone, state empty, disk file removed
+      const pids = [pidOf(dir, 'linux'), pidOf(dir, 'tiny')];
+      r = run(dir, ['destroy', '--auto-approve']);
+      expect(r.code).toBe(0);
+      for (const p of pids) expect(alive(p)).toBe(false);
+      r = run(dir, ['state', 'list']);
+      expect(r.stdout.trim()).toBe('');
+      expect(existsSync(join(dir, 'disks', 'scratch.img'))).toBe(false);
+    },
+    scaled(600_000),
+  );
+
+  it(
+    'a second mvctl fails at once on the lock while destroy waits out a guest that ignores the power button',
+    async () => {
+      assertBuilt();
+      const dir = tempDir('mvctl-lock-');
+      writeFileSync(
+        join(dir, 'stubborn.elf'),
+        tinyPvhElf([...x86.print('up\n'), ...x86.acpiDeafToPowerButton]),
+      );
+      writeFileSync(
+        join(dir, 'vm.yaml'),
+        `apiVersion: mvisor.dev/v1alpha1
 kind: VirtualMachine
 metadata: {name: stubborn}
 spec:
   memory: 16M
   firmware: {kernel: stubborn.elf}
-  shutdownTimeout: 4s
+  shutdownTimeout: ${SHUTDOWN_S}s
 `,
-    );
-    let r = run(dir, ['apply', '-f', 'vm.yaml', '--auto-approve']);
-    expect(r.code).toBe(0);
-    const pid = pidOf(dir, 'stubborn');
-    await new Promise((res) => setTimeout(res, 300)); // let the guest enable PWRBTN_EN
-    const t0 = Date.now();
-    const destroy = spawn(
-      process.execPath,
-      [mvctl, 'destroy', '--auto-approve', '--state', join(dir, 'state.db')],
-      {
-        cwd: dir,
-        stdio: ['ignore', 'pipe', 'pipe'],
-      },
-    );
-    let out = '';
-    destroy.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    await waitFor(() => /destroying/.test(out), 10_000, 'destroy to start');
-    const t1 = Date.now();
-    r = run(dir, ['apply', '-f', 'vm.yaml', '--auto-approve']);
-    expect(r.code).toBe(1);
-    expect(Date.now() - t1).toBeLessThan(3000);
-    expect(r.stderr).toMatch(/state is locked by `mvctl destroy` \(pid \d+/);
-    const code = await new Promise<number | null>((res) => destroy.on('close', res));
-    expect(code).toBe(0);
-    // The guest got the power button, ignored it for shutdownTimeout, then was stopped.
-    expect(Date.now() - t0).toBeGreaterThanOrEqual(4000);
-    expect(out).toMatch(/destroyed .*stopped \(stop\)/);
-    expect(alive(pid)).toBe(false);
-    expect(run(dir, ['state', 'list']).stdout.trim()).toBe('');
-  }, 120_000);
+      );
+      let r = run(dir, ['apply', '-f', 'vm.yaml', '--auto-approve']);
+      expect(r.code).toBe(0);
+      const pid = pidOf(dir, 'stubborn');
+      await new Promise((res) => setTimeout(res, 300)); // let the guest enable PWRBTN_EN
+      const t0 = Date.now();
+      const destroy = spawn(
+        process.execPath,
+        [mvctl, 'destroy', '--auto-approve', '--state', join(dir, 'state.db')],
+        {
+          cwd: dir,
+          stdio: ['ignore', 'pipe', 'pipe'],
+        },
+      );
+      let out = '';
+      destroy.stdout.on('data', (d: Buffer) => (out += d.toString()));
+      await waitFor(() => /destroying/.test(out), scaled(10_000), 'destroy to start');
+      const t1 = Date.now();
+      r = run(dir, ['apply', '-f', 'vm.yaml', '--auto-approve']);
+      expect(r.code).toBe(1);
+      expect(Date.now() - t1).toBeLessThan(scaled(3000));
+      expect(r.stderr).toMatch(/state is locked by `mvctl destroy` \(pid \d+/);
+      const code = await new Promise<number | null>((res) => destroy.on('close', res));
+      expect(code).toBe(0);
+      // The guest got the power button, ignored it for shutdownTimeout, then was stopped.
+      expect(Date.now() - t0).toBeGreaterThanOrEqual(SHUTDOWN_S * 1000);
+      expect(out).toMatch(/destroyed .*stopped \(stop\)/);
+      expect(alive(pid)).toBe(false);
+      expect(run(dir, ['state', 'list']).stdout.trim()).toBe('');
+    },
+    scaled(120_000),
+  );
 });

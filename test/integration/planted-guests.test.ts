@@ -5,11 +5,12 @@
  * guest (or the host) ends the VM.
  */
 import { spawn } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { scaled } from '../helpers/timeouts.js';
 import { tinyPvhElf, x86 } from '../helpers/tiny-elf.js';
-import { hasKvm, kvmIsEmulated, mvisorBin, runMvisor, tempDir } from '../helpers/mvisor.js';
+import { mvisorBin, runMvisor, tempDir } from '../helpers/mvisor.js';
 
 function guest(code: number[]): { dir: string; kernel: string } {
   const dir = tempDir();
@@ -22,19 +23,24 @@ function errorLines(stderr: string): string[] {
   return stderr.split('\n').filter((l) => l.includes('error'));
 }
 
-describe.skipIf(!hasKvm())('planted guests', () => {
+describe('planted guests', () => {
   it('a triple fault ends the VM with one error line and exit code 3', async () => {
     const g = guest([...x86.print('before\n'), ...x86.ud2]);
     const r = await runMvisor(
       { name: 'triple', memory: '16M', kernel: g.kernel },
-      { dir: g.dir, timeoutMs: 30_000 },
+      { dir: g.dir, timeoutMs: scaled(30_000) },
     );
     expect(r.stdout).toContain('before');
     expect(r.code).toBe(3);
     const errs = errorLines(r.stderr);
     expect(errs).toHaveLength(1);
-    expect(errs[0]).toMatch(/vcpu0: guest triple fault .* at RIP 0x[0-9a-f]+ \(32-bit protected mode, CPL 0/);
-    expect(r.ms).toBeLessThan(20_000);
+    // KVM on AMD SVM (kvm_amd) resets the vCPU at a shutdown: the registers at the fault are gone.
+    expect(errs[0]).toMatch(
+      existsSync('/sys/module/kvm_amd')
+        ? /vcpu0: guest triple fault \(KVM_EXIT_SHUTDOWN\); its registers at the fault are lost \(on AMD SVM/
+        : /vcpu0: guest triple fault .* at RIP 0x[0-9a-f]+ \(32-bit protected mode, CPL 0/,
+    );
+    expect(r.ms).toBeLessThan(scaled(20_000));
   });
 
   it('an instruction KVM cannot emulate ends the VM naming suberror, RIP, mode and bytes', async () => {
@@ -43,7 +49,7 @@ describe.skipIf(!hasKvm())('planted guests', () => {
     const g = guest([...x86.print('jumping\n'), ...x86.jumpTo(0xd0000000)]);
     const r = await runMvisor(
       { name: 'emufail', memory: '16M', kernel: g.kernel },
-      { dir: g.dir, timeoutMs: 30_000 },
+      { dir: g.dir, timeoutMs: scaled(30_000) },
     );
     expect(r.stdout).toContain('jumping');
     expect(r.code).toBe(3);
@@ -52,14 +58,14 @@ describe.skipIf(!hasKvm())('planted guests', () => {
     expect(errs[0]).toMatch(
       /vcpu0: KVM internal error, suberror 1 \(emulation failure\).* at RIP 0x[0-9a-f]+ \(32-bit protected mode/,
     );
-    expect(r.ms).toBeLessThan(20_000);
+    expect(r.ms).toBeLessThan(scaled(20_000));
   });
 
   it('a write of RST_CPU to port 0xCF9 resets the guest, which ends mvisor with 0', async () => {
     const g = guest([...x86.print('resetting\n'), ...x86.resetViaCf9, ...x86.hang]);
     const r = await runMvisor(
       { name: 'cf9', memory: '16M', kernel: g.kernel },
-      { dir: g.dir, timeoutMs: 30_000 },
+      { dir: g.dir, timeoutMs: scaled(30_000) },
     );
     expect(r.stdout).toContain('resetting');
     expect(r.code).toBe(0);
@@ -84,15 +90,14 @@ describe.skipIf(!hasKvm())('planted guests', () => {
     expect(err).toContain('stopped by SIGTERM');
   });
 
-  it('fwait that KVM cannot emulate is completed by the VMM, and the guest goes on', async () => {
+  it('fwait runs (where KVM cannot emulate it, the VMM completes it), and the guest goes on', async () => {
     const g = guest([...x86.fwait, ...x86.print('after-fwait\n'), ...x86.resetViaI8042, ...x86.hang]);
     const r = await runMvisor(
       { name: 'fwait', memory: '16M', kernel: g.kernel },
-      { dir: g.dir, timeoutMs: 30_000 },
+      { dir: g.dir, timeoutMs: scaled(30_000) },
     );
     expect(r.stdout).toContain('after-fwait');
     expect(r.code).toBe(0);
     expect(r.stderr).toContain('guest reset (i8042 reset (0xFE))');
-    if (kvmIsEmulated()) expect(r.stderr).toMatch(/could not emulate 'fwait'.*completed it in the VMM/);
   });
 });

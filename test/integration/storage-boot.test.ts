@@ -14,7 +14,8 @@ import { spawn } from 'node:child_process';
 import { copyFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { hasKvm, runMvisor, tempDir, TEST_CPU, type RunResult } from '../helpers/mvisor.js';
+import { scaled } from '../helpers/timeouts.js';
+import { runMvisor, tempDir, TEST_CPU, type RunResult } from '../helpers/mvisor.js';
 import {
   FLOPPY_BYTES,
   bootDisk,
@@ -26,7 +27,7 @@ import {
 } from '../helpers/boot-images.js';
 import { QEMU, SERCON_PORT_FILE_BYTES } from '../helpers/option-rom.js';
 
-const TIMEOUT_MS = 120_000;
+const TIMEOUT_MS = scaled(120_000);
 
 const tools: Array<[string, string]> = [
   ['nasm', 'nasm'],
@@ -37,10 +38,9 @@ const onPath = (cmd: string) => ['/usr/bin', '/usr/local/bin', '/bin'].some((d) 
 const missingTools = tools
   .filter(([cmd]) => !onPath(cmd))
   .map(([cmd, pkg]) => `${cmd} (Debian package ${pkg})`);
-const missingKvm = hasKvm() ? [] : ['/dev/kvm'];
 const missingQemu = existsSync(QEMU) ? [] : [`${QEMU} (Debian package qemu-system-x86)`];
-const missingForQemu = [...missingTools, ...missingKvm, ...missingQemu];
-const missingForMvisor = [...missingTools, ...missingKvm];
+const missingForQemu = [...missingTools, ...missingQemu];
+const missingForMvisor = [...missingTools];
 if (missingForQemu.length)
   console.warn(`storage-boot: QEMU oracle skipped, missing ${missingForQemu.join(', ')}`);
 if (missingForMvisor.length)
@@ -53,6 +53,18 @@ const MARKERS = {
   vd: 'mvisor-virtio',
 } as const;
 const ALL_MARKERS = Object.values(MARKERS);
+// Built when the file loads: `make test` loads it natively first (vitest list), since
+// the nested test host's root, where the cache lives, is read-only.
+if (missingTools.length === 0) {
+  bootFloppy(MARKERS.fd);
+  bootDiskQcow2(MARKERS.hd);
+  bootIso(MARKERS.cd);
+  bootDisk(MARKERS.vd);
+  bootFloppy('layout');
+  bootDisk('layout', 4);
+  bootDiskQcow2('layout', 4);
+  bootIso('layout');
+}
 
 /** Serial text without SeaBIOS's terminal escapes, as lines. */
 function serialLines(stdout: string): string[] {
@@ -195,7 +207,7 @@ describe.skipIf(missingForQemu.length > 0)(
           expect(serialLines(r.stdout), context).toContain(c.booting);
           expectBooted(r.stdout, c.marker, context);
         },
-        TIMEOUT_MS + 30_000,
+        TIMEOUT_MS + scaled(30_000),
       );
     }
 
@@ -223,7 +235,7 @@ describe.skipIf(missingForQemu.length > 0)(
         expect(r.debug).toContain('Searching bootorder for: /pci@i0cf8/*@1,1/drive@0/disk@1');
         expect(r.debug).toContain('Searching bootorder for: /pci@i0cf8/*@2');
       },
-      TIMEOUT_MS + 30_000,
+      TIMEOUT_MS + scaled(30_000),
     );
   },
 );
@@ -379,7 +391,7 @@ describe.skipIf(missingForMvisor.length > 0)(
         expectMvisorBooted(res, MARKERS.fd, 'Booting from Floppy...');
         expect(res.debug).toContain('Searching bootorder for: /pci@i0cf8/isa@1/fdc@03f0/floppy@0');
       },
-      TIMEOUT_MS + 30_000,
+      TIMEOUT_MS + scaled(30_000),
     );
 
     it(
@@ -390,7 +402,7 @@ describe.skipIf(missingForMvisor.length > 0)(
         expectMvisorBooted(res, MARKERS.hd, 'Booting from Hard Disk...');
         expect(res.debug).toContain('Searching bootorder for: /pci@i0cf8/*@1,1/drive@0/disk@0');
       },
-      TIMEOUT_MS + 30_000,
+      TIMEOUT_MS + scaled(30_000),
     );
 
     it(
@@ -400,7 +412,7 @@ describe.skipIf(missingForMvisor.length > 0)(
         const res = await bootMvisor({ name: 'boot-cdrom', devices: [m.cd], order: ['cd'] });
         expectMvisorBooted(res, MARKERS.cd, 'Booting from DVD/CD...');
       },
-      TIMEOUT_MS + 30_000,
+      TIMEOUT_MS + scaled(30_000),
     );
 
     it(
@@ -411,7 +423,7 @@ describe.skipIf(missingForMvisor.length > 0)(
         expectMvisorBooted(res, MARKERS.vd, 'Booting from Hard Disk...');
         expect(res.debug).toMatch(/Searching bootorder for: \/pci@i0cf8\/\*@2\b/);
       },
-      TIMEOUT_MS + 30_000,
+      TIMEOUT_MS + scaled(30_000),
     );
 
     it(
@@ -424,7 +436,7 @@ describe.skipIf(missingForMvisor.length > 0)(
         const vd = await bootMvisor({ name: 'order-vd-fd', devices, order: ['vd', 'fd'] });
         expectMvisorBooted(vd, MARKERS.vd, 'Booting from Hard Disk...');
       },
-      2 * TIMEOUT_MS + 30_000,
+      2 * TIMEOUT_MS + scaled(30_000),
     );
   },
 );

@@ -14,18 +14,10 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
-import {
-  EMULATED_KVM_CMDLINE,
-  guestKit,
-  hasKvm,
-  mvisorBin,
-  runMvisor,
-  tempDir,
-  TEST_CPU,
-  type RunResult,
-} from '../helpers/mvisor.js';
+import { scaled } from '../helpers/timeouts.js';
+import { guestKit, mvisorBin, runMvisor, tempDir, TEST_CPU, type RunResult } from '../helpers/mvisor.js';
 
-const BOOT_TIMEOUT = 15 * 60_000;
+const BOOT_TIMEOUT = scaled(3 * 60_000);
 const MiB = 1024 * 1024;
 
 function which(cmd: string): boolean {
@@ -67,7 +59,7 @@ function rawDisk(path: string, size: number): Buffer {
 
 const tools = ['qemu-img', 'xorriso'].every(which);
 
-describe.skipIf(!hasKvm() || !tools)('storage under Linux (virtio-blk, IDE qcow2, ATAPI ISO)', () => {
+describe.skipIf(!tools)('storage under Linux (virtio-blk, IDE qcow2, ATAPI ISO)', () => {
   it(
     'the guest reads the host pattern and writes its own on virtio-blk (raw) and an IDE disk (qcow2), mounts an ISO through ATAPI; images are right and qemu-img check-clean afterwards',
     async () => {
@@ -101,7 +93,7 @@ describe.skipIf(!hasKvm() || !tools)('storage under Linux (virtio-blk, IDE qcow2
           kernel: kit.kernel,
           initrd: kit.initramfs,
           cmdline:
-            `console=ttyS0 ${EMULATED_KVM_CMDLINE} mvisor_test.disks=vda,sda ` +
+            `console=ttyS0 mvisor_test.disks=vda,sda ` +
             'mvisor_test.iso=sr0:/hello.bin mvisor_test.action=poweroff',
           devices: [
             { class: 'virtio-block', name: 'vda', image: join(dir, 'vda.raw'), serial: 'MVISOR-VDA' },
@@ -134,7 +126,7 @@ describe.skipIf(!hasKvm() || !tools)('storage under Linux (virtio-blk, IDE qcow2
       expect(sda.subarray(16 * 512, 24 * 512).equals(guestPattern('sda'))).toBe(true);
       expect(sda.subarray(8 * 512, 16 * 512).equals(sdaPattern)).toBe(true);
     },
-    BOOT_TIMEOUT + 60_000,
+    BOOT_TIMEOUT + scaled(60_000),
   );
 
   it(
@@ -154,7 +146,7 @@ describe.skipIf(!hasKvm() || !tools)('storage under Linux (virtio-blk, IDE qcow2
           cpu: TEST_CPU,
           kernel: kit.kernel,
           initrd: kit.initramfs,
-          cmdline: `console=ttyS0 ${EMULATED_KVM_CMDLINE} mvisor_test.write_loop=sda mvisor_test.action=none`,
+          cmdline: `console=ttyS0 mvisor_test.write_loop=sda mvisor_test.action=none`,
           devices: [{ class: 'ata-disk', name: 'sda', image: img }],
         }),
       );
@@ -192,6 +184,6 @@ describe.skipIf(!hasKvm() || !tools)('storage under Linux (virtio-blk, IDE qcow2
       expect([0, 3]).toContain(code);
       expect(report).not.toMatch(/ERROR/);
     },
-    BOOT_TIMEOUT + 60_000,
+    BOOT_TIMEOUT + scaled(60_000),
   );
 });
