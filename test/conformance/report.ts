@@ -33,6 +33,8 @@ export interface Row {
   mvisor?: VmmRun;
   /** mvisor cycles / QEMU cycles. */
   ratio?: number;
+  /** The run this row reports followed this many failed ones (--retries). */
+  retried?: number;
 }
 
 /**

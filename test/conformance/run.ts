@@ -57,6 +57,7 @@ interface Options {
   logs?: string;
   jsonFile?: string;
   resultsJsonl?: string;
+  retries: number;
   verbose: boolean;
 }
 
@@ -66,6 +67,7 @@ const USAGE = `usage: npm run conformance -- [options]
   --json               print the results as JSON instead of the table
   --json-file FILE     also write the results as JSON to FILE
   --results-jsonl FILE append one JSON line per finished test to FILE as it finishes (test/runner/)
+  --retries N          run a test mvisor fails up to N more times (the nested test host; its row says so)
   --qemu / --no-qemu   run the QEMU half (default: on, off with --ci)
   --no-mvisor          skip the mvisor half
   --timeout-scale X    multiply every test's timeout (default 1)
@@ -84,6 +86,7 @@ function parseArgs(argv: string[]): Options {
     timeoutScale: 1,
     jobs: 1,
     all: false,
+    retries: 0,
     verbose: false,
   };
   let qemuSet = false;
@@ -144,6 +147,10 @@ function parseArgs(argv: string[]): Options {
         break;
       case '--results-jsonl':
         o.resultsJsonl = resolve(value());
+        break;
+      case '--retries':
+        o.retries = Number(value());
+        if (!Number.isInteger(o.retries) || o.retries < 0) usage('--retries takes a whole number >= 0');
         break;
       case '--verbose':
         o.verbose = true;
@@ -250,7 +257,12 @@ async function main(): Promise<number> {
       const i = next++;
       const t = tests[i];
       if (t === undefined) return;
-      const row = await runTest(ctx, t);
+      let row = await runTest(ctx, t);
+      for (let n = 1; n <= opts.retries && !ciOutcome([row], KNOWN_SKIPS).ok; n++) {
+        say(`${progressLine(row)}: running it again (${n} of ${opts.retries})`);
+        const again = await runTest(ctx, t);
+        row = { ...again, retried: n };
+      }
       rows[i] = row;
       say(progressLine(row));
       if (opts.resultsJsonl !== undefined)
@@ -292,6 +304,7 @@ function resultLine(r: Row): {
   return {
     test: r.name,
     result: m?.result ?? 'NOT RUN',
+    ...(r.retried ? { retries: r.retried } : {}),
     ...(reason !== undefined ? { reason } : {}),
     ok: ci.ok,
     durationMs: m?.durationMs ?? 0,

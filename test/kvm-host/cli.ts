@@ -10,6 +10,7 @@
  *     --scratch DIR      read-write folder shared at the same path (default: a new one in $TMPDIR)
  *     --env K=V          environment for the command, repeatable (MVISOR_* and CI are passed on anyway)
  *     --cpu MODEL        QEMU CPU model of the test host (default host.ts HOST_CPU)
+ *     --accel ACCEL      QEMU -accel value (default host.ts HOST_ACCEL)
  *     --kernel-arg P     an extra kernel parameter for the test host, repeatable
  *
  * Exit code: the command's; 1 with one line saying why when the test host
@@ -22,7 +23,7 @@ import { describeOutcome, runInKvmHost, type HostOptions, type PortForward } fro
 
 function usage(msg: string): never {
   process.stderr.write(
-    `kvm-host: ${msg}\nusage: node dist/test/kvm-host/cli.js [--memory MIB] [--cpus N] [--timeout S] [--forward H:G] [--module NAME] [--scratch DIR] [--env K=V] [--cpu MODEL] [--kernel-arg P] -- COMMAND...\n`,
+    `kvm-host: ${msg}\nusage: node dist/test/kvm-host/cli.js [--memory MIB] [--cpus N] [--timeout S] [--forward H:G] [--module NAME] [--scratch DIR] [--env K=V] [--cpu MODEL] [--accel ACCEL] [--kernel-arg P] -- COMMAND...\n`,
   );
   process.exit(2);
 }
@@ -45,6 +46,7 @@ async function main(argv: string[]): Promise<number> {
   let timeoutS = 1800;
   let scratch: string | undefined;
   let cpu: string | undefined;
+  let accel: string | undefined;
   const kernelArgs: string[] = [];
   let i = 0;
   for (; i < argv.length && argv[i] !== '--'; i++) {
@@ -60,6 +62,7 @@ async function main(argv: string[]): Promise<number> {
     } else if (a === '--module') modules.push(v ?? usage('--module needs a name'));
     else if (a === '--scratch') scratch = v ?? usage('--scratch needs a folder');
     else if (a === '--cpu') cpu = v ?? usage('--cpu needs a QEMU CPU model');
+    else if (a === '--accel') accel = v ?? usage('--accel needs a QEMU -accel value');
     else if (a === '--kernel-arg') kernelArgs.push(v ?? usage('--kernel-arg needs a parameter'));
     else if (a === '--env') {
       const m = /^([A-Za-z_][A-Za-z0-9_]*)=(.*)$/s.exec(v ?? '');
@@ -83,6 +86,7 @@ async function main(argv: string[]): Promise<number> {
   };
   if (forwards.length) opts.forwards = forwards;
   if (cpu) opts.cpu = cpu;
+  if (accel) opts.accel = accel;
   if (kernelArgs.length) opts.kernelArgs = kernelArgs;
   const r = await runInKvmHost(opts);
   if (r.outcome.kind === 'exited') return r.outcome.code;

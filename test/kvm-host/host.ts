@@ -36,6 +36,8 @@ export interface HostOptions {
   cpus?: number;
   /** QEMU CPU model of the test host (default HOST_CPU). */
   cpu?: string;
+  /** QEMU -accel value (default HOST_ACCEL). */
+  accel?: string;
   /** QEMU machine type of the test host, e.g. `q35,kernel-irqchip=split` (default pc). */
   machine?: string;
   /** Extra QEMU `-device` values, e.g. `intel-iommu,intremap=on,caching-mode=on`. */
@@ -82,6 +84,8 @@ const here = dirname(fileURLToPath(import.meta.url));
 
 /** `-cpu max`: TCG emulates AMD SVM with nested paging, so kvm-amd binds. */
 export const HOST_CPU = 'max';
+/** One host thread per vCPU of the test host. */
+export const HOST_ACCEL = 'tcg,thread=multi';
 
 /** The repository root: the nearest directory above this file with mvisor's package.json. */
 export function repoRoot(): string {
@@ -201,7 +205,7 @@ export function qemuArgs(image: string, o: HostOptions, nonce: string): string[]
   ];
   const args = [
     '-accel',
-    'tcg,thread=multi',
+    o.accel ?? HOST_ACCEL,
     '-M',
     o.machine ?? 'pc',
     '-cpu',

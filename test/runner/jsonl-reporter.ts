@@ -15,6 +15,8 @@ export interface ResultLine {
   name?: string;
   state: 'passed' | 'failed' | 'skipped' | 'pending';
   durationMs: number;
+  /** Runs it took to pass (a retry inside the nested test host; see nested.ts). */
+  retries?: number;
   errors?: string[];
   /** A file line: the file finished (all its tests reported above). */
   fileDone?: true;
@@ -36,6 +38,7 @@ export default class JsonlReporter implements Reporter {
       name: test.fullName,
       state: r.state,
       durationMs: Math.round(d?.duration ?? 0),
+      ...(d?.retryCount ? { retries: d.retryCount } : {}),
       ...(r.errors?.length
         ? { errors: r.errors.map((e) => (e.stack ?? e.message ?? String(e)).slice(0, 4000)) }
         : {}),

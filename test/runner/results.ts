@@ -18,6 +18,8 @@ export interface ConformanceLine {
   reason?: string;
   ok: boolean;
   durationMs: number;
+  /** Failed runs before this one (conformance --retries). */
+  retries?: number;
 }
 
 /** Parses JSON lines; a torn last line (the host died mid-write) is dropped. */

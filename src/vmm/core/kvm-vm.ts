@@ -146,8 +146,7 @@ export class KvmVm implements IrqSink {
     this.native.createIrqchip();
     this.native.createPit2(KVM_PIT_SPEAKER_DUMMY);
     this.mailbox = new Int32Array(this.native.mailboxBuffer());
-    const envSpin = process.env.MVISOR_SPIN_EXPERIMENT?.split(',').map(Number);
-    this.native.setSpin(envSpin?.[0] ?? opts.vcpuSpinNs ?? 200_000, envSpin?.[1] ?? opts.jsSpinNs ?? 50_000);
+    this.native.setSpin(opts.vcpuSpinNs ?? 200_000, opts.jsSpinNs ?? 50_000);
 
     // Guest RAM: one anonymous mapping per placement, one memory slot each
     // unless the machine maps it piecewise. ArrayBuffer views are capped at
