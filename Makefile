@@ -29,6 +29,7 @@ build: npm
 	npx node-gyp rebuild -j 2 >/dev/null
 	npx tsc -p tsconfig.build.json
 	node scripts/oclif-manifest.mjs >/dev/null
+	node scripts/validators.mjs >/dev/null
 
 guests: apt
 	./guests/build.sh > /dev/null

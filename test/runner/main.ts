@@ -20,6 +20,7 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } fro
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { probeKvmFacts } from '../../src/vmm/kvm/availability.js';
+import { locateSuite } from '../conformance/suite.js';
 import { repoRoot } from '../kvm-host/host.js';
 import { chooseMode } from './mode.js';
 import { mergeReports, type VitestJson } from './results.js';
@@ -97,9 +98,18 @@ async function main(): Promise<number> {
     return 2;
   }
 
+  // The unit tests load kvm-unit-tests' kernels too (test/unit/vmm/boot/multiboot.test.ts):
+  // build the suite first (cached in ~/.cache/mvisor) and tell them where it is.
+  const kutEnv: Record<string, string> = {};
+  if (!process.env.MVISOR_TEST_KUT_DIR) {
+    const found = await locateSuite(repo, (l) => say(`kvm-unit-tests: ${l}`));
+    if ('suite' in found) kutEnv.MVISOR_TEST_KUT_DIR = found.suite.dir;
+    else say(`kvm-unit-tests: ${'error' in found ? found.error : found.skip}`);
+  }
+
   if (choice.mode === 'native') {
     say('every test runs on this machine');
-    const rc = await run(process.execPath, [vitest, 'run', ...(args.only ?? [])]);
+    const rc = await run(process.execPath, [vitest, 'run', ...(args.only ?? [])], kutEnv);
     const conf = args.conformance
       ? await run(process.execPath, [join(repo, 'dist/test/conformance/run.js'), '--ci'])
       : 0;
@@ -127,11 +137,11 @@ async function main(): Promise<number> {
 
   const tNative = Date.now();
   const nativeRc = nativeFiles.length
-    ? await run(process.execPath, [
-        vitest,
-        'run',
-        ...(args.only ? nativeFiles : ['--exclude', 'test/integration/**']),
-      ])
+    ? await run(
+        process.execPath,
+        [vitest, 'run', ...(args.only ? nativeFiles : ['--exclude', 'test/integration/**'])],
+        kutEnv,
+      )
     : 0;
   const nativeReport = nativeFiles.length ? readVitestJson() : undefined;
   const nativeS = (Date.now() - tNative) / 1000;

@@ -34,6 +34,13 @@ export const NESTED_TIMEOUT_SCALE = 4;
  */
 export const NESTED_RETRY = 1;
 
+/**
+ * kvm-unit-tests at once inside the test host: each is one small guest whose
+ * mvisor process spends most of its time starting (single-threaded JS), so
+ * two keep the host's two vCPUs busy.
+ */
+export const NESTED_KUT_JOBS = 2;
+
 /** The nested phase fails past this, naming the slowest files (the issue's CI budget). */
 export const NESTED_LIMIT_S = 30 * 60;
 
@@ -90,7 +97,7 @@ export function shardScript(scratch: string, items: ShardItem[]): string {
   if (kut)
     lines.push(
       step(
-        `node dist/test/conformance/run.js --ci --timeout-scale ${NESTED_TIMEOUT_SCALE} --retries ${NESTED_RETRY} ` +
+        `node dist/test/conformance/run.js --ci --jobs ${NESTED_KUT_JOBS} --timeout-scale ${NESTED_TIMEOUT_SCALE} --retries ${NESTED_RETRY} ` +
           `--results-jsonl ${q(join(scratch, 'conformance.jsonl'))} --logs ${q(join(scratch, 'kvm-unit-tests'))}` +
           `${kut.only ? ` --only ${q(kut.only.join(','))}` : ''}`,
       ),

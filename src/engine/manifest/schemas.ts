@@ -10,7 +10,7 @@
  *   x-mvisor-grow-only: true                 the value may grow in place, never shrink
  *   x-mvisor-expected: string                what a valid value looks like (error messages)
  */
-import { Ajv, type ValidateFunction } from 'ajv';
+import type { Ajv, ValidateFunction } from 'ajv';
 import commonSchema from '../../../schema/manifests/common.schema.json' with { type: 'json' };
 import diskSchema from '../../../schema/manifests/disk.schema.json' with { type: 'json' };
 import hostSchema from '../../../schema/manifests/host.schema.json' with { type: 'json' };
@@ -24,6 +24,7 @@ import {
   schemaNodeAt,
   type SchemaNode,
 } from '../../common/yaml-schema-errors.js';
+import { loadAjv, precompiledValidator, type ValidatorSet } from '../../common/precompiled-validators.js';
 import type { Kind, UpdatePolicy, UpdatePolicyFn } from '../types.js';
 
 /** Schema URI: `<$id>#<json pointer>` (the pointer is '' for a schema's root). */
@@ -146,12 +147,20 @@ function annotation<K extends (typeof ANNOTATIONS)[number]>(
   return undefined;
 }
 
+/** The manifest schemas as one validator set (compiled at build time: precompiled-validators.ts). */
+export const MANIFEST_VALIDATORS: ValidatorSet = {
+  name: 'manifests',
+  schemas: SCHEMAS,
+  vocabulary: ANNOTATIONS,
+  options: EXPLAIN_AJV_OPTIONS,
+};
+
 let ajv: Ajv | undefined;
 const validators = new Map<SchemaUri, ValidateFunction>();
 
 function getAjv(): Ajv {
   if (!ajv) {
-    ajv = new Ajv(EXPLAIN_AJV_OPTIONS);
+    ajv = new (loadAjv())(EXPLAIN_AJV_OPTIONS);
     ajv.addVocabulary([...ANNOTATIONS]);
     for (const s of SCHEMAS) ajv.addSchema(s);
   }
@@ -163,7 +172,7 @@ export function validatorAt(uri: SchemaUri): ValidateFunction {
   const key = uri.endsWith('#') ? uri.slice(0, -1) : uri;
   let v = validators.get(key);
   if (!v) {
-    v = getAjv().getSchema(key);
+    v = precompiledValidator(MANIFEST_VALIDATORS, key) ?? getAjv().getSchema(key);
     if (!v) throw new Error(`internal: cannot compile schema at ${uri}`);
     validators.set(key, v);
   }

@@ -21,7 +21,7 @@ import {
 import { PC_FIXED_PORTS, type PortRange } from '../pc-ports.js';
 import { homedir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
-import { Ajv, type ValidateFunction } from 'ajv';
+import type { Ajv, ValidateFunction } from 'ajv';
 import { LineCounter, parseDocument } from 'yaml';
 import schemaJson from '../../../schema/vmm-config.schema.json' with { type: 'json' };
 import {
@@ -56,6 +56,7 @@ import type {
   VmmConfig,
   VmmDevice,
 } from '../../generated/vmm-config.js';
+import { loadAjv, precompiledValidator, type ValidatorSet } from '../../common/precompiled-validators.js';
 import { ConfigError, type ConfigProblem } from './errors.js';
 import { SIZE_PATTERN, formatSize, parseSize } from './size.js';
 import type {
@@ -250,19 +251,29 @@ function childPointer(pointer: string, ...segs: readonly Segment[]): string {
   return pointer + segs.map((s) => `/${escapePointer(String(s))}`).join('');
 }
 
+/** The VMM config schema as a validator set (compiled at build time: precompiled-validators.ts). */
+export const VMM_VALIDATORS: ValidatorSet = {
+  name: 'vmm-config',
+  schemas: [SCHEMA],
+  vocabulary: [],
+  options: EXPLAIN_AJV_OPTIONS,
+};
+
 let ajv: Ajv | undefined;
 const validators = new Map<string, ValidateFunction>();
 
 function getAjv(): Ajv {
   if (!ajv) {
-    ajv = new Ajv(EXPLAIN_AJV_OPTIONS);
+    ajv = new (loadAjv())(EXPLAIN_AJV_OPTIONS);
     ajv.addSchema(SCHEMA, SCHEMA_ID);
   }
   return ajv;
 }
 
 function rootValidator(): ValidateFunction<VmmConfig> {
-  const v = getAjv().getSchema<VmmConfig>(SCHEMA_ID);
+  const v =
+    (precompiledValidator(VMM_VALIDATORS, SCHEMA_ID) as ValidateFunction<VmmConfig> | undefined) ??
+    getAjv().getSchema<VmmConfig>(SCHEMA_ID);
   if (!v) throw new Error('internal: VMM config schema did not compile');
   return v;
 }
@@ -271,7 +282,11 @@ function rootValidator(): ValidateFunction<VmmConfig> {
 function validatorAt(pointer: string): ValidateFunction {
   let v = validators.get(pointer);
   if (!v) {
-    v = pointer === '' ? rootValidator() : getAjv().getSchema(`${SCHEMA_ID}#${pointer}`);
+    const key = `${SCHEMA_ID}#${pointer}`;
+    v =
+      pointer === ''
+        ? rootValidator()
+        : (precompiledValidator(VMM_VALIDATORS, key) ?? getAjv().getSchema(key));
     if (!v) throw new Error(`internal: cannot compile schema at ${pointer}`);
     validators.set(pointer, v);
   }

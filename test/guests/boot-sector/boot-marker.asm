@@ -100,17 +100,20 @@ main:                                   ; 0x3E
         ; SeaBIOS's serial console is lazy: it keeps the last character
         ; and the cursor move of the newline back, and sends them at its
         ; next timer tick (src/sercon.c, sercon_check_event from
-        ; clock_update). Wait for a tick, so the line is complete before
-        ; (b) writes to the same port and (c) resets.
+        ; clock_update), or later when the UART's FIFO is full (QEMU's
+        ; drains at the line rate). Wait 4 ticks (about 0.2 s), so the line
+        ; is complete before (b) writes to the same port and (c) resets.
 .flush:
         push ds
         push word 0x40
         pop ds
-        mov ax, [0x6c]                  ; BDA timer tick count (low word)
+        mov bx, [0x6c]                  ; BDA timer tick count (low word)
 .tick:
         hlt                             ; until an interrupt (IF is set)
-        cmp ax, [0x6c]
-        je .tick
+        mov ax, [0x6c]
+        sub ax, bx
+        cmp ax, 4
+        jb .tick
         pop ds
 
         ; (b) straight to the 16550 on COM1

@@ -25,8 +25,9 @@
 ;   (a) prints MARKER "\r\n" with INT 10h AH=0Eh (teletype). With no VGA and
 ;       fw_cfg "etc/sercon-port" present, SeaBIOS's serial console renders
 ;       that on the serial port;
-;   (b) writes "SERIAL:" MARKER "\r\n" straight to COM1 (0x3F8), waiting
-;       for LSR (0x3FD) bit 5 (THR empty) before each byte;
+;   (b) after 4 timer ticks (SeaBIOS flushes its serial console from the
+;       timer), writes "SERIAL:" MARKER "\r\n" straight to COM1 (0x3F8),
+;       waiting for LSR (0x3FD) bit 5 (THR empty) before each byte;
 ;   (c) resets the machine: RST_CPU|SYS_RST (0x06) to the reset control
 ;       register at 0xCF9 (PIIX3), then halts forever.
 
@@ -90,11 +91,29 @@ bev:
 .tty:
         lodsb
         test al, al
-        jz .serial
+        jz .flush
         mov ah, 0x0e
         mov bx, 0x0007                  ; page 0, light grey
         int 0x10
         jmp .tty
+
+        ; SeaBIOS's serial console is lazy: it keeps the end of the line
+        ; back and sends it from its timer tick (src/sercon.c,
+        ; sercon_check_event), or later when the UART's FIFO is full
+        ; (QEMU's drains at the line rate). Wait 4 ticks (about 0.2 s), so
+        ; the line is complete before (b) writes to the same port.
+.flush:
+        push ds
+        push word 0x40
+        pop ds
+        mov bx, [0x6c]                  ; BDA timer tick count (low word)
+.tick:
+        hlt                             ; until an interrupt (IF is set)
+        mov ax, [0x6c]
+        sub ax, bx
+        cmp ax, 4
+        jb .tick
+        pop ds
 
         ; (b) straight to the 16550 on COM1
 .serial:

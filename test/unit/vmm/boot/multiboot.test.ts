@@ -605,8 +605,8 @@ function kvmUnitTests(): string | undefined {
 const kut = kvmUnitTests();
 if (!kut) {
   console.warn(
-    'multiboot.test.ts: skipping the kvm-unit-tests kernels: build ../shared/peers/kvm-unit-tests-*.tar.gz' +
-      ' in /tmp/kut (./configure && make) or set MVISOR_TEST_KUT_DIR',
+    'multiboot.test.ts: skipping the kvm-unit-tests kernels: MVISOR_TEST_KUT_DIR names no built suite' +
+      ' (make test builds ../shared/peers/kvm-unit-tests-*.tar.gz into ~/.cache/mvisor and sets it)',
   );
 }
 
