@@ -383,6 +383,30 @@ function vmList(records: readonly ResourceRecord[]): string {
   return records.map((u) => `VirtualMachine/${u.name}`).join(', ');
 }
 
+function existingFileMessage(name: string, path: string): string {
+  return (
+    `Disk/${name}: ${path} already exists and mvctl did not create it; nothing was changed or recorded. ` +
+    'mvctl never overwrites a file it did not create: move the file away, or set spec.path to another file'
+  );
+}
+
+/**
+ * Why a Disk's image file stays when the Disk is deleted (destroy, or the
+ * first half of a replace), or undefined to delete it. Both the recorded
+ * policy and, on a replace, the new manifest's may keep it.
+ */
+function keepReason(
+  path: string,
+  have: ResourceRecord | undefined,
+  want: DesiredResource | undefined,
+): string | undefined {
+  const policies = [have?.spec, want?.spec].map((s) => (s as NormalizedDiskSpec | undefined)?.deletePolicy);
+  if (policies.includes('keep')) return 'deletePolicy: keep';
+  if (policies.includes('delete')) return undefined;
+  if (!have?.ownedFiles.includes(path)) return 'mvctl did not create it; deletePolicy: delete deletes it';
+  return undefined;
+}
+
 async function diskStep(
   store: StateStore,
   step: PlanStep,
@@ -401,13 +425,18 @@ async function diskStep(
       const w = want!;
       const spec = w.spec as NormalizedDiskSpec;
       const path = diskPath(stateDir, id.name, spec);
-      store.put({ ...ids(w), spec: { ...spec, path }, dependsOn: w.dependsOn, status: 'creating' });
+      // A file mvctl did not create is never overwritten, and refusing records nothing.
+      if (existsSync(path)) throw new ApplyError(existingFileMessage(id.name, path));
       mkdirSync(dirname(path), { recursive: true });
-      if (existsSync(path)) {
-        throw new ApplyError(
-          `Disk/${id.name}: ${path} already exists; remove it or import it (mvctl import is planned)`,
-        );
-      }
+      // Recorded before the file exists: an apply killed after this point leaves
+      // a 'creating' record that owns the path, so the next apply may replace it.
+      store.put({
+        ...ids(w),
+        spec: { ...spec, path },
+        dependsOn: w.dependsOn,
+        status: 'creating',
+        ownedFiles: [path],
+      });
       try {
         await createImage(path, {
           format: spec.format,
@@ -415,7 +444,11 @@ async function diskStep(
           ...(spec.backingFile !== undefined ? { backingFile: spec.backingFile } : {}),
         });
       } catch (e) {
-        throw diskError(id.name, e);
+        // Someone else's file appeared meanwhile (createImage opens it exclusively): not ours.
+        const theirs = (e as { code?: unknown }).code === 'EEXIST';
+        if (!theirs) rmSync(path, { force: true });
+        store.remove(id);
+        throw theirs ? new ApplyError(existingFileMessage(id.name, path)) : diskError(id.name, e);
       }
       store.patch(id, { status: 'ready' });
       return path;
@@ -452,10 +485,11 @@ async function diskStep(
         );
       }
       const path = (have?.spec as NormalizedDiskSpec | undefined)?.path;
+      const keep = path === undefined ? undefined : keepReason(path, have, want);
       store.patch(id, { status: 'deleting' });
-      if (path) rmSync(path, { force: true });
+      if (path !== undefined && keep === undefined) rmSync(path, { force: true });
       store.remove(id);
-      return path;
+      return keep === undefined ? path : `kept ${path} (${keep})`;
     }
     default:
       throw new ApplyError(`Disk/${id.name}: cannot ${step.op} a disk`);

@@ -424,6 +424,7 @@ function normaliseDisk(spec: DiskSpec, ctx: NormaliseContext): NormalizedDiskSpe
   if (size.problem !== undefined) ctx.problems.push(problem(['spec', 'size'], size.problem));
   const out: NormalizedDiskSpec = { format, size: size.bytes ?? 0 };
   if (spec.path !== undefined) out.path = resolveManifestPath(ctx.baseDir, spec.path);
+  if (spec.deletePolicy !== undefined) out.deletePolicy = spec.deletePolicy;
   if (spec.backingFile !== undefined) {
     out.backingFile = resolveManifestPath(ctx.baseDir, spec.backingFile);
     if (format !== 'qcow2') {

@@ -182,6 +182,8 @@ export type NormalizedDiskSpec = {
   path?: string;
   /** Absolute (qcow2 only). */
   backingFile?: string;
+  /** Absent means 'created' (delete the file only if mvctl created it). */
+  deletePolicy?: 'created' | 'delete' | 'keep';
 };
 
 export type NormalizedNetworkSpec = {

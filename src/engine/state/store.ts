@@ -17,6 +17,9 @@ import process from 'node:process';
 import Database from 'better-sqlite3';
 import { hashJson } from '../canonical.js';
 import { KINDS, resourceKey, type Kind, type ResourceId } from '../types.js';
+import { MIGRATIONS, SCHEMA_VERSION } from './migrations.js';
+
+export { SCHEMA_VERSION };
 
 export type ResourceStatus = 'creating' | 'running' | 'stopped' | 'ready' | 'failed' | 'deleting';
 export const RESOURCE_STATUSES: readonly ResourceStatus[] = [
@@ -46,6 +49,11 @@ export interface ResourceRecord extends ResourceId {
   logPath: string | null;
   /** Why the last operation on it failed (status 'failed'). */
   error: string | null;
+  /**
+   * Files mvctl created for the resource (a Disk's image): the only ones
+   * destroy and replace delete without being told to (a Disk's deletePolicy).
+   */
+  ownedFiles: string[];
   /** ISO 8601. */
   createdAt: string;
   updatedAt: string;
@@ -64,6 +72,7 @@ export interface ResourceInput extends ResourceId {
   vmmConfigPath?: string | null;
   logPath?: string | null;
   error?: string | null;
+  ownedFiles?: string[];
 }
 
 /** Fields `patch` may change. A changed `spec` recomputes `specHash` unless one is given. */
@@ -168,75 +177,6 @@ export function processExists(pid: number): boolean {
   }
 }
 
-interface Migration {
-  version: number;
-  description: string;
-  up(db: Database.Database): void;
-}
-
-/** Append only: a released migration is never edited, a change is a new one. */
-const MIGRATIONS: readonly Migration[] = [
-  {
-    version: 1,
-    description: 'resources, events, locks, state_info',
-    up(db) {
-      db.exec(`
-        CREATE TABLE resources (
-          kind            TEXT NOT NULL,
-          name            TEXT NOT NULL,
-          spec            TEXT NOT NULL CHECK (json_valid(spec)),
-          spec_hash       TEXT NOT NULL,
-          depends_on      TEXT NOT NULL DEFAULT '[]' CHECK (json_valid(depends_on)),
-          status          TEXT NOT NULL
-                          CHECK (status IN ('creating', 'running', 'stopped', 'ready', 'failed', 'deleting')),
-          pid             INTEGER,
-          control_socket  TEXT,
-          host            TEXT,
-          vmm_config_path TEXT,
-          log_path        TEXT,
-          error           TEXT,
-          created_at      TEXT NOT NULL,
-          updated_at      TEXT NOT NULL,
-          PRIMARY KEY (kind, name)
-        ) STRICT;
-
-        CREATE TABLE events (
-          id      INTEGER PRIMARY KEY AUTOINCREMENT,
-          at      TEXT NOT NULL,
-          command TEXT NOT NULL,
-          kind    TEXT,
-          name    TEXT,
-          action  TEXT NOT NULL,
-          outcome TEXT NOT NULL,
-          detail  TEXT
-        ) STRICT;
-        CREATE INDEX events_by_resource ON events (kind, name, id);
-
-        -- At most one row (id = 1): the primary key makes two racing inserts
-        -- impossible even outside a transaction.
-        CREATE TABLE locks (
-          id       INTEGER PRIMARY KEY CHECK (id = 1),
-          pid      INTEGER NOT NULL,
-          hostname TEXT NOT NULL,
-          command  TEXT NOT NULL,
-          since    TEXT NOT NULL,
-          token    TEXT NOT NULL
-        ) STRICT;
-
-        CREATE TABLE state_info (
-          id      INTEGER PRIMARY KEY CHECK (id = 1),
-          lineage TEXT NOT NULL,
-          serial  INTEGER NOT NULL
-        ) STRICT;
-      `);
-      db.prepare('INSERT INTO state_info (id, lineage, serial) VALUES (1, ?, 0)').run(randomUUID());
-    },
-  },
-];
-
-/** The schema version this build writes. */
-export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]?.version ?? 0;
-
 interface ResourceRow {
   kind: string;
   name: string;
@@ -250,6 +190,7 @@ interface ResourceRow {
   vmm_config_path: string | null;
   log_path: string | null;
   error: string | null;
+  owned_files: string;
   created_at: string;
   updated_at: string;
 }
@@ -295,6 +236,7 @@ function rowToRecord(row: ResourceRow): ResourceRecord {
     vmmConfigPath: row.vmm_config_path,
     logPath: row.log_path,
     error: row.error,
+    ownedFiles: JSON.parse(row.owned_files) as string[],
     createdAt: row.created_at,
     updatedAt: row.updated_at,
   };
@@ -429,21 +371,24 @@ export class StateStore {
       .sort((a, b) => rank(a.kind) - rank(b.kind) || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   }
 
-  /** Inserts or replaces a resource (its `createdAt` is kept on replace); returns the stored record. */
+  /**
+   * Inserts or replaces a resource (its `createdAt` is kept on replace, and its
+   * `ownedFiles` unless given); returns the stored record.
+   */
   put(input: ResourceInput): ResourceRecord {
     return this.transaction(() => {
       const now = new Date().toISOString();
       this.db
         .prepare(
           `INSERT INTO resources (kind, name, spec, spec_hash, depends_on, status, pid, control_socket, host,
-             vmm_config_path, log_path, error, created_at, updated_at)
+             vmm_config_path, log_path, error, owned_files, created_at, updated_at)
            VALUES (@kind, @name, @spec, @specHash, @dependsOn, @status, @pid, @controlSocket, @host,
-             @vmmConfigPath, @logPath, @error, @now, @now)
+             @vmmConfigPath, @logPath, @error, COALESCE(@ownedFiles, '[]'), @now, @now)
            ON CONFLICT (kind, name) DO UPDATE SET
              spec = excluded.spec, spec_hash = excluded.spec_hash, depends_on = excluded.depends_on,
              status = excluded.status, pid = excluded.pid, control_socket = excluded.control_socket,
              host = excluded.host, vmm_config_path = excluded.vmm_config_path, log_path = excluded.log_path,
-             error = excluded.error, updated_at = excluded.updated_at`,
+             error = excluded.error, owned_files = COALESCE(@ownedFiles, owned_files), updated_at = excluded.updated_at`,
         )
         .run({
           kind: input.kind,
@@ -458,6 +403,8 @@ export class StateStore {
           vmmConfigPath: input.vmmConfigPath ?? null,
           logPath: input.logPath ?? null,
           error: input.error ?? null,
+          // Omitted: a new record owns nothing, an existing one keeps what it owns.
+          ownedFiles: input.ownedFiles === undefined ? null : JSON.stringify(input.ownedFiles),
           now,
         });
       this.bumpSerial();

@@ -53,4 +53,8 @@ export interface DiskSpec {
    * A base image the disk starts as a copy-on-write overlay of (qcow2 only).
    */
   backingFile?: string;
+  /**
+   * What destroy, and a replace, do with the image file. created (the default): delete it only if mvctl created it, keep a file that was there before (imported); delete: delete it either way; keep: never delete it. A kept file is named in the output.
+   */
+  deletePolicy?: 'created' | 'delete' | 'keep';
 }

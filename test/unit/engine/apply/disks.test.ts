@@ -105,20 +105,95 @@ describe('apply: Disk', () => {
     expect(existsSync(join(dir, 'root.qcow2'))).toBe(false);
   });
 
-  it('refuses to create over an existing file, and reports image errors with the Disk', async () => {
-    writeFileSync(join(dir, 'taken.img'), 'x');
-    const r = await apply(
+  it('never overwrites or deletes a file it did not create: refuse, apply again, destroy; the bytes stay', async () => {
+    const mine = join(dir, 'taken.img');
+    const bytes = Buffer.from("the user's own data, not an image mvctl made\n");
+    writeFileSync(mine, bytes);
+    const manifests = disks({
+      taken: '{size: 1M, path: taken.img}',
+      orphan: '{format: qcow2, size: 1M, backingFile: nope.img}',
+    });
+    const message =
+      `Disk/taken: ${mine} already exists and mvctl did not create it; nothing was changed or recorded. ` +
+      'mvctl never overwrites a file it did not create: move the file away, or set spec.path to another file';
+    for (let attempt = 1; attempt <= 2; attempt++) {
+      const r = await apply(manifests);
+      expect(r.result.ok).toBe(false);
+      // The second apply plans the same create again (nothing tainted to replace).
+      expect(r.plan.steps.map((st) => `${st.op} ${st.id.kind}/${st.id.name}`).sort()).toEqual([
+        'create Disk/orphan',
+        'create Disk/taken',
+      ]);
+      const errors = r.result.failed.map((f) => f.error);
+      expect(errors).toContainEqual(message);
+      expect(errors.find((e) => e.startsWith('Disk/orphan: '))).toContain(join(dir, 'nope.img'));
+      // A failed create records nothing and leaves no half-made image.
+      expect(store.list()).toEqual([]);
+      expect(existsSync(join(dir, 'disks', 'orphan.qcow2'))).toBe(false);
+      expect(readFileSync(mine)).toEqual(bytes);
+    }
+    const gone = await apply([]);
+    expect(gone.plan.steps).toEqual([]);
+    expect(readFileSync(mine)).toEqual(bytes);
+  });
+
+  it('destroy and replace delete only the files mvctl created, unless deletePolicy says otherwise', async () => {
+    // A file mvctl did not create, recorded as a Disk (as an import or a state from before ownership was recorded).
+    const adopted = join(dir, 'adopted.img');
+    writeFileSync(adopted, Buffer.alloc(MiB, 7));
+    store.put({
+      kind: 'Disk',
+      name: 'adopted',
+      spec: { format: 'raw', size: MiB, path: adopted },
+      status: 'ready',
+    });
+    await apply(
       disks({
-        taken: '{size: 1M, path: taken.img}',
-        orphan: '{format: qcow2, size: 1M, backingFile: nope.img}',
+        adopted: '{size: 1M, path: adopted.img}',
+        made: '{size: 1M}',
+        kept: '{size: 1M, deletePolicy: keep}',
       }),
     );
-    expect(r.result.ok).toBe(false);
-    const errors = r.result.failed.map((f) => f.error);
-    expect(errors).toContainEqual(
-      `Disk/taken: ${join(dir, 'taken.img')} already exists; remove it or import it (mvctl import is planned)`,
+    const made = join(dir, 'disks', 'made.img');
+    const kept = join(dir, 'disks', 'kept.img');
+    expect(store.get({ kind: 'Disk', name: 'made' })?.ownedFiles).toEqual([made]);
+    expect(store.get({ kind: 'Disk', name: 'adopted' })?.ownedFiles).toEqual([]);
+
+    // A replace (format change) of the adopted disk keeps its file, and then refuses to create over it.
+    const swap = await apply(
+      disks({
+        adopted: '{format: qcow2, size: 1M, path: adopted.img}',
+        made: '{size: 1M}',
+        kept: '{size: 1M, deletePolicy: keep}',
+      }),
     );
-    expect(errors.find((e) => e.startsWith('Disk/orphan: '))).toContain(join(dir, 'nope.img'));
+    expect(swap.result.ok).toBe(false);
+    expect(swap.result.failed.map((f) => f.error)).toEqual([
+      expect.stringContaining(`Disk/adopted: ${adopted} already exists and mvctl did not create it`),
+    ]);
+    expect(readFileSync(adopted)).toEqual(Buffer.alloc(MiB, 7));
+
+    const gone = await apply([]);
+    expect(gone.result.ok).toBe(true);
+    const details = store
+      .listEvents()
+      .filter((e) => e.outcome === 'succeeded')
+      .map((e) => e.detail);
+    expect(existsSync(made)).toBe(false);
+    expect(existsSync(kept)).toBe(true);
+    expect(details).toContainEqual(`kept ${kept} (deletePolicy: keep)`);
+    expect(readFileSync(adopted)).toEqual(Buffer.alloc(MiB, 7));
+
+    // deletePolicy: delete deletes a file mvctl did not create.
+    store.put({
+      kind: 'Disk',
+      name: 'adopted',
+      spec: { format: 'raw', size: MiB, path: adopted },
+      status: 'ready',
+    });
+    await apply(disks({ adopted: '{size: 1M, path: adopted.img, deletePolicy: delete}' }));
+    await apply([]);
+    expect(existsSync(adopted)).toBe(false);
   });
 
   it('refuses to delete a disk that a VM in state still uses', async () => {

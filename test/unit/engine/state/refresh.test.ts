@@ -28,6 +28,7 @@ function record(partial: Partial<ResourceRecord> & Pick<ResourceRecord, 'kind' |
     vmmConfigPath: null,
     logPath: null,
     error: null,
+    ownedFiles: [],
     createdAt: '2026-01-01T00:00:00.000Z',
     updatedAt: '2026-01-01T00:00:00.000Z',
     ...partial,

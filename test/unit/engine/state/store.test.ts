@@ -4,6 +4,7 @@ import { hostname, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
+import { MIGRATIONS } from '../../../../src/engine/state/migrations.js';
 import ts from 'typescript';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
@@ -69,7 +70,12 @@ function runChild(script: string): Promise<ChildProcess> {
  */
 function transpileStore(): string {
   const out = join(REPO, '.vitest', `engine-store-${process.pid}`);
-  for (const file of ['src/engine/types.ts', 'src/engine/canonical.ts', 'src/engine/state/store.ts']) {
+  for (const file of [
+    'src/engine/types.ts',
+    'src/engine/canonical.ts',
+    'src/engine/state/migrations.ts',
+    'src/engine/state/store.ts',
+  ]) {
     const { outputText } = ts.transpileModule(readFileSync(join(REPO, file), 'utf8'), {
       compilerOptions: {
         module: ts.ModuleKind.ES2022,
@@ -144,10 +150,39 @@ describe('StateStore.open', () => {
     expect(s3.version().lineage).toBe(lineage);
     const raw = new Database(dbPath, { readonly: true });
     try {
-      expect(raw.prepare('SELECT version FROM schema_migrations').all()).toEqual([{ version: 1 }]);
+      expect(raw.prepare('SELECT version FROM schema_migrations').all()).toEqual([
+        { version: 1 },
+        { version: 2 },
+      ]);
     } finally {
       raw.close();
     }
+  });
+
+  it('a state file from schema version 1 gains owned_files; its resources own no file', () => {
+    mkdirSync(dirname(dbPath), { recursive: true });
+    const raw = new Database(dbPath);
+    raw.exec(
+      'CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, description TEXT NOT NULL, applied_at TEXT NOT NULL) STRICT',
+    );
+    MIGRATIONS[0]!.up(raw);
+    raw.prepare("INSERT INTO schema_migrations VALUES (1, 'v1', '2026-01-01')").run();
+    raw
+      .prepare(
+        `INSERT INTO resources (kind, name, spec, spec_hash, status, created_at, updated_at)
+         VALUES ('Disk', 'old', '{"path":"/data/old.img"}', 'x', 'ready', '2026-01-01', '2026-01-01')`,
+      )
+      .run();
+    raw.close();
+    const s = openStore();
+    expect(s.schemaVersion()).toBe(2);
+    expect(s.get({ kind: 'Disk', name: 'old' })?.ownedFiles).toEqual([]);
+    // put keeps what a record owns unless told otherwise
+    s.put({ kind: 'Disk', name: 'new', spec: {}, status: 'creating', ownedFiles: ['/x.img'] });
+    s.put({ kind: 'Disk', name: 'new', spec: {}, status: 'ready' });
+    expect(s.get({ kind: 'Disk', name: 'new' })?.ownedFiles).toEqual(['/x.img']);
+    s.patch({ kind: 'Disk', name: 'new' }, { ownedFiles: [] });
+    expect(s.get({ kind: 'Disk', name: 'new' })?.ownedFiles).toEqual([]);
   });
 
   it('refuses a state file from a newer schema', () => {
