@@ -6,6 +6,7 @@
  */
 import { Command, Flags } from '@oclif/core';
 import { readFileSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { loadManifests } from '../engine/manifest/load.js';
 import { ManifestError } from '../engine/manifest/errors.js';
 import { isGrowOnly, updatePolicy } from '../engine/manifest/schemas.js';
@@ -14,6 +15,7 @@ import { refresh } from '../engine/state/refresh.js';
 import { defaultStatePath, StateError, StateLockedError, StateStore } from '../engine/state/store.js';
 import type { DesiredResource } from '../engine/types.js';
 import { ApplyError } from '../engine/apply/apply.js';
+import { preflight } from '../engine/apply/preflight.js';
 
 export const stateFlag = Flags.string({
   summary: 'State file (default: $MVISOR_STATE, else ~/.local/state/mvisor/state.db).',
@@ -52,10 +54,18 @@ export interface Planned {
 
 export function planAgainst(store: StateStore, desired: DesiredResource[]): Planned {
   const r = refresh(store);
-  return {
+  const planned = {
     plan: makePlan(desired, r.actual, updatePolicy, { state: r.state, growOnly: isGrowOnly }),
     desired,
   };
+  checkPreflight(store, planned);
+  return planned;
+}
+
+/** Stops a plan that apply would have to refuse (preflight.ts), before anything changes. */
+export function checkPreflight(store: StateStore, planned: Planned): void {
+  const problems = preflight(planned.plan, planned.desired, dirname(store.path));
+  if (problems.length) throw new UserError(`${problems.join('\n')}\nnothing was changed`);
 }
 
 /** A saved plan file: the plan and the desired resources it was made from. */

@@ -14,6 +14,7 @@ import {
   loadDesired,
   noColorFlag,
   openState,
+  checkPreflight,
   planAgainst,
   readSavedPlan,
   stateFlag,
@@ -125,5 +126,6 @@ function fromSaved(store: StateStore, path: string): Planned {
   const r = refresh(store);
   const stale = planStaleness(saved.plan, { state: r.state, actual: r.actual, desired: saved.desired });
   if (stale) throw new UserError(`${path}: the saved plan is stale (${stale}); run mvctl plan again`);
+  checkPreflight(store, saved);
   return saved;
 }

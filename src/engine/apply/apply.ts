@@ -7,7 +7,7 @@
  * steps that depend on it; independent ones still run.
  */
 import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { dirname } from 'node:path';
 import { createImage, resizeImage } from '../../vmm/block/create.js';
 import type { DesiredResource, ResourceId } from '../types.js';
 import { resourceKey } from '../types.js';
@@ -19,6 +19,7 @@ import type {
   NormalizedVirtualMachineSpec,
 } from '../manifest/types.js';
 import { controlRequest } from './control-client.js';
+import { diskPath } from './preflight.js';
 import { launchVm, stopVm, vmPaths, isVmmProcess, type VmPaths } from './vm-process.js';
 
 export type ApplyEvent =
@@ -369,10 +370,6 @@ function pidFromFile(path: string): number | undefined {
 }
 
 // ---- Disk ----
-
-function diskPath(stateDir: string, name: string, spec: NormalizedDiskSpec): string {
-  return spec.path ?? join(stateDir, 'disks', `${name}.${spec.format === 'qcow2' ? 'qcow2' : 'img'}`);
-}
 
 /** `Disk/<name>: <why>` for an image operation that failed. */
 function diskError(name: string, e: unknown): ApplyError {

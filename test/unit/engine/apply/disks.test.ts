@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { applyPlan, type ApplyResult } from '../../../../src/engine/apply/apply.js';
+import { planAgainst } from '../../../../src/cli/common.js';
 import { isGrowOnly, loadManifests, updatePolicy } from '../../../../src/engine/manifest/load.js';
 import { plan, type Plan, type PlanStep, type StepOp } from '../../../../src/engine/plan/planner.js';
 import { toActual } from '../../../../src/engine/state/refresh.js';
@@ -135,6 +136,34 @@ describe('apply: Disk', () => {
     const gone = await apply([]);
     expect(gone.plan.steps).toEqual([]);
     expect(readFileSync(mine)).toEqual(bytes);
+  });
+
+  it('plan and apply stop on a Disk whose file exists, naming the manifest line, before anything changes', () => {
+    const taken = join(dir, 'taken.img');
+    writeFileSync(taken, 'mine');
+    const file = join(dir, 'disks.yaml');
+    writeFileSync(
+      file,
+      'apiVersion: mvisor.dev/v1alpha1\nkind: Disk\nmetadata: {name: fresh}\nspec: {size: 1M}\n---\n' +
+        'apiVersion: mvisor.dev/v1alpha1\nkind: Disk\nmetadata: {name: taken}\nspec: {size: 1M, path: taken.img}\n',
+    );
+    const desired = loadManifests([file]);
+    const serial = store.version().serial;
+    let err: unknown;
+    try {
+      planAgainst(store, desired);
+    } catch (e) {
+      err = e;
+    }
+    expect((err as Error).message).toMatch(
+      new RegExp(
+        `^${file}:\\d+:\\d+: Disk/taken: spec\\.path: ${taken} already exists and mvctl did not create it`,
+      ),
+    );
+    expect((err as Error).message).toMatch(/\nnothing was changed$/);
+    expect(store.version().serial).toBe(serial);
+    expect(existsSync(join(dir, 'disks', 'fresh.img'))).toBe(false);
+    expect(readFileSync(taken, 'utf8')).toBe('mine');
   });
 
   it('destroy and replace delete only the files mvctl created, unless deletePolicy says otherwise', async () => {
