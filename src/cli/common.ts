@@ -12,7 +12,14 @@ import { ManifestError } from '../engine/manifest/errors.js';
 import { isGrowOnly, updatePolicy } from '../engine/manifest/schemas.js';
 import { plan as makePlan, PlanError, parsePlan, type Plan } from '../engine/plan/planner.js';
 import { refresh } from '../engine/state/refresh.js';
-import { defaultStatePath, StateError, StateLockedError, StateStore } from '../engine/state/store.js';
+import {
+  defaultStatePath,
+  describeHolder,
+  StateError,
+  StateLockedError,
+  StateStore,
+  type Lock,
+} from '../engine/state/store.js';
 import type { DesiredResource } from '../engine/types.js';
 import { ApplyError } from '../engine/apply/apply.js';
 import { preflight } from '../engine/apply/preflight.js';
@@ -91,6 +98,19 @@ export function readSavedPlan(path: string): Planned {
 }
 
 export class UserError extends Error {}
+
+/**
+ * Takes the state lock for `command`; when it replaces the lock of a holder
+ * that provably died (store.ts), says so on stderr.
+ */
+export function takeLock(store: StateStore, command: string): Lock {
+  const lock = store.acquireLock(command);
+  if (lock.tookOver)
+    process.stderr.write(
+      `mvctl: took over the state lock of ${describeHolder(lock.tookOver)}: that process is no longer running\n`,
+    );
+  return lock;
+}
 
 /** Prints an engine error without a stack trace (unless DEBUG) and exits 1. */
 export async function handleError(cmd: Command, err: Error & { oclif?: { exit?: number } }): Promise<never> {

@@ -20,6 +20,7 @@ import {
   stateFlag,
   UserError,
   type Planned,
+  takeLock,
 } from '../cli/common.js';
 
 /** Asks "yes" on a terminal; refuses without one. */
@@ -97,7 +98,7 @@ Without a terminal (CI, pipelines) it needs --auto-approve. A saved plan is appl
     const { args, flags } = await this.parse(Apply);
     const store = openState(flags.state);
     let code: number;
-    const lock = store.acquireLock('mvctl apply');
+    const lock = takeLock(store, 'mvctl apply');
     try {
       const planned = args.planfile
         ? fromSaved(store, args.planfile)

@@ -1,5 +1,13 @@
 import { Command, Flags } from '@oclif/core';
-import { exitProcess, handleError, noColorFlag, openState, planAgainst, stateFlag } from '../cli/common.js';
+import {
+  exitProcess,
+  handleError,
+  noColorFlag,
+  openState,
+  planAgainst,
+  stateFlag,
+  takeLock,
+} from '../cli/common.js';
 import { showAndApply } from './apply.js';
 
 export default class Destroy extends Command {
@@ -20,7 +28,7 @@ export default class Destroy extends Command {
     const { flags } = await this.parse(Destroy);
     const store = openState(flags.state);
     let code: number;
-    const lock = store.acquireLock('mvctl destroy');
+    const lock = takeLock(store, 'mvctl destroy');
     try {
       code = await showAndApply(store, planAgainst(store, []), {
         command: 'mvctl destroy',

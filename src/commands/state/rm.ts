@@ -1,6 +1,6 @@
 import { Args, Command } from '@oclif/core';
 import { KINDS, type Kind, type ResourceId } from '../../engine/types.js';
-import { exitProcess, handleError, openState, stateFlag, UserError } from '../../cli/common.js';
+import { exitProcess, handleError, openState, stateFlag, UserError, takeLock } from '../../cli/common.js';
 
 export function parseResourceRef(ref: string): ResourceId {
   const m = /^([A-Za-z]+)\/([a-z0-9][a-z0-9-]*)$/.exec(ref);
@@ -20,7 +20,7 @@ export default class StateRm extends Command {
   async run(): Promise<void> {
     const { args, flags } = await this.parse(StateRm);
     const store = openState(flags.state);
-    const lock = store.acquireLock('mvctl state rm');
+    const lock = takeLock(store, 'mvctl state rm');
     try {
       const id = parseResourceRef(args.resource);
       if (!store.remove(id)) throw new UserError(`${args.resource}: not in the state`);

@@ -80,6 +80,14 @@ export const MIGRATIONS: readonly Migration[] = [
       );
     },
   },
+  {
+    version: 3,
+    description: 'locks.boot_id, locks.start_time: a lock whose holder provably died is taken over',
+    up(db) {
+      db.exec('ALTER TABLE locks ADD COLUMN boot_id TEXT');
+      db.exec('ALTER TABLE locks ADD COLUMN start_time TEXT');
+    },
+  },
 ];
 
 /** The schema version this build writes. */

@@ -5,8 +5,10 @@
  * transaction, the file is in WAL mode so a crash (even `kill -9`) mid-write
  * leaves the last committed state, a versioned migration table lets later
  * versions change the schema without guessing, and a lock row keeps two
- * applies from interleaving. A lock left by a dead process is reported as
- * stale but never broken silently: `mvctl force-unlock` does that.
+ * applies from interleaving. A lock whose holder provably died (same host
+ * and boot, no process with its PID and start time) is taken over, with an
+ * event and a message; any other is reported (as stale when its PID is gone
+ * from this host) and only `mvctl force-unlock` breaks it.
  */
 
 import { randomUUID } from 'node:crypto';
@@ -18,134 +20,26 @@ import Database from 'better-sqlite3';
 import { hashJson } from '../canonical.js';
 import { KINDS, resourceKey, type Kind, type ResourceId } from '../types.js';
 import { MIGRATIONS, SCHEMA_VERSION } from './migrations.js';
+import { currentBootId, processStartTime } from './process-identity.js';
 
 export { SCHEMA_VERSION };
-
-export type ResourceStatus = 'creating' | 'running' | 'stopped' | 'ready' | 'failed' | 'deleting';
-export const RESOURCE_STATUSES: readonly ResourceStatus[] = [
-  'creating',
-  'running',
-  'stopped',
-  'ready',
-  'failed',
-  'deleting',
-];
-
-/** One applied resource as stored. */
-export interface ResourceRecord extends ResourceId {
-  /** The normalised desired spec that was applied. */
-  spec: Record<string, unknown>;
-  /** `hashJson(spec)`. */
-  specHash: string;
-  /** What the resource referred to when it was applied (destroy walks this backwards). */
-  dependsOn: ResourceId[];
-  status: ResourceStatus;
-  /** The VMM process of a VM. */
-  pid: number | null;
-  controlSocket: string | null;
-  /** Hostname of the machine the resource lives on (pids are only meaningful there). */
-  host: string | null;
-  vmmConfigPath: string | null;
-  logPath: string | null;
-  /** Why the last operation on it failed (status 'failed'). */
-  error: string | null;
-  /**
-   * Files mvctl created for the resource (a Disk's image): the only ones
-   * destroy and replace delete without being told to (a Disk's deletePolicy).
-   */
-  ownedFiles: string[];
-  /** ISO 8601. */
-  createdAt: string;
-  updatedAt: string;
-}
-
-/** What `put` takes: a record without timestamps; omitted optional fields are stored as null / []. */
-export interface ResourceInput extends ResourceId {
-  spec: Record<string, unknown>;
-  status: ResourceStatus;
-  /** Defaults to `hashJson(spec)`. */
-  specHash?: string;
-  dependsOn?: ResourceId[];
-  pid?: number | null;
-  controlSocket?: string | null;
-  host?: string | null;
-  vmmConfigPath?: string | null;
-  logPath?: string | null;
-  error?: string | null;
-  ownedFiles?: string[];
-}
-
-/** Fields `patch` may change. A changed `spec` recomputes `specHash` unless one is given. */
-export type ResourcePatch = Partial<Omit<ResourceInput, 'kind' | 'name'>>;
-
-export type EventOutcome = 'started' | 'succeeded' | 'failed' | 'skipped';
-
-export interface EventInput {
-  /** The command line the user ran, e.g. `mvctl apply`. */
-  command: string;
-  /** The resource the step was about; absent for whole-state events (force-unlock). */
-  id?: ResourceId;
-  /** The step: create, delete, update, start, stop, replace, force-unlock... */
-  action: string;
-  outcome: EventOutcome;
-  detail?: string;
-}
-
-export interface EventRecord extends EventInput {
-  seq: number;
-  /** ISO 8601. */
-  at: string;
-}
-
-export interface LockInfo {
-  pid: number;
-  hostname: string;
-  command: string;
-  /** ISO 8601. */
-  since: string;
-}
-
-/** The state's identity and version: a saved plan records these and apply refuses a mismatch. */
-export interface StateVersion {
-  /** Random id given to the state when it was created (tells two state files apart). */
-  lineage: string;
-  /** Incremented by every committed change to `resources`. */
-  serial: number;
-}
-
-export class StateLockedError extends Error {
-  constructor(
-    readonly holder: LockInfo,
-    /** The holder ran on this host and its pid no longer exists. */
-    readonly stale: boolean,
-  ) {
-    const who = `\`${holder.command}\` (pid ${holder.pid} on host ${holder.hostname}, since ${holder.since})`;
-    super(
-      stale
-        ? `state is locked by ${who}, but pid ${holder.pid} is no longer running on this host, so the lock ` +
-            `looks stale; if no apply is running, run \`mvctl force-unlock\``
-        : `state is locked by ${who}; if that process is gone, run \`mvctl force-unlock\``,
-    );
-    this.name = 'StateLockedError';
-  }
-}
-
-/** The state file was written by a newer mvctl, or is otherwise not one we can use. */
-export class StateError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'StateError';
-  }
-}
-
-/** A held state lock. */
-export interface Lock {
-  readonly info: LockInfo;
-  /** Whether the lock row is still ours (force-unlock may have broken it). */
-  isHeld(): boolean;
-  /** Deletes the lock row if it is still ours; returns whether it was. Safe to call twice. */
-  release(): boolean;
-}
+export * from './records.js';
+import {
+  RESOURCE_STATUSES,
+  StateError,
+  StateLockedError,
+  describeHolder,
+  type EventInput,
+  type EventOutcome,
+  type EventRecord,
+  type Lock,
+  type LockInfo,
+  type ResourceInput,
+  type ResourcePatch,
+  type ResourceRecord,
+  type ResourceStatus,
+  type StateVersion,
+} from './records.js';
 
 export interface OpenOptions {
   /** How long a statement waits for another connection's write lock (ms). Default 5000. */
@@ -154,6 +48,10 @@ export interface OpenOptions {
   pidAlive?: (pid: number) => boolean;
   /** This machine's hostname. Default `os.hostname()`. */
   hostname?: string;
+  /** This boot's id. Default: Linux's boot id. */
+  bootId?: string;
+  /** A process's start time, undefined if there is none. Default: from /proc. */
+  startTime?: (pid: number) => string | undefined;
 }
 
 /**
@@ -206,8 +104,14 @@ interface EventRow {
   detail: string | null;
 }
 
-interface LockRow extends LockInfo {
+interface LockRow {
+  pid: number;
+  hostname: string;
+  command: string;
+  since: string;
   token: string;
+  boot_id: string | null;
+  start_time: string | null;
 }
 
 function toKind(kind: string): Kind {
@@ -264,6 +168,8 @@ function isConstraintError(e: unknown): boolean {
 
 export class StateStore {
   private readonly pidAlive: (pid: number) => boolean;
+  private readonly bootId: string | undefined;
+  private readonly startTime: (pid: number) => string | undefined;
   private readonly hostname: string;
 
   private constructor(
@@ -274,6 +180,8 @@ export class StateStore {
   ) {
     this.pidAlive = options.pidAlive ?? processExists;
     this.hostname = options.hostname ?? osHostname();
+    this.bootId = options.bootId ?? currentBootId();
+    this.startTime = options.startTime ?? processStartTime;
   }
 
   /**
@@ -475,10 +383,25 @@ export class StateStore {
   /** The current lock holder, if any. */
   lockHolder(): LockInfo | undefined {
     const row = this.db
-      .prepare('SELECT pid, hostname, command, since, token FROM locks WHERE id = 1')
+      .prepare('SELECT pid, hostname, command, since, token, boot_id, start_time FROM locks WHERE id = 1')
       .get() as LockRow | undefined;
     if (!row) return undefined;
-    return { pid: row.pid, hostname: row.hostname, command: row.command, since: row.since };
+    const info: LockInfo = { pid: row.pid, hostname: row.hostname, command: row.command, since: row.since };
+    if (row.boot_id !== null) info.bootId = row.boot_id;
+    if (row.start_time !== null) info.startTime = row.start_time;
+    return info;
+  }
+
+  /**
+   * Whether a holder has provably died: it ran on this host in this boot,
+   * and no process has its PID with its start time (a reused PID is not the
+   * holder). Only such a lock is taken over without force-unlock.
+   */
+  holderIsGone(holder: LockInfo): boolean {
+    if (holder.hostname !== this.hostname || holder.bootId === undefined || holder.startTime === undefined)
+      return false;
+    if (this.bootId === undefined || holder.bootId !== this.bootId) return false;
+    return this.startTime(holder.pid) !== holder.startTime;
   }
 
   /** Whether a holder ran on this host and its process is gone. */
@@ -499,14 +422,37 @@ export class StateStore {
       command,
       since: new Date().toISOString(),
     };
+    if (this.bootId !== undefined) info.bootId = this.bootId;
+    const startTime = this.startTime(process.pid);
+    if (startTime !== undefined) info.startTime = startTime;
     const token = randomUUID();
+    let tookOver: LockInfo | undefined;
     try {
       this.transaction(() => {
         const holder = this.lockHolder();
-        if (holder) throw new StateLockedError(holder, this.isStale(holder));
+        if (holder && this.holderIsGone(holder)) {
+          this.db.prepare('DELETE FROM locks WHERE id = 1').run();
+          this.recordEvent({
+            command,
+            action: 'lock-takeover',
+            outcome: 'succeeded',
+            detail: `took over the lock of ${describeHolder(holder)}: that process is no longer running`,
+          });
+          tookOver = holder;
+        } else if (holder) throw new StateLockedError(holder, this.isStale(holder));
         this.db
-          .prepare('INSERT INTO locks (id, pid, hostname, command, since, token) VALUES (1, ?, ?, ?, ?, ?)')
-          .run(info.pid, info.hostname, info.command, info.since, token);
+          .prepare(
+            'INSERT INTO locks (id, pid, hostname, command, since, token, boot_id, start_time) VALUES (1, ?, ?, ?, ?, ?, ?, ?)',
+          )
+          .run(
+            info.pid,
+            info.hostname,
+            info.command,
+            info.since,
+            token,
+            info.bootId ?? null,
+            info.startTime ?? null,
+          );
       });
     } catch (e) {
       if (isConstraintError(e)) {
@@ -520,6 +466,7 @@ export class StateStore {
       this.db.prepare('SELECT 1 FROM locks WHERE id = 1 AND token = ?').get(token) !== undefined;
     return {
       info,
+      ...(tookOver ? { tookOver } : {}),
       isHeld,
       release: () => {
         if (!this.db.open) return false;

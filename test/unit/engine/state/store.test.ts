@@ -74,6 +74,8 @@ function transpileStore(): string {
     'src/engine/types.ts',
     'src/engine/canonical.ts',
     'src/engine/state/migrations.ts',
+    'src/engine/state/records.ts',
+    'src/engine/state/process-identity.ts',
     'src/engine/state/store.ts',
   ]) {
     const { outputText } = ts.transpileModule(readFileSync(join(REPO, file), 'utf8'), {
@@ -153,6 +155,7 @@ describe('StateStore.open', () => {
       expect(raw.prepare('SELECT version FROM schema_migrations').all()).toEqual([
         { version: 1 },
         { version: 2 },
+        { version: 3 },
       ]);
     } finally {
       raw.close();
@@ -175,7 +178,7 @@ describe('StateStore.open', () => {
       .run();
     raw.close();
     const s = openStore();
-    expect(s.schemaVersion()).toBe(2);
+    expect(s.schemaVersion()).toBe(SCHEMA_VERSION);
     expect(s.get({ kind: 'Disk', name: 'old' })?.ownedFiles).toEqual([]);
     // put keeps what a record owns unless told otherwise
     s.put({ kind: 'Disk', name: 'new', spec: {}, status: 'creating', ownedFiles: ['/x.img'] });
@@ -349,11 +352,10 @@ describe('locks', () => {
     expect(a.listEvents().map((e) => e.action)).toEqual(['force-unlock', 'force-unlock']);
   });
 
-  it('a lock row held by another real process is refused, then reported stale once it dies, never broken', async () => {
+  it('a lock row of an older mvctl (no boot id, start time) is refused, then reported stale once its holder dies, never broken', async () => {
     const s = openStore();
     const child = await runChild(`
       import Database from 'better-sqlite3';
-import ts from 'typescript';
       import { hostname } from 'node:os';
       const db = new Database(process.argv[1]);
       db.pragma('busy_timeout = 5000');
@@ -383,6 +385,64 @@ import ts from 'typescript';
     s.acquireLock('mvctl apply').release();
   });
 
+  it('the lock of an mvctl killed with -9 is taken over on the same host and boot, with an event', async () => {
+    openStore().close();
+    const storeJs = transpileStore();
+    try {
+      const child = await runChild(`
+        const { StateStore } = await import(${JSON.stringify(storeJs)});
+        StateStore.open(process.argv[1]).acquireLock('mvctl apply');
+        process.stdout.write('ready\\n');
+        setInterval(() => {}, 1000);
+      `);
+      const s = openStore();
+      expect(() => s.acquireLock('mvctl destroy')).toThrow(StateLockedError);
+      child.kill('SIGKILL');
+      await waitExit(child);
+      const lock = s.acquireLock('mvctl destroy');
+      expect(lock.tookOver?.pid).toBe(child.pid);
+      expect(lock.tookOver?.command).toBe('mvctl apply');
+      expect(s.lockHolder()?.pid).toBe(process.pid);
+      const last = s.listEvents({ limit: 1 })[0];
+      expect(last?.action).toBe('lock-takeover');
+      expect(last?.detail).toMatch(
+        new RegExp(`^took over the lock of \`mvctl apply\` \\(pid ${child.pid} on host`),
+      );
+      lock.release();
+    } finally {
+      rmSync(join(REPO, '.vitest', `engine-store-${process.pid}`), { recursive: true, force: true });
+    }
+  });
+
+  it('a live holder is never taken over, nor one from another boot or host; a reused PID is not the holder', () => {
+    const row = (pid: number, host: string, bootId: string, startTime: string) => {
+      const raw = new Database(dbPath);
+      raw.prepare('DELETE FROM locks').run();
+      raw
+        .prepare(
+          'INSERT INTO locks (id, pid, hostname, command, since, token, boot_id, start_time) VALUES (1, ?, ?, ?, ?, ?, ?, ?)',
+        )
+        .run(pid, host, 'mvctl apply', '2026-01-01T00:00:00.000Z', 't', bootId, startTime);
+      raw.close();
+    };
+    const s = openStore(dbPath, {
+      hostname: 'h1',
+      bootId: 'boot-1',
+      startTime: (pid: number) => `start-${pid}`,
+    });
+    row(4242, 'h1', 'boot-1', 'start-4242'); // alive: same pid, same start time
+    expect(() => s.acquireLock('mvctl apply')).toThrow(StateLockedError);
+    row(4242, 'h1', 'boot-0', 'start-0'); // an earlier boot: force-unlock only
+    expect(() => s.acquireLock('mvctl apply')).toThrow(StateLockedError);
+    row(4242, 'h2', 'boot-1', 'start-0'); // another host
+    expect(() => s.acquireLock('mvctl apply')).toThrow(StateLockedError);
+    row(4242, 'h1', 'boot-1', 'start-1'); // pid 4242 is now another process
+    const lock = s.acquireLock('mvctl apply');
+    expect(lock.tookOver).toMatchObject({ pid: 4242, bootId: 'boot-1', startTime: 'start-1' });
+    expect(s.lockHolder()).toMatchObject({ pid: process.pid, hostname: 'h1', bootId: 'boot-1' });
+    lock.release();
+  });
+
   it('of several processes racing for the lock, exactly one wins', async () => {
     openStore().close();
     const storeJs = transpileStore();
@@ -401,7 +461,8 @@ import ts from 'typescript';
             } catch (e) {
               process.stdout.write((e.name === 'StateLockedError' ? 'lost: ' : 'error: ') + e.message + '\\n');
             }
-            store.close();
+            // The winner stays alive while the others try: a dead holder's lock is taken over.
+            setTimeout(() => store.close(), 3000);
           `),
         ),
       );
