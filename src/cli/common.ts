@@ -5,7 +5,7 @@
  * --detailed-exitcode).
  */
 import { Command, Flags } from '@oclif/core';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { loadManifests } from '../engine/manifest/load.js';
 import { ManifestError } from '../engine/manifest/errors.js';
@@ -42,8 +42,21 @@ export const noColorFlag = Flags.boolean({
   default: false,
 });
 
-export function openState(path: string | undefined): StateStore {
-  return StateStore.open(path ?? defaultStatePath());
+/**
+ * Opens the state. Only apply (`create`) makes a new state file where one
+ * is named (--state, MVISOR_STATE) but missing: for any other command a
+ * mistyped path is an error, not a new empty state.
+ */
+export function openState(path: string | undefined, opts: { create?: boolean } = {}): StateStore {
+  const named = path ?? process.env.MVISOR_STATE;
+  const file = path ?? defaultStatePath();
+  if (!opts.create && named && file !== ':memory:' && !existsSync(file)) {
+    throw new UserError(
+      `${file}: no such state file (${path !== undefined ? '--state' : 'MVISOR_STATE'}); ` +
+        'only mvctl apply creates one: check the path',
+    );
+  }
+  return StateStore.open(file);
 }
 
 export function readStdin(): string {
@@ -60,7 +73,8 @@ export interface Planned {
 }
 
 export function planAgainst(store: StateStore, desired: DesiredResource[]): Planned {
-  const r = refresh(store);
+  // One consistent view of the state, whatever a concurrent apply commits meanwhile.
+  const r = store.snapshot(() => refresh(store));
   const planned = {
     plan: makePlan(desired, r.actual, updatePolicy, { state: r.state, growOnly: isGrowOnly }),
     desired,

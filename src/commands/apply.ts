@@ -96,7 +96,7 @@ Without a terminal (CI, pipelines) it needs --auto-approve. A saved plan is appl
 
   async run(): Promise<void> {
     const { args, flags } = await this.parse(Apply);
-    const store = openState(flags.state);
+    const store = openState(flags.state, { create: true });
     let code: number;
     const lock = takeLock(store, 'mvctl apply');
     try {

@@ -102,16 +102,16 @@ describe('mvctl plan/apply/destroy end to end', () => {
       const dir = tempDir('mvctl-e2e-');
       manifests(dir, '16M');
 
+      // apply without a terminal needs --auto-approve (it creates the state file, changes nothing)
+      let r = run(dir, ['apply', '-f', 'vms.yaml']);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(/--auto-approve/);
+
       // plan: 3 to add, exit 2 with --detailed-exitcode
-      let r = run(dir, ['plan', '-f', 'vms.yaml', '--detailed-exitcode']);
+      r = run(dir, ['plan', '-f', 'vms.yaml', '--detailed-exitcode']);
       expect(r.stderr).toBe('');
       expect(r.code).toBe(2);
       expect(r.stdout).toMatch(/Plan: 3 to add, 0 to change, 0 to destroy/);
-
-      // apply without a terminal needs --auto-approve
-      r = run(dir, ['apply', '-f', 'vms.yaml']);
-      expect(r.code).toBe(1);
-      expect(r.stderr).toMatch(/--auto-approve/);
 
       r = run(dir, ['apply', '-f', 'vms.yaml', '--auto-approve']);
       expect(r.stderr).toBe('');

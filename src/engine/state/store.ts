@@ -251,6 +251,15 @@ export class StateStore {
     return this.db.transaction(fn).immediate();
   }
 
+  /**
+   * Runs `fn` in a read transaction: every read in it sees one committed
+   * state (WAL gives readers a snapshot), whatever another process commits
+   * meanwhile. `fn` must be synchronous and must not write.
+   */
+  snapshot<T>(fn: () => T): T {
+    return this.db.transaction(fn).deferred();
+  }
+
   /** The state's lineage and serial. */
   version(): StateVersion {
     const row = this.db.prepare('SELECT lineage, serial FROM state_info WHERE id = 1').get() as

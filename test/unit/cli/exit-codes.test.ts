@@ -4,7 +4,7 @@
  * 2 only for "changes present" under --detailed-exitcode.
  */
 import { spawnSync } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { assertBuilt, repoRoot, tempDir } from '../../helpers/mvisor.js';
@@ -40,6 +40,12 @@ describe('mvctl exit codes', () => {
     const dir = tempDir('mvctl-exit-');
     writeFileSync(join(dir, 'disk.yaml'), DISK);
     const state = ['--state', join(dir, 'state.db')];
+    // A named state file that does not exist: an error (a typo must not start an empty state), created by apply only.
+    const missing = mvctl(dir, ['plan', '-f', 'disk.yaml', '--detailed-exitcode', ...state]);
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toContain(`${join(dir, 'state.db')}: no such state file (--state)`);
+    expect(existsSync(join(dir, 'state.db'))).toBe(false);
+    expect(mvctl(dir, ['apply', '-f', 'disk.yaml', ...state]).code).toBe(1); // no terminal, no --auto-approve
     expect(mvctl(dir, ['plan', '-f', 'disk.yaml', '--detailed-exitcode', ...state]).code).toBe(2);
     expect(mvctl(dir, ['plan', '-f', 'disk.yaml', ...state]).code).toBe(0);
     expect(mvctl(dir, ['apply', '-f', 'disk.yaml', '--auto-approve', ...state]).code).toBe(0);
@@ -55,7 +61,7 @@ describe('mvctl exit codes', () => {
     writeFileSync(mine, 'precious\n');
     writeFileSync(join(dir, 'disk.yaml'), DISK.replace('{size: 1M}', '{size: 1M, path: mine.img}'));
     const state = ['--state', join(dir, 'state.db')];
-    for (const cmd of [['plan'], ['apply', '--auto-approve'], ['apply', '--auto-approve']]) {
+    for (const cmd of [['apply', '--auto-approve'], ['plan'], ['apply', '--auto-approve']]) {
       const r = mvctl(dir, [...cmd, '-f', 'disk.yaml', ...state]);
       expect(r.code, r.stderr).toBe(1);
       expect(r.stderr).toContain(`disk.yaml:1:1: Disk/data: spec.path: ${mine} already exists`);
