@@ -37,6 +37,11 @@ export const fileFlag = Flags.string({
   default: ['.'],
 });
 
+export const allowEmptyFlag = Flags.boolean({
+  summary: 'Plan even when the manifests declare nothing (which destroys everything in state).',
+  default: false,
+});
+
 export const noColorFlag = Flags.boolean({
   summary: 'Plain output without colours or spinners.',
   default: false,
@@ -72,13 +77,28 @@ export interface Planned {
   desired: DesiredResource[];
 }
 
-export function planAgainst(store: StateStore, desired: DesiredResource[]): Planned {
+/**
+ * The plan of `desired` against the state. Manifests that declare nothing
+ * would destroy everything in state: refused unless `allowEmpty` (mvctl
+ * destroy passes it), since an empty folder or a wrong -f is the likelier cause.
+ */
+export function planAgainst(
+  store: StateStore,
+  desired: DesiredResource[],
+  opts: { allowEmpty?: boolean } = {},
+): Planned {
   // One consistent view of the state, whatever a concurrent apply commits meanwhile.
   const r = store.snapshot(() => refresh(store));
   const planned = {
     plan: makePlan(desired, r.actual, updatePolicy, { state: r.state, growOnly: isGrowOnly }),
     desired,
   };
+  const deletes = planned.plan.summary.delete;
+  if (desired.length === 0 && deletes > 0 && !opts.allowEmpty)
+    throw new UserError(
+      `the manifests declare no resources, so the plan would destroy all ${deletes} in state; ` +
+        'check -f, pass --allow-empty to plan that, or run mvctl destroy',
+    );
   checkPreflight(store, planned);
   return planned;
 }

@@ -8,6 +8,7 @@ import type { StateStore } from '../engine/state/store.js';
 import { createProgress } from '../engine/ui/progress.js';
 import { checkKvm } from '../vmm/kvm/availability.js';
 import {
+  allowEmptyFlag,
   exitProcess,
   fileFlag,
   handleError,
@@ -91,6 +92,7 @@ Without a terminal (CI, pipelines) it needs --auto-approve. A saved plan is appl
       summary: 'Machine-readable output: the plan, then one JSON line per step.',
       default: false,
     }),
+    'allow-empty': allowEmptyFlag,
     'no-color': noColorFlag,
   };
 
@@ -102,7 +104,7 @@ Without a terminal (CI, pipelines) it needs --auto-approve. A saved plan is appl
     try {
       const planned = args.planfile
         ? fromSaved(store, args.planfile)
-        : planAgainst(store, loadDesired(flags.file));
+        : planAgainst(store, loadDesired(flags.file), { allowEmpty: flags['allow-empty'] });
       code = await showAndApply(store, planned, {
         command: 'mvctl apply',
         json: flags.json,

@@ -30,7 +30,7 @@ export default class Destroy extends Command {
     let code: number;
     const lock = takeLock(store, 'mvctl destroy');
     try {
-      code = await showAndApply(store, planAgainst(store, []), {
+      code = await showAndApply(store, planAgainst(store, [], { allowEmpty: true }), {
         command: 'mvctl destroy',
         json: flags.json,
         noColor: flags['no-color'],

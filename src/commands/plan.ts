@@ -2,6 +2,7 @@ import { Command, Flags } from '@oclif/core';
 import { writeFileSync } from 'node:fs';
 import { renderPlan, renderPlanJson, planExitCode } from '../engine/plan/render.js';
 import {
+  allowEmptyFlag,
   exitProcess,
   fileFlag,
   handleError,
@@ -36,6 +37,7 @@ Exit codes: 0 success (with --detailed-exitcode: no changes), 1 error, 2 changes
       summary: 'Exit 0 for no changes, 2 for changes, 1 for errors.',
       default: false,
     }),
+    'allow-empty': allowEmptyFlag,
     'no-color': noColorFlag,
   };
 
@@ -45,7 +47,7 @@ Exit codes: 0 success (with --detailed-exitcode: no changes), 1 error, 2 changes
     const store = openState(flags.state);
     let code: number;
     try {
-      const p = planAgainst(store, desired);
+      const p = planAgainst(store, desired, { allowEmpty: flags['allow-empty'] });
       if (flags.out) {
         const saved: SavedPlan = { format: 'mvisor-plan', version: 1, plan: p.plan, desired: p.desired };
         writeFileSync(flags.out, JSON.stringify(saved, null, 2) + '\n');
