@@ -12,9 +12,10 @@
  * `ManifestError`, one line per problem:
  *   `file:line:col: Kind/name: spec.path: message`
  */
-import { readFileSync, readdirSync, realpathSync, statSync } from 'node:fs';
+import { readdirSync, realpathSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { LineCounter, isScalar, parseAllDocuments, type Document } from 'yaml';
+import { MANIFEST_LIMITS, checkManifestBytes, readBounded, readFileBounded, tooLarge } from './limits.js';
 import {
   closest,
   describeValue,
@@ -177,11 +178,33 @@ function expandInputs(
     }
     if (seen.has(key)) return;
     seen.add(key);
+    let bytes: Buffer;
     try {
-      sources.push({ name, baseDir: dirname(abs), text: readFileSync(abs, 'utf8') });
+      const size = statSync(abs).size;
+      if (size > MANIFEST_LIMITS.maxBytes) {
+        fail(name, tooLarge(size));
+        return;
+      }
+      bytes = readFileBounded(abs);
     } catch (e) {
       fail(name, `cannot read: ${fileErrorReason(e)}`);
+      return;
     }
+    addText(name, dirname(abs), bytes);
+  };
+  const addText = (name: string, baseDir: string, bytes: Buffer) => {
+    const checked = checkManifestBytes(bytes);
+    if ('text' in checked) {
+      sources.push({ name, baseDir, text: checked.text });
+      return;
+    }
+    sources.push({ name, baseDir });
+    problems.push({
+      fileIndex: sources.length - 1,
+      file: name,
+      ...(checked.line !== undefined ? { line: checked.line, col: checked.col ?? 1 } : {}),
+      message: checked.problem,
+    });
   };
 
   for (const input of inputs) {
@@ -191,14 +214,14 @@ function expandInputs(
         continue;
       }
       seen.add('-');
-      let text: string;
+      let bytes: Buffer;
       try {
-        text = opts.stdin ?? readFileSync(0, 'utf8');
+        bytes = opts.stdin !== undefined ? Buffer.from(opts.stdin, 'utf8') : readBounded(0);
       } catch (e) {
         fail(STDIN_NAME, `cannot read: ${fileErrorReason(e)}`);
         continue;
       }
-      sources.push({ name: STDIN_NAME, baseDir: cwd, text });
+      addText(STDIN_NAME, cwd, bytes);
       continue;
     }
     const abs = resolve(cwd, input);
@@ -309,7 +332,7 @@ function loadDocument(
 
   let data: unknown;
   try {
-    data = doc.toJS({ maxAliasCount: 1000 });
+    data = doc.toJS({ maxAliasCount: MANIFEST_LIMITS.maxAliases });
   } catch (e) {
     report(undefined, [problem([], e instanceof Error ? e.message : String(e))]);
     return undefined;
