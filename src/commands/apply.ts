@@ -2,10 +2,10 @@ import { Args, Command, Flags } from '@oclif/core';
 import { createInterface } from 'node:readline/promises';
 import { applyPlan } from '../engine/apply/apply.js';
 import { planStaleness } from '../engine/plan/planner.js';
-import { renderPlan, renderPlanJson } from '../engine/plan/render.js';
+import { renderPlan } from '../engine/plan/render.js';
 import { refresh } from '../engine/state/refresh.js';
 import type { StateStore } from '../engine/state/store.js';
-import { createProgress } from '../engine/ui/progress.js';
+import { createProgress, summarize } from '../engine/ui/progress.js';
 import { checkKvm } from '../vmm/kvm/availability.js';
 import {
   allowEmptyFlag,
@@ -24,11 +24,17 @@ import {
   takeLock,
 } from '../cli/common.js';
 
+const NOTHING_DONE = { ok: true, done: 0, failed: [], skipped: 0 };
+
 /** Asks "yes" on a terminal; refuses without one. */
-export async function confirm(question: string, what: string): Promise<boolean> {
+export async function confirm(
+  question: string,
+  what: string,
+  output: NodeJS.WritableStream = process.stdout,
+): Promise<boolean> {
   if (!process.stdin.isTTY)
     throw new UserError(`${what} needs confirmation: run it on a terminal or pass --auto-approve`);
-  const rl = createInterface({ input: process.stdin, output: process.stdout });
+  const rl = createInterface({ input: process.stdin, output });
   const answer = await rl.question(`${question} Only "yes" will be accepted: `);
   rl.close();
   return answer.trim() === 'yes';
@@ -41,10 +47,17 @@ export async function showAndApply(
   opts: { command: string; json: boolean; noColor: boolean; autoApprove: boolean; question: string },
 ): Promise<number> {
   const tty = !!process.stdout.isTTY && !opts.noColor && !opts.json;
+  // --json: standard output is JSON lines only, the plan first (anything for a person goes to stderr).
   process.stdout.write(
-    (opts.json ? renderPlanJson(planned.plan) : renderPlan(planned.plan, { color: tty })) + '\n',
+    opts.json
+      ? `${JSON.stringify({ type: 'plan', plan: planned.plan })}\n`
+      : renderPlan(planned.plan, { color: tty }) + '\n',
   );
-  if (!planned.plan.hasChanges) return 0;
+  if (!planned.plan.hasChanges) {
+    if (opts.json)
+      process.stdout.write(`${JSON.stringify({ type: 'summary', ...summarize(NOTHING_DONE, []) })}\n`);
+    return 0;
+  }
   // A plan that starts a VM needs KVM: say so before anything is created or stopped.
   const starts = planned.plan.actions.filter(
     (a) =>
@@ -57,8 +70,9 @@ export async function showAndApply(
     throw new UserError(
       `cannot start ${starts.map((a) => a.key).join(', ')}: ${kvm.message}; nothing was changed`,
     );
-  if (!opts.autoApprove && !(await confirm(opts.question, opts.command))) {
-    process.stdout.write('Cancelled.\n');
+  const human = opts.json ? process.stderr : process.stdout;
+  if (!opts.autoApprove && !(await confirm(opts.question, opts.command, human))) {
+    human.write('Cancelled.\n');
     return 1;
   }
   const progress = createProgress({ mode: opts.json ? 'json' : tty ? 'tty' : 'plain', color: tty });

@@ -13,8 +13,8 @@ import { guestKit, repoRoot, tempDir, TEST_CPU, assertBuilt } from '../helpers/m
 import { tinyPvhElf, x86 } from '../helpers/tiny-elf.js';
 
 const mvctl = join(repoRoot, 'bin/mvctl.js');
-/** The stubborn guest's shutdownTimeout: long enough for a second mvctl to start meanwhile. */
-const SHUTDOWN_S = Math.round(scaled(4000) / 1000);
+/** The stubborn guest's shutdownTimeout: long enough for a second mvctl to start meanwhile, on a busy machine too. */
+const SHUTDOWN_S = Math.round(scaled(8000) / 1000);
 
 interface Out {
   code: number | null;

@@ -64,6 +64,23 @@ describe('mvctl exit codes', () => {
     expect(mvctl(dir, ['plan', '-f', 'bad.yaml', '--detailed-exitcode', ...state]).code).toBe(1);
   });
 
+  it('apply --json writes JSON lines only: the plan, each step, the summary; again with nothing to do', () => {
+    assertBuilt();
+    const dir = tempDir('mvctl-json-');
+    writeFileSync(join(dir, 'disk.yaml'), DISK);
+    const args = ['apply', '-f', 'disk.yaml', '--json', '--auto-approve', '--state', join(dir, 'state.db')];
+    const types = (out: string) =>
+      out
+        .trim()
+        .split('\n')
+        .map((l) => (JSON.parse(l) as { type: string }).type);
+    const first = mvctl(dir, args);
+    expect(first.code, first.stderr).toBe(0);
+    expect(types(first.stdout)).toEqual(['plan', 'step-start', 'step-done', 'summary']);
+    const again = mvctl(dir, args);
+    expect(types(again.stdout)).toEqual(['plan', 'summary']);
+  });
+
   it("a Disk over the user's file: plan and apply exit 1 naming the line, twice; destroy leaves the bytes", () => {
     assertBuilt();
     const dir = tempDir('mvctl-exit-');
