@@ -25,11 +25,16 @@ node_modules/.package-lock.json: package-lock.json
 
 npm: node_modules/.package-lock.json
 
-build: npm
+# The addon is rebuilt only when native/ or binding.gyp changed (or Node's version: node-gyp's headers).
+ADDON := build/Release/mvisor_kvm.node
+$(ADDON): binding.gyp $(wildcard native/*) node_modules/.package-lock.json
 	npx node-gyp rebuild -j 2 >/dev/null
+
+build: npm $(ADDON)
 	npx tsc -p tsconfig.build.json
 	node scripts/oclif-manifest.mjs >/dev/null
 	node scripts/validators.mjs >/dev/null
+	node scripts/bundle.mjs >/dev/null
 
 guests: apt
 	./guests/build.sh > /dev/null

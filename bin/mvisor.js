@@ -1,11 +1,26 @@
 #!/usr/bin/env node
 // mvisor: runs one VM. `mvisor -c vm.yaml [flags]` is `mvctl vm run -c vm.yaml [flags]`.
-// Its own flags are parsed without oclif (start-up time: src/cli/vm-run.ts);
+// Its own flags are parsed without oclif (start-up time: src/cli/vm-run.ts),
+// from the one-file bundle of that path when it is up to date
+// (scripts/bundle.mjs; MVISOR_UNBUNDLED=1 loads the modules instead);
 // --help, --version and anything else go through oclif as `mvctl vm run`.
+import { statSync } from 'node:fs';
 import process from 'node:process';
+import { URL } from 'node:url';
+
+function entry() {
+  const modules = new URL('../dist/src/cli/vm-run.js', import.meta.url);
+  if (process.env.MVISOR_UNBUNDLED === '1') return modules;
+  const bundle = new URL('../dist/src/cli/vm-run.bundle.js', import.meta.url);
+  try {
+    return statSync(bundle).mtimeMs >= statSync(modules).mtimeMs ? bundle : modules;
+  } catch {
+    return modules;
+  }
+}
 
 const argv = process.argv.slice(2);
-const fast = await import('../dist/src/cli/vm-run.js');
+const fast = await import(entry().href);
 const flags = fast.parseMvisorArgs(argv);
 if (flags) {
   await fast.exitProcess(await fast.runVmFromFlags(flags));

@@ -41,7 +41,12 @@ export const NESTED_RETRY = 1;
  */
 export const NESTED_KUT_JOBS = 2;
 
-/** The nested phase fails past this, naming the slowest files (the issue's CI budget). */
+/**
+ * The nested phase fails past this, naming the slowest files (the issue's CI
+ * budget). Boots that re-run what a failed test host left undone do not
+ * count: the budget bounds the suite, not the emulator's bad luck (CI's own
+ * 45-minute limit bounds both).
+ */
 export const NESTED_LIMIT_S = 30 * 60;
 
 export const TIMES_FILE = 'test/runner/nested-times.json';
@@ -196,11 +201,13 @@ export async function runNestedPhase(o: NestedOptions): Promise<NestedResult> {
 
   const files = new Map<string, FileResults>();
   const kut: ConformanceLine[] = [];
+  let rerunMs = 0;
   for (const [i, shard] of shards.entries()) {
     let label = `shard ${i + 1}`;
     let current = shard;
     for (let attempt = 1; ; attempt++) {
       const r = await runShard(o, image, label, current);
+      if (attempt > 1) rerunMs += r.host.wallMs;
       for (const [f, res] of r.files) if (res.done || !files.get(f)?.done) files.set(f, res);
       kut.push(...r.conformance);
       const o2 = r.host.outcome;
@@ -248,9 +255,14 @@ export async function runNestedPhase(o: NestedOptions): Promise<NestedResult> {
   for (const l of kut) if (!l.ok) problems.push(`kvm-unit-tests ${l.test}: ${l.reason ?? l.result}`);
 
   const seconds = (Date.now() - t0) / 1000;
-  if (seconds > NESTED_LIMIT_S)
+  const counted = seconds - rerunMs / 1000;
+  if (counted > NESTED_LIMIT_S)
     problems.push(
-      `the nested phase took ${seconds.toFixed(0)} s, over its ${NESTED_LIMIT_S} s budget; slowest files: ${slowest(fileResults).join(', ')}`,
+      `the nested phase took ${counted.toFixed(0)} s (re-runs after test-host failures not counted), over its ${NESTED_LIMIT_S} s budget; slowest files: ${slowest(fileResults).join(', ')}`,
+    );
+  if (rerunMs > 0)
+    summary.push(
+      `re-runs after test-host failures took ${(rerunMs / 1000).toFixed(0)} s (not counted against the ${NESTED_LIMIT_S} s budget: ${counted.toFixed(0)} s counted)`,
     );
   const vitest = vitestJsonFromLines(fileResults, o.repo);
   const nTests = fileResults.reduce((n, f) => n + f.tests.length, 0);
@@ -267,7 +279,10 @@ export async function runNestedPhase(o: NestedOptions): Promise<NestedResult> {
   if (o.recordTimes) {
     const measured: Record<string, number> = { ...times };
     for (const f of fileResults) if (f.done) measured[f.file] = Math.ceil(f.durationMs / 1000) + 5;
-    if (kut.length) measured[CONFORMANCE] = Math.ceil(kut.reduce((s, l) => s + l.durationMs, 0) / 1000) + 10;
+    // NESTED_KUT_JOBS run at once: the wall time is about the sum over that.
+    if (kut.length)
+      measured[CONFORMANCE] =
+        Math.ceil(kut.reduce((s, l) => s + l.durationMs, 0) / 1000 / NESTED_KUT_JOBS) + 10;
     writeFileSync(join(o.repo, TIMES_FILE), JSON.stringify(measured, Object.keys(measured).sort(), 2) + '\n');
     o.log(`wrote ${TIMES_FILE}`);
   }

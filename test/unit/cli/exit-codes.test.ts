@@ -4,7 +4,7 @@
  * 2 only for "changes present" under --detailed-exitcode.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { assertBuilt, repoRoot, tempDir } from '../../helpers/mvisor.js';
@@ -51,15 +51,15 @@ describe('mvctl exit codes', () => {
     expect(mvctl(dir, ['apply', '-f', 'disk.yaml', '--auto-approve', ...state]).code).toBe(0);
     expect(mvctl(dir, ['plan', '-f', 'disk.yaml', '--detailed-exitcode', ...state]).code).toBe(0);
     // Manifests that declare nothing: refused (it would destroy everything), unless --allow-empty.
-    mkdirSync(join(dir, 'empty'));
-    const empty = mvctl(dir, ['plan', '-f', 'empty', '--detailed-exitcode', ...state]);
+    writeFileSync(join(dir, 'empty.yaml'), '# everything commented out\n---\n');
+    const empty = mvctl(dir, ['plan', '-f', 'empty.yaml', '--detailed-exitcode', ...state]);
     expect(empty.code).toBe(1);
     expect(empty.stderr).toContain(
       'the manifests declare no resources, so the plan would destroy all 1 in state',
     );
-    expect(mvctl(dir, ['plan', '-f', 'empty', '--allow-empty', '--detailed-exitcode', ...state]).code).toBe(
-      2,
-    );
+    expect(
+      mvctl(dir, ['plan', '-f', 'empty.yaml', '--allow-empty', '--detailed-exitcode', ...state]).code,
+    ).toBe(2);
     writeFileSync(join(dir, 'bad.yaml'), 'kind: Disk\n');
     expect(mvctl(dir, ['plan', '-f', 'bad.yaml', '--detailed-exitcode', ...state]).code).toBe(1);
   });

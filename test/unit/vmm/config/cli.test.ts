@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync } from 'node:fs';
+import { existsSync, mkdtempSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -40,6 +40,23 @@ describe.skipIf(!built)('mvisor / mvctl vm run (child process)', () => {
     const r = run('mvisor', ['-c', badDevice]);
     expect(r.stderrLines).toEqual([expected]);
     expect(r.code).toBe(2);
+  });
+
+  it('the one-file bundle bin/mvisor.js loads (scripts/bundle.mjs) is fresh and behaves as the modules do', () => {
+    const bundle = `${root}dist/src/cli/vm-run.bundle.js`;
+    expect(existsSync(bundle), 'make build writes the bundle').toBe(true);
+    expect(statSync(bundle).mtimeMs).toBeGreaterThanOrEqual(
+      statSync(`${root}dist/src/cli/vm-run.js`).mtimeMs,
+    );
+    for (const args of [
+      ['-c', badDevice],
+      ['-c', 'test/fixtures/vmm-config/good-minimal.yaml', '--serial', 'tty'],
+    ]) {
+      const bundled = run('mvisor', args);
+      const modules = run('mvisor', args, { MVISOR_UNBUNDLED: '1' });
+      expect(bundled).toEqual(modules);
+      expect(bundled.code).toBe(2);
+    }
   });
 
   it('mvctl vm run -c <bad config> does the same', () => {
