@@ -18,7 +18,6 @@ import type {
   NormalizedDiskSpec,
   NormalizedVirtualMachineSpec,
 } from '../manifest/types.js';
-import { controlRequest } from './control-client.js';
 import { diskPath } from './preflight.js';
 import { launchVm, stopVm, vmPaths, isVmmProcess, type VmPaths } from './vm-process.js';
 
@@ -296,8 +295,9 @@ async function vmStep(
         spawned = pid;
         store.patch(id, { pid, controlSocket: p.control, vmmConfigPath: p.config, logPath: p.log });
       });
-      // Read the VM back: never report an update that did not happen.
-      const s = await controlRequest(l.paths.control, { cmd: 'status' });
+      // Read the VM back (its first "running" status): never report an update that did not happen.
+      // No second request: a VMM busy booting its guest may be slow to answer one.
+      const s = l.status;
       if (s.vcpus !== spec.vcpus || s.memory !== spec.memory) {
         throw new ApplyError(
           `VirtualMachine/${id.name}: the VMM runs ${String(s.vcpus)} vCPUs / ${String(s.memory)} bytes, the spec says ${spec.vcpus} / ${spec.memory}`,

@@ -55,6 +55,8 @@ export class LaunchError extends Error {}
 export interface Launched {
   pid: number;
   paths: VmPaths;
+  /** The VMM's answer to `status` that said it runs (vcpus, memory...). */
+  status: Record<string, unknown>;
 }
 
 /**
@@ -129,7 +131,7 @@ export async function launchVm(
     if (existsSync(paths.control)) {
       try {
         const s = await controlRequest(paths.control, { cmd: 'status' }, 2000);
-        if (s.ok && s.state === 'running') return { pid, paths };
+        if (s.ok && s.state === 'running') return { pid, paths, status: s };
       } catch {
         // not listening yet
       }
