@@ -7,7 +7,7 @@ APT_PACKAGES := build-essential python3 linux-source-6.1 bc bison flex libelf-de
   busybox-static qemu-system-x86 qemu-utils seabios acpica-tools dmidecode nasm socat xz-utils patch \
   xorriso mtools dosfstools kmod file
 
-.PHONY: deps apt npm build guests demo test lint typecheck bench clean
+.PHONY: deps apt npm build guests demo test lint typecheck bench install clean
 
 deps: apt npm build
 
@@ -17,7 +17,9 @@ apt:
 	  echo "installing:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
-	@command -v node >/dev/null || { echo "Node.js 20 is required (https://nodejs.org or Debian's nodejs)"; exit 1; }
+	@command -v node >/dev/null || { echo "Node.js 20 or newer is required (https://nodejs.org; Debian 12's nodejs is 18)"; exit 1; }
+	@node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 20 ? 0 : 1)' || \
+	  { echo "Node.js 20 or newer is required; this is $$(node --version) (https://nodejs.org; Debian 12's nodejs is 18)"; exit 1; }
 
 node_modules/.package-lock.json: package-lock.json
 	npm ci --no-audit --no-fund
@@ -54,9 +56,19 @@ typecheck: npm
 test: deps guests lint typecheck
 	node dist/test/runner/main.js
 
-# Benchmarks run where KVM does: here, or inside the nested test host ("nested" in every figure).
+# Benchmarks: mvctl at scale here (no KVM needed); the VMM ones where KVM runs
+# guests: here, or inside the nested test host ("nested" in every figure).
 bench: deps guests
+	node dist/bench/plan.js
 	./scripts/with-kvm.sh sh -c 'node dist/bench/exit.js && node dist/bench/boot.js'
+
+# mvctl and mvisor on PATH (symbolic links into this tree, in $(PREFIX)/bin).
+PREFIX ?= /usr/local
+install: build
+	mkdir -p $(PREFIX)/bin
+	ln -sf $(CURDIR)/bin/mvctl.js $(PREFIX)/bin/mvctl
+	ln -sf $(CURDIR)/bin/mvisor.js $(PREFIX)/bin/mvisor
+	@echo "mvctl and mvisor are in $(PREFIX)/bin
 
 clean:
 	rm -rf build dist

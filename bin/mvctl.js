@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 // mvctl: the oclif CLI (commands compiled to dist/src/commands).
+import './node-check.js';
 import process from 'node:process';
 import { Errors, flush, handle, run, settings } from '@oclif/core';
 

@@ -5,6 +5,7 @@
 // (scripts/bundle.mjs; MVISOR_UNBUNDLED=1 loads the modules instead);
 // --help, --version and anything else go through oclif as `mvctl vm run`.
 import { statSync } from 'node:fs';
+import './node-check.js';
 import process from 'node:process';
 import { URL } from 'node:url';
 

@@ -8,6 +8,7 @@ import { Command, Flags } from '@oclif/core';
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { loadManifests } from '../engine/manifest/load.js';
+import { parseDuration } from '../engine/manifest/normalise.js';
 import { ManifestError } from '../engine/manifest/errors.js';
 import { isGrowOnly, updatePolicy } from '../engine/manifest/schemas.js';
 import { plan as makePlan, PlanError, parsePlan, type Plan } from '../engine/plan/planner.js';
@@ -58,7 +59,7 @@ export function openState(path: string | undefined, opts: { create?: boolean } =
   if (!opts.create && named && file !== ':memory:' && !existsSync(file)) {
     throw new UserError(
       `${file}: no such state file (${path !== undefined ? '--state' : 'MVISOR_STATE'}); ` +
-        'only mvctl apply creates one: check the path',
+        'only mvctl apply and mvctl state init create one: check the path',
     );
   }
   return StateStore.open(file);
@@ -133,17 +134,47 @@ export function readSavedPlan(path: string): Planned {
 
 export class UserError extends Error {}
 
+export const lockTimeoutFlag = Flags.string({
+  summary: 'Wait up to this long for the state lock (e.g. 30s, 2m) instead of failing at once.',
+  helpValue: 'DURATION',
+});
+
+/** Milliseconds of a --lock-timeout value (0 when absent); a bad value is a usage error. */
+export function lockTimeoutMs(value: string | undefined): number {
+  if (value === undefined) return 0;
+  try {
+    return parseDuration(/^\d+$/.test(value) ? Number(value) : value) * 1000;
+  } catch (e) {
+    throw new UserError(`--lock-timeout: ${(e as Error).message}`);
+  }
+}
+
 /**
- * Takes the state lock for `command`; when it replaces the lock of a holder
- * that provably died (store.ts), says so on stderr.
+ * Takes the state lock for `command`, waiting up to `timeoutMs` for a
+ * holder to finish (0: fail at once naming the holder); when it replaces the
+ * lock of a holder that provably died (store.ts), says so on stderr.
  */
-export function takeLock(store: StateStore, command: string): Lock {
-  const lock = store.acquireLock(command);
-  if (lock.tookOver)
-    process.stderr.write(
-      `mvctl: took over the state lock of ${describeHolder(lock.tookOver)}: that process is no longer running\n`,
-    );
-  return lock;
+export async function takeLock(store: StateStore, command: string, timeoutMs = 0): Promise<Lock> {
+  const t0 = Date.now();
+  for (;;) {
+    try {
+      const lock = store.acquireLock(command);
+      if (lock.tookOver)
+        process.stderr.write(
+          `mvctl: took over the state lock of ${describeHolder(lock.tookOver)}: that process is no longer running\n`,
+        );
+      return lock;
+    } catch (e) {
+      if (!(e instanceof StateLockedError) || Date.now() - t0 >= timeoutMs) {
+        if (e instanceof StateLockedError && timeoutMs > 0)
+          throw new UserError(
+            `${e.message} (waited ${Math.round((Date.now() - t0) / 1000)} s: --lock-timeout)`,
+          );
+        throw e;
+      }
+    }
+    await new Promise((r) => setTimeout(r, Math.min(500, Math.max(50, timeoutMs / 20))));
+  }
 }
 
 /** Prints an engine error without a stack trace (unless DEBUG) and exits 1. */

@@ -22,6 +22,8 @@ import {
   UserError,
   type Planned,
   takeLock,
+  lockTimeoutFlag,
+  lockTimeoutMs,
 } from '../cli/common.js';
 
 const NOTHING_DONE = { ok: true, done: 0, failed: [], skipped: 0 };
@@ -101,6 +103,7 @@ Without a terminal (CI, pipelines) it needs --auto-approve. A saved plan is appl
   static override flags = {
     file: fileFlag,
     state: stateFlag,
+    'lock-timeout': lockTimeoutFlag,
     'auto-approve': Flags.boolean({ summary: 'Do not ask for confirmation.', default: false }),
     json: Flags.boolean({
       summary: 'Machine-readable output: the plan, then one JSON line per step.',
@@ -114,7 +117,7 @@ Without a terminal (CI, pipelines) it needs --auto-approve. A saved plan is appl
     const { args, flags } = await this.parse(Apply);
     const store = openState(flags.state, { create: true });
     let code: number;
-    const lock = takeLock(store, 'mvctl apply');
+    const lock = await takeLock(store, 'mvctl apply', lockTimeoutMs(flags['lock-timeout']));
     try {
       const planned = args.planfile
         ? fromSaved(store, args.planfile)

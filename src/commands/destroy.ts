@@ -7,6 +7,8 @@ import {
   planAgainst,
   stateFlag,
   takeLock,
+  lockTimeoutFlag,
+  lockTimeoutMs,
 } from '../cli/common.js';
 import { showAndApply } from './apply.js';
 
@@ -19,6 +21,7 @@ export default class Destroy extends Command {
   ];
   static override flags = {
     state: stateFlag,
+    'lock-timeout': lockTimeoutFlag,
     'auto-approve': Flags.boolean({ summary: 'Do not ask for confirmation.', default: false }),
     json: Flags.boolean({ summary: 'Machine-readable output.', default: false }),
     'no-color': noColorFlag,
@@ -28,7 +31,7 @@ export default class Destroy extends Command {
     const { flags } = await this.parse(Destroy);
     const store = openState(flags.state);
     let code: number;
-    const lock = takeLock(store, 'mvctl destroy');
+    const lock = await takeLock(store, 'mvctl destroy', lockTimeoutMs(flags['lock-timeout']));
     try {
       code = await showAndApply(store, planAgainst(store, [], { allowEmpty: true }), {
         command: 'mvctl destroy',

@@ -4,6 +4,8 @@ import { exitProcess, handleError, openState, stateFlag } from '../cli/common.js
 
 export default class Show extends Command {
   static override summary = 'Show the managed resources as they are now (state refreshed against the host).';
+  static override description =
+    'Exit codes: 0, or 1 when a resource failed (its whole reason is shown) or on an error.';
   static override examples = ['<%= config.bin %> show', '<%= config.bin %> show --json'];
   static override flags = {
     state: stateFlag,
@@ -13,6 +15,7 @@ export default class Show extends Command {
   async run(): Promise<void> {
     const { flags } = await this.parse(Show);
     const store = openState(flags.state);
+    let failed = 0;
     try {
       const r = refresh(store);
       const records = new Map(store.list().map((x) => [`${x.kind}/${x.name}`, x]));
@@ -32,20 +35,19 @@ export default class Show extends Command {
       else {
         const w = Math.max(...rows.map((x) => x.resource.length));
         for (const x of rows) {
-          const extra = [
-            x.pid ? `pid ${x.pid}` : '',
-            ...x.drift,
-            x.error ? `error: ${x.error.split('\n')[0]}` : '',
-          ]
-            .filter(Boolean)
-            .join('; ');
-          process.stdout.write(`${x.resource.padEnd(w)}  ${x.status.padEnd(8)}  ${extra}\n`);
+          const extra = [x.pid ? `pid ${x.pid}` : '', ...x.drift].filter(Boolean).join('; ');
+          process.stdout.write(`${x.resource.padEnd(w)}  ${x.status.padEnd(8)}  ${extra}`.trimEnd() + '\n');
+          // The whole reason, every line of it, indented under the resource.
+          if (x.error) process.stdout.write(x.error.replace(/^/gm, '    error: ') + '\n');
         }
       }
+      failed = rows.filter((x) => x.status === 'failed').length;
     } finally {
       store.close();
     }
-    await exitProcess(0);
+    // A failed resource is not success: pipelines see it in the exit code.
+    if (failed > 0 && !flags.json) process.stderr.write(`mvctl show: ${failed} resource(s) failed\n`);
+    await exitProcess(failed > 0 ? 1 : 0);
   }
 
   protected override async catch(err: Error): Promise<unknown> {

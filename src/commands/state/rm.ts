@@ -1,6 +1,15 @@
 import { Args, Command } from '@oclif/core';
 import { KINDS, type Kind, type ResourceId } from '../../engine/types.js';
-import { exitProcess, handleError, openState, stateFlag, UserError, takeLock } from '../../cli/common.js';
+import {
+  exitProcess,
+  handleError,
+  openState,
+  stateFlag,
+  UserError,
+  takeLock,
+  lockTimeoutFlag,
+  lockTimeoutMs,
+} from '../../cli/common.js';
 
 export function parseResourceRef(ref: string): ResourceId {
   const m = /^([A-Za-z]+)\/([a-z0-9][a-z0-9-]*)$/.exec(ref);
@@ -15,12 +24,12 @@ export default class StateRm extends Command {
     'Forget a resource: remove it from the state without touching the host (it is no longer managed).';
   static override examples = ['<%= config.bin %> state rm VirtualMachine/web'];
   static override args = { resource: Args.string({ required: true, description: 'KIND/NAME' }) };
-  static override flags = { state: stateFlag };
+  static override flags = { state: stateFlag, 'lock-timeout': lockTimeoutFlag };
 
   async run(): Promise<void> {
     const { args, flags } = await this.parse(StateRm);
     const store = openState(flags.state);
-    const lock = takeLock(store, 'mvctl state rm');
+    const lock = await takeLock(store, 'mvctl state rm', lockTimeoutMs(flags['lock-timeout']));
     try {
       const id = parseResourceRef(args.resource);
       if (!store.remove(id)) throw new UserError(`${args.resource}: not in the state`);

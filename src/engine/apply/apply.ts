@@ -383,7 +383,8 @@ function vmList(records: readonly ResourceRecord[]): string {
 function existingFileMessage(name: string, path: string): string {
   return (
     `Disk/${name}: ${path} already exists and mvctl did not create it; nothing was changed or recorded. ` +
-    'mvctl never overwrites a file it did not create: move the file away, or set spec.path to another file'
+    `mvctl never overwrites a file it did not create: adopt it with mvctl import Disk/${name} ${path}, ` +
+    'move it away, or set spec.path to another file'
   );
 }
 

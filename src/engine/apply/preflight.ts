@@ -35,7 +35,8 @@ export function preflight(
     const { file, line, col } = want.source;
     problems.push(
       `${file}:${line}:${col}: Disk/${want.name}: spec.path: ${path} already exists and mvctl did not create it; ` +
-        'mvctl never overwrites a file it did not create: move the file away, or set spec.path to another file',
+        'mvctl never overwrites a file it did not create: adopt it with ' +
+        `mvctl import Disk/${want.name} ${path}, move it away, or set spec.path to another file`,
     );
   }
   return problems;

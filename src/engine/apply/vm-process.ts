@@ -119,14 +119,15 @@ export async function launchVm(
   // Recorded before anything can fail, so a VMM is never left running unknown to state.
   onSpawn?.(pid, paths);
   let exited: string | undefined;
-  child.on('exit', (code, signal) => (exited = signal ? `signal ${signal}` : `code ${code}`));
+  child.on(
+    'exit',
+    (code, signal) => (exited = signal ? `was killed by ${signal}` : `exited with code ${code}`),
+  );
   child.unref();
   const t0 = Date.now();
   for (;;) {
     if (exited !== undefined) {
-      throw new LaunchError(
-        `${name}: mvisor exited with code ${exited} before the VM ran:\n${tail(paths.log)}`,
-      );
+      throw new LaunchError(`${name}: mvisor ${exited} before the VM ran:\n${tail(paths.log)}`);
     }
     if (existsSync(paths.control)) {
       try {

@@ -4,8 +4,8 @@
  * hand: each becomes a Drift, and the view of actual resources handed to
  * the planner shows reality (the VM stopped, the disk at its real size).
  *
- * Refresh only reads. It never writes state: the apply engine decides what
- * to record once it has acted on the plan.
+ * `refresh` only reads: the apply engine decides what to record once it has
+ * acted on the plan. `refreshState` (mvctl refresh) records what it observed.
  */
 
 import { existsSync, readFileSync, statSync } from 'node:fs';
@@ -171,4 +171,50 @@ function refreshDisk(record: ResourceRecord, view: ActualResource, probes: Probe
     detail: `disk file ${path} is ${size} bytes, but ${recorded} were applied`,
   });
   view.spec = { ...record.spec, size };
+}
+
+/** What `refreshState` needs of the store: reads, and the writes that record what was observed. */
+export interface StateWriter extends StateReader {
+  transaction<T>(fn: () => T): T;
+  patch(
+    id: ResourceId,
+    changes: { status?: ResourceStatus; pid?: number | null; spec?: Record<string, unknown> },
+  ): unknown;
+  remove(id: ResourceId): boolean;
+  recordEvent(event: {
+    command: string;
+    id?: ResourceId;
+    action: string;
+    outcome: 'succeeded';
+    detail?: string;
+  }): number;
+}
+
+/**
+ * `mvctl refresh`: records in state what refresh observed, so that drift
+ * stops being reported as drift: a VM whose process is gone is recorded as
+ * stopped, a raw disk resized by hand at its real size, and a Disk whose
+ * file is gone is dropped from state (as Terraform's refresh drops what no
+ * longer exists; the next plan creates it). One transaction, an event per
+ * change. Returns the drift it recorded.
+ */
+export function refreshState(
+  store: StateWriter,
+  command: string,
+  probes: Probes = realProbes,
+  options: RefreshOptions = {},
+): Drift[] {
+  return store.transaction(() => {
+    const r = refresh(store, probes, options);
+    const byKey = new Map(r.actual.map((a) => [`${a.kind}/${a.name}`, a]));
+    for (const d of r.drift) {
+      const a = byKey.get(`${d.id.kind}/${d.id.name}`);
+      if (!a) continue;
+      if (d.what === 'vm-process-gone') store.patch(d.id, { status: 'stopped', pid: null });
+      else if (d.what === 'disk-resized') store.patch(d.id, { spec: a.spec });
+      else store.remove(d.id);
+      store.recordEvent({ command, id: d.id, action: 'refresh', outcome: 'succeeded', detail: d.detail });
+    }
+    return r.drift;
+  });
 }

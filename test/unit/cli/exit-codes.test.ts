@@ -6,7 +6,9 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { Ajv } from 'ajv';
 import { describe, expect, it } from 'vitest';
+import { StateStore } from '../../../src/engine/state/store.js';
 import { assertBuilt, repoRoot, tempDir } from '../../helpers/mvisor.js';
 
 function mvctl(dir: string, args: string[]) {
@@ -20,6 +22,14 @@ function mvctl(dir: string, args: string[]) {
   });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
+
+const outputSchemas = new Ajv({ strict: true, allowUnionTypes: true });
+for (const f of ['plan', 'apply-event'])
+  outputSchemas.addSchema(
+    JSON.parse(readFileSync(join(repoRoot, `schema/output/${f}.schema.json`), 'utf8')) as object,
+  );
+const validatePlan = outputSchemas.getSchema('https://mvisor.dev/schema/output/plan.schema.json')!;
+const validateEvent = outputSchemas.getSchema('https://mvisor.dev/schema/output/apply-event.schema.json')!;
 
 const DISK = 'apiVersion: mvisor.dev/v1alpha1\nkind: Disk\nmetadata: {name: data}\nspec: {size: 1M}\n';
 
@@ -64,36 +74,80 @@ describe('mvctl exit codes', () => {
     expect(mvctl(dir, ['plan', '-f', 'bad.yaml', '--detailed-exitcode', ...state]).code).toBe(1);
   });
 
+  it('show prints every line of a failure reason and exits 1 while a resource is failed', () => {
+    assertBuilt();
+    const dir = tempDir('mvctl-show-');
+    const path = join(dir, 'state.db');
+    const store = StateStore.open(path);
+    store.put({ kind: 'Disk', name: 'ok', spec: { format: 'raw', size: 512 }, status: 'ready' });
+    store.put({
+      kind: 'VirtualMachine',
+      name: 'web',
+      spec: {},
+      status: 'failed',
+      error: 'web: mvisor exited with code 1 before the VM ran:\nfirst log line\nlast log line',
+    });
+    store.close();
+    const r = mvctl(dir, ['show', '--state', path]);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toContain(
+      '    error: web: mvisor exited with code 1 before the VM ran:\n    error: first log line\n    error: last log line\n',
+    );
+    expect(r.stderr).toBe('mvctl show: 1 resource(s) failed\n');
+  });
+
   it('apply --json writes JSON lines only: the plan, each step, the summary; again with nothing to do', () => {
     assertBuilt();
     const dir = tempDir('mvctl-json-');
     writeFileSync(join(dir, 'disk.yaml'), DISK);
     const args = ['apply', '-f', 'disk.yaml', '--json', '--auto-approve', '--state', join(dir, 'state.db')];
+    // Every line is valid against the published schema (schema/output/).
     const types = (out: string) =>
       out
         .trim()
         .split('\n')
-        .map((l) => (JSON.parse(l) as { type: string }).type);
+        .map((l) => {
+          const event = JSON.parse(l) as { type: string };
+          expect(validateEvent(event), JSON.stringify(validateEvent.errors)).toBe(true);
+          return event.type;
+        });
     const first = mvctl(dir, args);
     expect(first.code, first.stderr).toBe(0);
     expect(types(first.stdout)).toEqual(['plan', 'step-start', 'step-done', 'summary']);
     const again = mvctl(dir, args);
     expect(types(again.stdout)).toEqual(['plan', 'summary']);
+    const plan = mvctl(dir, ['plan', '-f', 'disk.yaml', '--json', '--state', join(dir, 'state.db')]);
+    expect(validatePlan(JSON.parse(plan.stdout)), JSON.stringify(validatePlan.errors)).toBe(true);
   });
 
-  it("a Disk over the user's file: plan and apply exit 1 naming the line, twice; destroy leaves the bytes", () => {
+  it("a Disk over the user's file: plan and apply refuse naming the line; import adopts it (checked), destroy keeps its bytes", () => {
     assertBuilt();
     const dir = tempDir('mvctl-exit-');
     const mine = join(dir, 'mine.img');
-    writeFileSync(mine, 'precious\n');
+    const bytes = Buffer.alloc(1024 * 1024, 0x5a);
+    writeFileSync(mine, bytes);
     writeFileSync(join(dir, 'disk.yaml'), DISK.replace('{size: 1M}', '{size: 1M, path: mine.img}'));
     const state = ['--state', join(dir, 'state.db')];
     for (const cmd of [['apply', '--auto-approve'], ['plan'], ['apply', '--auto-approve']]) {
       const r = mvctl(dir, [...cmd, '-f', 'disk.yaml', ...state]);
       expect(r.code, r.stderr).toBe(1);
       expect(r.stderr).toContain(`disk.yaml:1:1: Disk/data: spec.path: ${mine} already exists`);
+      expect(r.stderr).toContain(`mvctl import Disk/data ${mine}`);
     }
-    expect(mvctl(dir, ['destroy', '--auto-approve', ...state]).code).toBe(0);
-    expect(readFileSync(mine, 'utf8')).toBe('precious\n');
+    // The manifest must describe the file: a wrong size is refused.
+    writeFileSync(join(dir, 'wrong.yaml'), DISK.replace('{size: 1M}', '{size: 2M, path: mine.img}'));
+    const wrong = mvctl(dir, ['import', 'Disk/data', mine, '-f', 'wrong.yaml', ...state]);
+    expect(wrong.code).toBe(1);
+    expect(wrong.stderr).toContain(
+      `Disk/data: ${mine} is 1048576 bytes (virtual size), the manifest says size: 2097152 bytes`,
+    );
+    const imported = mvctl(dir, ['import', 'Disk/data', mine, '-f', 'disk.yaml', ...state]);
+    expect(imported.code, imported.stderr).toBe(0);
+    expect(imported.stdout).toContain(`Disk/data: imported ${mine} (raw, 1048576 bytes)`);
+    expect(mvctl(dir, ['plan', '-f', 'disk.yaml', '--detailed-exitcode', ...state]).code).toBe(0);
+    const destroyed = mvctl(dir, ['destroy', '--auto-approve', ...state]);
+    expect(destroyed.code).toBe(0);
+    expect(destroyed.stdout).toContain(`kept ${mine}`);
+    expect(readFileSync(mine)).toEqual(bytes);
   });
 });

@@ -116,7 +116,8 @@ describe('apply: Disk', () => {
     });
     const message =
       `Disk/taken: ${mine} already exists and mvctl did not create it; nothing was changed or recorded. ` +
-      'mvctl never overwrites a file it did not create: move the file away, or set spec.path to another file';
+      `mvctl never overwrites a file it did not create: adopt it with mvctl import Disk/taken ${mine}, ` +
+      'move it away, or set spec.path to another file';
     for (let attempt = 1; attempt <= 2; attempt++) {
       const r = await apply(manifests);
       expect(r.result.ok).toBe(false);

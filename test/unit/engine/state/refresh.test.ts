@@ -7,6 +7,7 @@ import { describe, expect, it } from 'vitest';
 import {
   realProbes,
   refresh,
+  refreshState,
   toActual,
   vmmProcessAlive,
   type Probes,
@@ -190,6 +191,57 @@ describe('refresh against a real state file and real processes', () => {
       expect(refresh(store).drift.map((d) => d.what)).toEqual(['disk-file-missing', 'vm-process-gone']);
     } finally {
       vmm.kill('SIGKILL');
+      store.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('refreshState (mvctl refresh)', () => {
+  it('records the drift in one transaction, with events, so that the next refresh finds none', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'mvisor-refresh-'));
+    const store = StateStore.open(join(dir, 'state.db'));
+    try {
+      store.put({ kind: 'VirtualMachine', name: 'web', spec: { memory: 1 }, status: 'running', pid: 4242 });
+      store.put({
+        kind: 'Disk',
+        name: 'grown',
+        spec: { format: 'raw', size: 512, path: '/d/grown.img' },
+        status: 'ready',
+      });
+      store.put({
+        kind: 'Disk',
+        name: 'gone',
+        spec: { format: 'raw', size: 512, path: '/d/gone.img' },
+        status: 'ready',
+      });
+      store.put({
+        kind: 'Disk',
+        name: 'fine',
+        spec: { format: 'raw', size: 512, path: '/d/fine.img' },
+        status: 'ready',
+      });
+      const probes: Probes = {
+        pidAlive: () => false,
+        fileExists: (p) => p !== '/d/gone.img',
+        fileSize: (p) => (p === '/d/grown.img' ? 1024 : 512),
+      };
+      const drift = refreshState(store, 'mvctl refresh', probes);
+      expect(drift.map((d) => `${d.id.kind}/${d.id.name} ${d.what}`).sort()).toEqual([
+        'Disk/gone disk-file-missing',
+        'Disk/grown disk-resized',
+        'VirtualMachine/web vm-process-gone',
+      ]);
+      expect(store.get({ kind: 'VirtualMachine', name: 'web' })).toMatchObject({
+        status: 'stopped',
+        pid: null,
+      });
+      expect(store.get({ kind: 'Disk', name: 'grown' })?.spec).toMatchObject({ size: 1024 });
+      expect(store.get({ kind: 'Disk', name: 'gone' })).toBeUndefined();
+      expect(store.get({ kind: 'Disk', name: 'fine' })?.status).toBe('ready');
+      expect(store.listEvents().filter((e) => e.action === 'refresh')).toHaveLength(3);
+      expect(refresh(store, probes).drift).toEqual([]);
+    } finally {
       store.close();
       rmSync(dir, { recursive: true, force: true });
     }

@@ -1,0 +1,62 @@
+import { Args, Command } from '@oclif/core';
+import { dirname } from 'node:path';
+import { ImportError, importDisk } from '../engine/apply/import.js';
+import { KINDS, type Kind } from '../engine/types.js';
+import {
+  exitProcess,
+  fileFlag,
+  handleError,
+  loadDesired,
+  lockTimeoutFlag,
+  lockTimeoutMs,
+  openState,
+  stateFlag,
+  takeLock,
+  UserError,
+} from '../cli/common.js';
+
+export default class Import extends Command {
+  static override summary = 'Adopt an existing image file as the Disk a manifest declares.';
+  static override description = `Checks the file against the Disk's manifest (its path, format and virtual size) and records it in \
+state as a Disk mvctl did not create: destroy and replace keep the file unless the manifest says deletePolicy: delete. A plan \
+with the same manifests then shows no change for it.
+
+Exit codes: 0 imported, 1 error (the file does not match the manifest, the Disk is already in state...).`;
+  static override examples = ['<%= config.bin %> import Disk/data /srv/images/data.qcow2 -f vms/'];
+  static override args = {
+    resource: Args.string({ description: 'KIND/NAME, e.g. Disk/data.', required: true }),
+    id: Args.string({ description: "The existing resource: a Disk's image file.", required: true }),
+  };
+  static override flags = { file: fileFlag, state: stateFlag, 'lock-timeout': lockTimeoutFlag };
+
+  async run(): Promise<void> {
+    const { args, flags } = await this.parse(Import);
+    const m = /^([A-Za-z]+)\/(.+)$/.exec(args.resource);
+    const kind = KINDS.find((k) => k === m?.[1]);
+    if (!m || !kind)
+      throw new UserError(`${args.resource}: expected KIND/NAME (KIND one of ${KINDS.join(', ')})`);
+    if (kind !== ('Disk' satisfies Kind))
+      throw new UserError(`mvctl import takes Disks (an image file); ${kind} cannot be imported yet`);
+    const desired = loadDesired(flags.file);
+    const store = openState(flags.state, { create: true });
+    try {
+      const lock = await takeLock(store, 'mvctl import', lockTimeoutMs(flags['lock-timeout']));
+      try {
+        const line = await importDisk(store, { kind, name: m[2]! }, args.id, desired, dirname(store.path));
+        process.stdout.write(`${line}\n`);
+      } catch (e) {
+        if (e instanceof ImportError) throw new UserError(e.message);
+        throw e;
+      } finally {
+        lock.release();
+      }
+    } finally {
+      store.close();
+    }
+    await exitProcess(0);
+  }
+
+  protected override async catch(err: Error): Promise<unknown> {
+    return handleError(this, err);
+  }
+}
