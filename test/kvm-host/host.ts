@@ -16,6 +16,13 @@ import { existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
+/**
+ * Silence of the heartbeat (touched every 5 s) after which the host counts
+ * as hung: a hung host has never come back in these runs, and every second
+ * of waiting delays the re-run.
+ */
+export const HEARTBEAT_TIMEOUT_MS = 60_000;
+
 export interface PortForward {
   /** Port on this machine (127.0.0.1). */
   host: number;
@@ -52,7 +59,7 @@ export interface HostOptions {
   timeoutMs: number;
   /** Deadline from QEMU's start to the host being ready to run the command. */
   bootTimeoutMs?: number;
-  /** The host counts as hung when its heartbeat (<scratch>/.alive) stops for this long. */
+  /** The host counts as hung when its heartbeat (<scratch>/.alive) stops for this long (HEARTBEAT_TIMEOUT_MS). */
   heartbeatTimeoutMs?: number;
   /** The command's output as it arrives (console text after the host is ready). */
   onOutput?: (text: string) => void;
@@ -277,7 +284,7 @@ export function runInKvmHost(o: HostOptions): Promise<HostResult> {
       // not yet
     }
     if (mtime !== beat.mtime) beat = { mtime, seen: Date.now() };
-    else if (Date.now() - beat.seen > (o.heartbeatTimeoutMs ?? 120_000)) {
+    else if (Date.now() - beat.seen > (o.heartbeatTimeoutMs ?? HEARTBEAT_TIMEOUT_MS)) {
       hung = Math.round((Date.now() - beat.seen) / 1000);
       qemu.kill('SIGKILL');
     }

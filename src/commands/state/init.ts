@@ -4,7 +4,8 @@ import { defaultStatePath } from '../../engine/state/store.js';
 import { exitProcess, handleError, openState, stateFlag } from '../../cli/common.js';
 
 export default class StateInit extends Command {
-  static override summary = 'Create an empty state file where --state (or MVISOR_STATE) names one; nothing if it exists.';
+  static override summary =
+    'Create an empty state file where --state (or MVISOR_STATE) names one; nothing if it exists.';
   static override description = `Other commands than apply refuse a named state file that does not exist (a typo must not start an \
 empty state): a pipeline's first run creates it with this, on purpose. Safe to run every time.
 

@@ -54,7 +54,7 @@ describe('mvctl validate', () => {
     writeFileSync(
       join(dir, 'vm.yaml'),
       VM(
-        '    - {class: option-rom, name: pxe, file: pxe.rom}\n    - {class: ata-cdrom, name: cd, image: base.qcow2}',
+        '    - {class: floppy, name: fd, image: fd.img}\n    - {class: ata-cdrom, name: cd, image: base.qcow2}',
       ),
     );
     const r = mvctl(dir, ['validate', '-f', 'vm.yaml']);
@@ -73,7 +73,7 @@ describe('mvctl validate', () => {
       ),
       expect.stringMatching(
         new RegExp(
-          `^vm\\.yaml:10:\\d+: VirtualMachine/web: spec\\.devices\\[0\\]\\.file: ${dir}/pxe\\.rom: no such file$`,
+          `^vm\\.yaml:10:\\d+: VirtualMachine/web: spec\\.devices\\[0\\]\\.image: ${dir}/fd\\.img: no such file$`,
         ),
       ),
       expect.stringMatching(/^vm\.yaml:11:\d+: VirtualMachine\/web: spec\.devices\[1\]\.image: .*gone\.img/),
@@ -81,7 +81,7 @@ describe('mvctl validate', () => {
     ]);
     expect(existsSync(join(dir, 'never.db'))).toBe(false);
 
-    for (const f of ['vmlinux', 'seed.json', 'pxe.rom', 'gone.img'])
+    for (const f of ['vmlinux', 'seed.json', 'fd.img', 'gone.img'])
       writeFileSync(join(dir, f), Buffer.alloc(512));
     const ok = mvctl(dir, ['validate', '-f', 'vm.yaml']);
     expect(ok.stderr).toBe('');
