@@ -3,25 +3,13 @@
  * KVM needed: disks only): 0 success, 1 any error (usage errors included),
  * 2 only for "changes present" under --detailed-exitcode.
  */
-import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Ajv } from 'ajv';
 import { describe, expect, it } from 'vitest';
 import { StateStore } from '../../../src/engine/state/store.js';
+import { mvctl } from '../../helpers/mvctl.js';
 import { assertBuilt, repoRoot, tempDir } from '../../helpers/mvisor.js';
-
-function mvctl(dir: string, args: string[]) {
-  const env: NodeJS.ProcessEnv = { ...process.env, NO_COLOR: '1' };
-  delete env.DEBUG;
-  const r = spawnSync(process.execPath, [join(repoRoot, 'bin/mvctl.js'), ...args], {
-    cwd: dir,
-    env,
-    encoding: 'utf8',
-    timeout: 30_000,
-  });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
 
 const outputSchemas = new Ajv({ strict: true, allowUnionTypes: true });
 for (const f of ['plan', 'apply-event'])

@@ -6,19 +6,10 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { assertBuilt, repoRoot, tempDir } from '../../helpers/mvisor.js';
+import { mvctl as run } from '../../helpers/mvctl.js';
+import { assertBuilt, tempDir } from '../../helpers/mvisor.js';
 
-function mvctl(dir: string, args: string[]) {
-  const env: NodeJS.ProcessEnv = { ...process.env, NO_COLOR: '1', MVISOR_STATE: join(dir, 'never.db') };
-  delete env.DEBUG;
-  const r = spawnSync(process.execPath, [join(repoRoot, 'bin/mvctl.js'), ...args], {
-    cwd: dir,
-    env,
-    encoding: 'utf8',
-    timeout: 30_000,
-  });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
+const mvctl = (dir: string, args: string[]) => run(dir, args, { MVISOR_STATE: join(dir, 'never.db') });
 
 const VM = (devices: string) => `apiVersion: mvisor.dev/v1alpha1
 kind: VirtualMachine
