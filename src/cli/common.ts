@@ -154,6 +154,21 @@ export function lockTimeoutMs(value: string | undefined): number {
  * holder to finish (0: fail at once naming the holder); when it replaces the
  * lock of a holder that provably died (store.ts), says so on stderr.
  */
+/** Runs `fn` holding the state lock for `command` (takeLock; `lockTimeout`: the --lock-timeout value). */
+export async function withLock<T>(
+  store: StateStore,
+  command: string,
+  lockTimeout: string | undefined,
+  fn: () => T | Promise<T>,
+): Promise<T> {
+  const lock = await takeLock(store, command, lockTimeoutMs(lockTimeout));
+  try {
+    return await fn();
+  } finally {
+    lock.release();
+  }
+}
+
 export async function takeLock(store: StateStore, command: string, timeoutMs = 0): Promise<Lock> {
   const t0 = Date.now();
   for (;;) {

@@ -21,9 +21,8 @@ import {
   stateFlag,
   UserError,
   type Planned,
-  takeLock,
+  withLock,
   lockTimeoutFlag,
-  lockTimeoutMs,
 } from '../cli/common.js';
 
 const NOTHING_DONE = { ok: true, done: 0, failed: [], skipped: 0 };
@@ -117,20 +116,20 @@ Without a terminal (CI, pipelines) it needs --auto-approve. A saved plan is appl
     const { args, flags } = await this.parse(Apply);
     const store = openState(flags.state, { create: true });
     let code: number;
-    const lock = await takeLock(store, 'mvctl apply', lockTimeoutMs(flags['lock-timeout']));
     try {
-      const planned = args.planfile
-        ? fromSaved(store, args.planfile)
-        : planAgainst(store, loadDesired(flags.file), { allowEmpty: flags['allow-empty'] });
-      code = await showAndApply(store, planned, {
-        command: 'mvctl apply',
-        json: flags.json,
-        noColor: flags['no-color'],
-        autoApprove: flags['auto-approve'] || !!args.planfile,
-        question: 'Do you want to perform these actions?',
+      code = await withLock(store, 'mvctl apply', flags['lock-timeout'], () => {
+        const planned = args.planfile
+          ? fromSaved(store, args.planfile)
+          : planAgainst(store, loadDesired(flags.file), { allowEmpty: flags['allow-empty'] });
+        return showAndApply(store, planned, {
+          command: 'mvctl apply',
+          json: flags.json,
+          noColor: flags['no-color'],
+          autoApprove: flags['auto-approve'] || !!args.planfile,
+          question: 'Do you want to perform these actions?',
+        });
       });
     } finally {
-      lock.release();
       store.close();
     }
     await exitProcess(code);

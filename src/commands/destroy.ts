@@ -6,9 +6,8 @@ import {
   openState,
   planAgainst,
   stateFlag,
-  takeLock,
+  withLock,
   lockTimeoutFlag,
-  lockTimeoutMs,
 } from '../cli/common.js';
 import { showAndApply } from './apply.js';
 
@@ -31,17 +30,17 @@ export default class Destroy extends Command {
     const { flags } = await this.parse(Destroy);
     const store = openState(flags.state);
     let code: number;
-    const lock = await takeLock(store, 'mvctl destroy', lockTimeoutMs(flags['lock-timeout']));
     try {
-      code = await showAndApply(store, planAgainst(store, [], { allowEmpty: true }), {
-        command: 'mvctl destroy',
-        json: flags.json,
-        noColor: flags['no-color'],
-        autoApprove: flags['auto-approve'],
-        question: 'Destroy all managed resources?',
-      });
+      code = await withLock(store, 'mvctl destroy', flags['lock-timeout'], () =>
+        showAndApply(store, planAgainst(store, [], { allowEmpty: true }), {
+          command: 'mvctl destroy',
+          json: flags.json,
+          noColor: flags['no-color'],
+          autoApprove: flags['auto-approve'],
+          question: 'Destroy all managed resources?',
+        }),
+      );
     } finally {
-      lock.release();
       store.close();
     }
     await exitProcess(code);

@@ -1,18 +1,17 @@
 import { Args, Command } from '@oclif/core';
 import { dirname } from 'node:path';
-import { ImportError, importDisk } from '../engine/apply/import.js';
-import { KINDS, type Kind } from '../engine/types.js';
+import { importDisk } from '../engine/apply/import.js';
+import { parseResourceRef } from './state/rm.js';
 import {
   exitProcess,
   fileFlag,
   handleError,
   loadDesired,
   lockTimeoutFlag,
-  lockTimeoutMs,
   openState,
   stateFlag,
-  takeLock,
   UserError,
+  withLock,
 } from '../cli/common.js';
 
 export default class Import extends Command {
@@ -31,25 +30,16 @@ Exit codes: 0 imported, 1 error (the file does not match the manifest, the Disk 
 
   async run(): Promise<void> {
     const { args, flags } = await this.parse(Import);
-    const m = /^([A-Za-z]+)\/(.+)$/.exec(args.resource);
-    const kind = KINDS.find((k) => k === m?.[1]);
-    if (!m || !kind)
-      throw new UserError(`${args.resource}: expected KIND/NAME (KIND one of ${KINDS.join(', ')})`);
-    if (kind !== ('Disk' satisfies Kind))
-      throw new UserError(`mvctl import takes Disks (an image file); ${kind} cannot be imported yet`);
+    const id = parseResourceRef(args.resource);
+    if (id.kind !== 'Disk')
+      throw new UserError(`mvctl import takes Disks (an image file); ${id.kind} cannot be imported yet`);
     const desired = loadDesired(flags.file);
     const store = openState(flags.state, { create: true });
     try {
-      const lock = await takeLock(store, 'mvctl import', lockTimeoutMs(flags['lock-timeout']));
-      try {
-        const line = await importDisk(store, { kind, name: m[2]! }, args.id, desired, dirname(store.path));
-        process.stdout.write(`${line}\n`);
-      } catch (e) {
-        if (e instanceof ImportError) throw new UserError(e.message);
-        throw e;
-      } finally {
-        lock.release();
-      }
+      const line = await withLock(store, 'mvctl import', flags['lock-timeout'], () =>
+        importDisk(store, id, args.id, desired, dirname(store.path)),
+      );
+      process.stdout.write(`${line}\n`);
     } finally {
       store.close();
     }

@@ -1,14 +1,6 @@
 import { Command } from '@oclif/core';
 import { refreshState } from '../engine/state/refresh.js';
-import {
-  exitProcess,
-  handleError,
-  lockTimeoutFlag,
-  lockTimeoutMs,
-  openState,
-  stateFlag,
-  takeLock,
-} from '../cli/common.js';
+import { exitProcess, handleError, lockTimeoutFlag, openState, stateFlag, withLock } from '../cli/common.js';
 
 export default class Refresh extends Command {
   static override summary = 'Record in state what is really there (drift), without changing any VM or disk.';
@@ -24,14 +16,11 @@ Exit codes: 0 success, 1 error.`;
     const { flags } = await this.parse(Refresh);
     const store = openState(flags.state);
     try {
-      const lock = await takeLock(store, 'mvctl refresh', lockTimeoutMs(flags['lock-timeout']));
-      try {
+      await withLock(store, 'mvctl refresh', flags['lock-timeout'], () => {
         const drift = refreshState(store, 'mvctl refresh');
         if (!drift.length) process.stdout.write('No drift: state matches the host.\n');
         for (const d of drift) process.stdout.write(`${d.id.kind}/${d.id.name}: ${d.detail}: recorded\n`);
-      } finally {
-        lock.release();
-      }
+      });
     } finally {
       store.close();
     }

@@ -6,9 +6,8 @@ import {
   openState,
   stateFlag,
   UserError,
-  takeLock,
+  withLock,
   lockTimeoutFlag,
-  lockTimeoutMs,
 } from '../../cli/common.js';
 
 export function parseResourceRef(ref: string): ResourceId {
@@ -29,14 +28,14 @@ export default class StateRm extends Command {
   async run(): Promise<void> {
     const { args, flags } = await this.parse(StateRm);
     const store = openState(flags.state);
-    const lock = await takeLock(store, 'mvctl state rm', lockTimeoutMs(flags['lock-timeout']));
     try {
-      const id = parseResourceRef(args.resource);
-      if (!store.remove(id)) throw new UserError(`${args.resource}: not in the state`);
-      store.recordEvent({ command: 'mvctl state rm', id, action: 'forget', outcome: 'succeeded' });
-      process.stdout.write(`Removed ${args.resource} from the state (nothing on the host was changed).\n`);
+      await withLock(store, 'mvctl state rm', flags['lock-timeout'], () => {
+        const id = parseResourceRef(args.resource);
+        if (!store.remove(id)) throw new UserError(`${args.resource}: not in the state`);
+        store.recordEvent({ command: 'mvctl state rm', id, action: 'forget', outcome: 'succeeded' });
+        process.stdout.write(`Removed ${args.resource} from the state (nothing on the host was changed).\n`);
+      });
     } finally {
-      lock.release();
       store.close();
     }
     await exitProcess(0);

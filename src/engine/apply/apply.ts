@@ -18,7 +18,7 @@ import type {
   NormalizedDiskSpec,
   NormalizedVirtualMachineSpec,
 } from '../manifest/types.js';
-import { diskPath } from './preflight.js';
+import { diskPath, neverOverwrites } from './preflight.js';
 import { launchVm, stopVm, vmPaths, isVmmProcess, type VmPaths } from './vm-process.js';
 
 export type ApplyEvent =
@@ -383,8 +383,7 @@ function vmList(records: readonly ResourceRecord[]): string {
 function existingFileMessage(name: string, path: string): string {
   return (
     `Disk/${name}: ${path} already exists and mvctl did not create it; nothing was changed or recorded. ` +
-    `mvctl never overwrites a file it did not create: adopt it with mvctl import Disk/${name} ${path}, ` +
-    'move it away, or set spec.path to another file'
+    neverOverwrites(name, path)
   );
 }
 

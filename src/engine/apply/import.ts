@@ -10,9 +10,11 @@ import { detectFormat, openImage } from '../../vmm/block/open.js';
 import type { NormalizedDiskSpec } from '../manifest/types.js';
 import type { StateStore } from '../state/store.js';
 import { resourceKey, type DesiredResource, type ResourceId } from '../types.js';
+import { ApplyError } from './apply.js';
 import { diskPath } from './preflight.js';
 
-export class ImportError extends Error {}
+/** The file does not match the manifest, or cannot be imported (mvctl prints it as it does an apply error). */
+export class ImportError extends ApplyError {}
 
 /** Checks `file` against the Disk's manifest and records it; returns a line for the user. */
 export async function importDisk(

@@ -15,6 +15,14 @@ export function diskPath(stateDir: string, name: string, spec: NormalizedDiskSpe
   return spec.path ?? join(stateDir, 'disks', `${name}.${spec.format === 'qcow2' ? 'qcow2' : 'img'}`);
 }
 
+/** What to do about a file at a Disk's path that mvctl did not create (plan's and apply's messages end so). */
+export function neverOverwrites(name: string, path: string): string {
+  return (
+    `mvctl never overwrites a file it did not create: adopt it with mvctl import Disk/${name} ${path}, ` +
+    'move it away, or set spec.path to another file'
+  );
+}
+
 /** One line per problem, `file:line:col: Kind/name: spec.path: ...`; [] when apply may go ahead. */
 export function preflight(
   plan: Plan,
@@ -35,8 +43,7 @@ export function preflight(
     const { file, line, col } = want.source;
     problems.push(
       `${file}:${line}:${col}: Disk/${want.name}: spec.path: ${path} already exists and mvctl did not create it; ` +
-        'mvctl never overwrites a file it did not create: adopt it with ' +
-        `mvctl import Disk/${want.name} ${path}, move it away, or set spec.path to another file`,
+        neverOverwrites(want.name, path),
     );
   }
   return problems;

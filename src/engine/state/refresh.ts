@@ -12,7 +12,13 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { hostname as osHostname } from 'node:os';
 import { LOCAL_HOST } from '../manifest/types.js';
 import type { ResourceId } from '../types.js';
-import { processExists, type ResourceRecord, type ResourceStatus, type StateVersion } from './store.js';
+import {
+  processExists,
+  type ResourceRecord,
+  type ResourceStatus,
+  type StateStore,
+  type StateVersion,
+} from './store.js';
 
 export type DriftKind = 'vm-process-gone' | 'disk-file-missing' | 'disk-resized';
 
@@ -173,23 +179,6 @@ function refreshDisk(record: ResourceRecord, view: ActualResource, probes: Probe
   view.spec = { ...record.spec, size };
 }
 
-/** What `refreshState` needs of the store: reads, and the writes that record what was observed. */
-export interface StateWriter extends StateReader {
-  transaction<T>(fn: () => T): T;
-  patch(
-    id: ResourceId,
-    changes: { status?: ResourceStatus; pid?: number | null; spec?: Record<string, unknown> },
-  ): unknown;
-  remove(id: ResourceId): boolean;
-  recordEvent(event: {
-    command: string;
-    id?: ResourceId;
-    action: string;
-    outcome: 'succeeded';
-    detail?: string;
-  }): number;
-}
-
 /**
  * `mvctl refresh`: records in state what refresh observed, so that drift
  * stops being reported as drift: a VM whose process is gone is recorded as
@@ -199,7 +188,7 @@ export interface StateWriter extends StateReader {
  * change. Returns the drift it recorded.
  */
 export function refreshState(
-  store: StateWriter,
+  store: Pick<StateStore, 'list' | 'version' | 'transaction' | 'patch' | 'remove' | 'recordEvent'>,
   command: string,
   probes: Probes = realProbes,
   options: RefreshOptions = {},
