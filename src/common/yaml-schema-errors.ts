@@ -450,10 +450,47 @@ export function createSchemaErrorExplainer(
     return { bytes };
   }
 
+  /** Whether a size schema is at or below `ref` (remembered: a walk skips the values where none is). */
+  const sizeBelow = new Map<string, boolean>();
+  function hasSizeBelow(ref: string, depth = 0): boolean {
+    const r = deref(ref);
+    const known = sizeBelow.get(r);
+    if (known !== undefined) return known;
+    if (depth > 32) return true;
+    sizeBelow.set(r, true); // A recursive schema is walked (as before this shortcut).
+    const node = schemaAt(r);
+    const below: string[] = [
+      ...branchRefs(r),
+      ...(node.items ? [childRef(r, 'items')] : []),
+      ...Object.keys(node.properties ?? {}).map((k) => childRef(r, 'properties', k)),
+      ...(typeof node.additionalProperties === 'object' ? [childRef(r, 'additionalProperties')] : []),
+    ];
+    const found = node.pattern === sizes.pattern || below.some((c) => hasSizeBelow(c, depth + 1));
+    sizeBelow.set(r, found);
+    return found;
+  }
+
+  /** `childRef(ref, how, key?)` remembered: the walk asks for the same few children of the same schemas. */
+  const children = new Map<string, Map<string, string>>();
+  function childOf(ref: string, how: 'items' | 'additionalProperties' | 'properties', key = ''): string {
+    let byKey = children.get(ref);
+    if (byKey === undefined) {
+      byKey = new Map();
+      children.set(ref, byKey);
+    }
+    const k = how === 'properties' ? `p${key}` : how;
+    let c = byKey.get(k);
+    if (c === undefined) {
+      c = how === 'properties' ? childRef(ref, how, key) : childRef(ref, how);
+      byKey.set(k, c);
+    }
+    return c;
+  }
+
   function checkSizeStrings(ref: string, data: unknown, base: Segment[] = []): RawProblem[] {
     const out: RawProblem[] = [];
     const walk = (r: string, value: unknown, path: Segment[], depth: number) => {
-      if (depth > 32) return;
+      if (depth > 32 || !hasSizeBelow(r)) return;
       r = throughUnions(deref(r), value);
       const node = schemaAt(r);
       if (node.pattern === sizes.pattern && typeof value === 'string' && sizeRe.test(value)) {
@@ -462,12 +499,12 @@ export function createSchemaErrorExplainer(
         return;
       }
       if (Array.isArray(value) && node.items) {
-        value.forEach((v, i) => walk(childRef(r, 'items'), v, [...path, i], depth + 1));
+        value.forEach((v, i) => walk(childOf(r, 'items'), v, [...path, i], depth + 1));
       } else if (isRecord(value)) {
         for (const [k, v] of Object.entries(value)) {
-          if (node.properties?.[k]) walk(childRef(r, 'properties', k), v, [...path, k], depth + 1);
+          if (node.properties?.[k]) walk(childOf(r, 'properties', k), v, [...path, k], depth + 1);
           else if (typeof node.additionalProperties === 'object') {
-            walk(childRef(r, 'additionalProperties'), v, [...path, k], depth + 1);
+            walk(childOf(r, 'additionalProperties'), v, [...path, k], depth + 1);
           }
         }
       }

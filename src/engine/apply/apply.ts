@@ -61,7 +61,26 @@ export async function applyPlan(
   const failedKeys = new Set<string>();
   const result: ApplyResult = { ok: true, done: 0, failed: [], skipped: 0 };
   const stateDir = stateDirOf(store, opts);
-  for (const step of plan.steps) {
+  let batched = 0;
+  try {
+    for (const step of plan.steps) {
+      // Steps that only write state share a commit; any other step commits what came before it
+      // first, so that state says what may exist before anything happens on the host.
+      if (stateOnly(step, byKey.get(resourceKey(step.id))) && batched < MAX_BATCH) {
+        store.beginBatch();
+        batched++;
+      } else {
+        store.commitBatch();
+        batched = 0;
+      }
+      await runOne(step);
+    }
+  } finally {
+    store.commitBatch();
+  }
+  return result;
+
+  async function runOne(step: PlanStep): Promise<void> {
     const blocked = step.after.find((k) => failedKeys.has(k));
     if (blocked) {
       failedKeys.add(step.key);
@@ -75,7 +94,7 @@ export async function applyPlan(
         detail: reason,
       });
       opts.onEvent?.({ type: 'step-skipped', step, reason });
-      continue;
+      return;
     }
     const t0 = Date.now();
     opts.onEvent?.({ type: 'step-start', step });
@@ -106,7 +125,26 @@ export async function applyPlan(
       opts.onEvent?.({ type: 'step-failed', step, ms: Date.now() - t0, error });
     }
   }
-  return result;
+}
+
+/** Steps per shared commit (a crash loses at most this many steps' records, which a plan redoes). */
+const MAX_BATCH = 1000;
+
+/** Whether a step only writes state: nothing on the host (no process, file or device) changes. */
+function stateOnly(step: PlanStep, want: DesiredResource | undefined): boolean {
+  switch (step.id.kind) {
+    case 'VirtualMachine':
+      return (
+        step.op === 'update' ||
+        (step.op === 'create' &&
+          (want?.spec as Partial<NormalizedVirtualMachineSpec> | undefined)?.running === false)
+      );
+    case 'Network':
+    case 'Host':
+      return true;
+    default:
+      return false;
+  }
 }
 
 async function runStep(

@@ -39,6 +39,7 @@ import {
 import { ManifestError, type ManifestProblem } from './errors.js';
 import { checkSizeStrings, explain } from './explain.js';
 import { normaliseSpec } from './normalise.js';
+import { fastParse } from './fast-yaml.js';
 import { ENVELOPE_URI, KIND_SCHEMA_URI } from './schemas.js';
 import { LOCAL_HOST, type NormalizedSpecs } from './types.js';
 
@@ -280,8 +281,40 @@ interface LoadedDoc {
 }
 
 function parseSource(src: Source, fileIndex: number, problems: SortableProblem[]): LoadedDoc[] {
+  const text = src.text ?? '';
+  const fast = fastParse(text);
+  if (fast) {
+    // Valid documents need positions only for later messages: `yaml` reads the file again then.
+    let slow: Document[] | undefined;
+    const slowDocs = () => {
+      if (slow) return slow;
+      const lineCounter = new LineCounter();
+      const docs = parseAllDocuments(text, { lineCounter, prettyErrors: false, uniqueKeys: true });
+      slow = docs.filter((d) => !isEmptyDoc(d));
+      SLOW_COUNTERS.set(slow, lineCounter);
+      return slow;
+    };
+    const found: SortableProblem[] = [];
+    const out: LoadedDoc[] = [];
+    fast.forEach((d, i) => {
+      const start: SourcePos = { file: src.name, line: d.line, col: d.col };
+      const locate: Locator = (at, atKey = false) => {
+        if (at.length === 0 && !atKey) return start;
+        const docs = slowDocs();
+        const doc = docs[i];
+        const lc = SLOW_COUNTERS.get(docs);
+        if (!doc || !lc || doc.errors.length > 0) return start;
+        const { line, col } = locateNode(doc, lc, at, atKey);
+        return { file: src.name, line, col };
+      };
+      const loaded = loadValue(d.value, locate, src, fileIndex, found);
+      if (loaded) out.push(loaded);
+    });
+    // A file with a problem is read again with `yaml`: every message and position from one parser.
+    if (found.length === 0) return out;
+  }
   const lineCounter = new LineCounter();
-  const parsed = parseAllDocuments(src.text ?? '', { lineCounter, prettyErrors: false, uniqueKeys: true });
+  const parsed = parseAllDocuments(text, { lineCounter, prettyErrors: false, uniqueKeys: true });
   const out: LoadedDoc[] = [];
   for (const doc of parsed) {
     if (doc.errors.length > 0) {
@@ -298,24 +331,39 @@ function parseSource(src: Source, fileIndex: number, problems: SortableProblem[]
       continue;
     }
     // An empty document (e.g. after a trailing `---`, or only comments).
-    if (doc.contents === null || (isScalar(doc.contents) && doc.contents.value === null)) continue;
-    const loaded = loadDocument(doc, lineCounter, src, fileIndex, problems);
+    if (isEmptyDoc(doc)) continue;
+    const locate: Locator = (at, atKey = false) => {
+      const { line, col } = locateNode(doc, lineCounter, at, atKey);
+      return { file: src.name, line, col };
+    };
+    let data: unknown;
+    try {
+      data = doc.toJS({ maxAliasCount: MANIFEST_LIMITS.maxAliases });
+    } catch (e) {
+      const pos = locate([]);
+      problems.push({ fileIndex, ...pos, message: e instanceof Error ? e.message : String(e) });
+      continue;
+    }
+    const loaded = loadValue(data, locate, src, fileIndex, problems);
     if (loaded) out.push(loaded);
   }
   return out;
 }
 
-function loadDocument(
-  doc: Document,
-  lineCounter: LineCounter,
+const SLOW_COUNTERS = new WeakMap<Document[], LineCounter>();
+
+function isEmptyDoc(doc: Document): boolean {
+  return doc.contents === null || (isScalar(doc.contents) && doc.contents.value === null);
+}
+
+/** Validates and normalises one document's value; problems are reported at `locate`'s positions. */
+function loadValue(
+  data: unknown,
+  locate: Locator,
   src: Source,
   fileIndex: number,
   problems: SortableProblem[],
 ): LoadedDoc | undefined {
-  const locate: Locator = (at, atKey = false) => {
-    const { line, col } = locateNode(doc, lineCounter, at, atKey);
-    return { file: src.name, line, col };
-  };
   const report = (label: string | undefined, raw: readonly RawProblem[]) => {
     for (const p of raw) {
       const pos = locate(p.at, p.atKey);
@@ -330,13 +378,6 @@ function loadDocument(
     }
   };
 
-  let data: unknown;
-  try {
-    data = doc.toJS({ maxAliasCount: MANIFEST_LIMITS.maxAliases });
-  } catch (e) {
-    report(undefined, [problem([], e instanceof Error ? e.message : String(e))]);
-    return undefined;
-  }
   if (!isRecord(data)) {
     report(undefined, [
       problem(

@@ -102,11 +102,20 @@ export function childUri(uri: SchemaUri, ...segs: readonly (string | number)[]):
 
 /** The schema node at a URI. Throws for a URI that names nothing (an internal error). */
 export function schemaAt(uri: SchemaUri): SchemaNode {
+  const cached = NODE_AT.get(uri);
+  if (cached !== undefined) return cached;
   const { id, pointer } = splitUri(uri);
   const root = BY_ID.get(id);
   if (root === undefined) throw new Error(`internal: unknown schema ${id}`);
-  return schemaNodeAt(root, pointer, uri);
+  const node = schemaNodeAt(root, pointer, uri);
+  NODE_AT.set(uri, node);
+  return node;
 }
+
+// The schemas never change: look-ups by URI are remembered (a plan of 10,000 VMs walks the same few
+// dozen URIs hundreds of thousands of times).
+const NODE_AT = new Map<SchemaUri, SchemaNode>();
+const CHAINS = new Map<SchemaUri, readonly SchemaUri[]>();
 
 /** Resolves a `$ref` found in the schema at `from`. */
 function resolveRef(from: SchemaUri, ref: string): SchemaUri {
@@ -118,11 +127,17 @@ function resolveRef(from: SchemaUri, ref: string): SchemaUri {
 }
 
 /** The URIs along a `$ref` chain, starting with `uri` itself and ending with the real schema. */
-export function refChain(uri: SchemaUri): SchemaUri[] {
+export function refChain(uri: SchemaUri): readonly SchemaUri[] {
+  const cached = CHAINS.get(uri);
+  if (cached !== undefined) return cached;
+  const first = uri;
   const chain = [uri];
   for (let i = 0; i < 32; i++) {
     const ref = schemaAt(uri).$ref;
-    if (ref === undefined) return chain;
+    if (ref === undefined) {
+      CHAINS.set(first, chain);
+      return chain;
+    }
     uri = resolveRef(uri, ref);
     chain.push(uri);
   }

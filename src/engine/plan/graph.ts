@@ -22,11 +22,14 @@ export class Graph {
   private readonly rank = new Map<string, number>();
   /** Node -> the nodes that must come after it. */
   private readonly out = new Map<string, Set<string>>();
+  /** Node -> the nodes that must come before it (so that `predecessors` is not a scan of all nodes). */
+  private readonly in = new Map<string, Set<string>>();
 
   addNode(node: string): this {
     if (!this.rank.has(node)) {
       this.rank.set(node, this.rank.size);
       this.out.set(node, new Set());
+      this.in.set(node, new Set());
     }
     return this;
   }
@@ -35,6 +38,7 @@ export class Graph {
   addEdge(before: string, after: string): this {
     this.addNode(before).addNode(after);
     this.out.get(before)?.add(after);
+    this.in.get(after)?.add(before);
     return this;
   }
 
@@ -53,7 +57,7 @@ export class Graph {
 
   /** Nodes that must come before `node`, in insertion order. */
   predecessors(node: string): string[] {
-    return this.nodes().filter((n) => this.out.get(n)?.has(node));
+    return this.byRank([...(this.in.get(node) ?? [])]);
   }
 
   /** A cycle as a path `[a, b, ..., a]` following the edges, or undefined if there is none. */
@@ -89,18 +93,17 @@ export class Graph {
     for (const targets of this.out.values()) {
       for (const t of targets) indegree.set(t, (indegree.get(t) ?? 0) + 1);
     }
+    // Ready nodes, lowest rank first: a sorted array read from `head` (no shift, no re-sort).
     const ready = this.nodes().filter((n) => indegree.get(n) === 0);
+    let head = 0;
     const order: string[] = [];
-    while (ready.length > 0) {
-      const node = ready.shift() as string;
+    while (head < ready.length) {
+      const node = ready[head++] as string;
       order.push(node);
       for (const next of this.successors(node)) {
         const d = (indegree.get(next) ?? 0) - 1;
         indegree.set(next, d);
-        if (d === 0) {
-          ready.push(next);
-          this.byRank(ready, true);
-        }
+        if (d === 0) this.insertByRank(ready, head, next);
       }
     }
     if (order.length !== this.rank.size) {
@@ -114,8 +117,20 @@ export class Graph {
     return this.topoSort().reverse();
   }
 
-  private byRank(nodes: string[], inPlace = false): string[] {
-    const list = inPlace ? nodes : [...nodes];
-    return list.sort((a, b) => (this.rank.get(a) ?? 0) - (this.rank.get(b) ?? 0));
+  private byRank(nodes: string[]): string[] {
+    return nodes.sort((a, b) => (this.rank.get(a) ?? 0) - (this.rank.get(b) ?? 0));
+  }
+
+  /** Inserts `node` into `list[from..]`, which is sorted by rank (binary search). */
+  private insertByRank(list: string[], from: number, node: string): void {
+    const r = this.rank.get(node) ?? 0;
+    let lo = from;
+    let hi = list.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if ((this.rank.get(list[mid] as string) ?? 0) < r) lo = mid + 1;
+      else hi = mid;
+    }
+    list.splice(lo, 0, node);
   }
 }

@@ -171,6 +171,8 @@ export class StateStore {
   private readonly bootId: string | undefined;
   private readonly startTime: (pid: number) => string | undefined;
   private readonly hostname: string;
+  /** Prepared statements by SQL text: preparing costs more than running a small statement. */
+  private readonly statements = new Map<string, Database.Statement>();
 
   private constructor(
     private readonly db: Database.Database,
@@ -210,6 +212,29 @@ export class StateStore {
     if (this.db.open) this.db.close();
   }
 
+  private sql(text: string): Database.Statement {
+    let s = this.statements.get(text);
+    if (s === undefined) {
+      s = this.db.prepare(text);
+      this.statements.set(text, s);
+    }
+    return s;
+  }
+
+  /**
+   * Runs the writes of several steps in one transaction (one commit, one sync, instead of one per
+   * write): `begin` opens it (the writes in it become savepoints), `commit` ends it. For work that
+   * changes nothing but state: a crash before the commit loses the batch, and a later plan does
+   * that work again. Each write inside still sees the batch's earlier writes.
+   */
+  beginBatch(): void {
+    if (!this.db.inTransaction) this.db.exec('BEGIN IMMEDIATE');
+  }
+
+  commitBatch(): void {
+    if (this.db.inTransaction) this.db.exec('COMMIT');
+  }
+
   /** Applies pending migrations, each with its `schema_migrations` row, in one immediate transaction. */
   private migrate(): void {
     this.transaction(() => {
@@ -225,7 +250,7 @@ export class StateStore {
             `${SCHEMA_VERSION}: use a newer mvctl`,
         );
       }
-      const record = this.db.prepare(
+      const record = this.sql(
         'INSERT INTO schema_migrations (version, description, applied_at) VALUES (?, ?, ?)',
       );
       for (const m of MIGRATIONS) {
@@ -238,7 +263,7 @@ export class StateStore {
 
   /** The highest applied migration (0 for an empty file). */
   schemaVersion(): number {
-    const row = this.db.prepare('SELECT MAX(version) AS v FROM schema_migrations').get() as
+    const row = this.sql('SELECT MAX(version) AS v FROM schema_migrations').get() as
       { v: number | null } | undefined;
     return row?.v ?? 0;
   }
@@ -262,26 +287,25 @@ export class StateStore {
 
   /** The state's lineage and serial. */
   version(): StateVersion {
-    const row = this.db.prepare('SELECT lineage, serial FROM state_info WHERE id = 1').get() as
+    const row = this.sql('SELECT lineage, serial FROM state_info WHERE id = 1').get() as
       StateVersion | undefined;
     if (!row) throw new StateError(`${this.path} has no state_info row`);
     return row;
   }
 
   private bumpSerial(): void {
-    this.db.prepare('UPDATE state_info SET serial = serial + 1 WHERE id = 1').run();
+    this.sql('UPDATE state_info SET serial = serial + 1 WHERE id = 1').run();
   }
 
   get(id: ResourceId): ResourceRecord | undefined {
-    const row = this.db
-      .prepare('SELECT * FROM resources WHERE kind = ? AND name = ?')
-      .get(id.kind, id.name) as ResourceRow | undefined;
+    const row = this.sql('SELECT * FROM resources WHERE kind = ? AND name = ?').get(id.kind, id.name) as
+      ResourceRow | undefined;
     return row && rowToRecord(row);
   }
 
   /** Every resource, by kind (in `KINDS` order) then name. */
   list(): ResourceRecord[] {
-    const rows = this.db.prepare('SELECT * FROM resources ORDER BY kind, name').all() as ResourceRow[];
+    const rows = this.sql('SELECT * FROM resources ORDER BY kind, name').all() as ResourceRow[];
     const rank = (k: Kind): number => KINDS.indexOf(k);
     return rows
       .map(rowToRecord)
@@ -295,9 +319,8 @@ export class StateStore {
   put(input: ResourceInput): ResourceRecord {
     return this.transaction(() => {
       const now = new Date().toISOString();
-      this.db
-        .prepare(
-          `INSERT INTO resources (kind, name, spec, spec_hash, depends_on, status, pid, control_socket, host,
+      this.sql(
+        `INSERT INTO resources (kind, name, spec, spec_hash, depends_on, status, pid, control_socket, host,
              vmm_config_path, log_path, error, owned_files, created_at, updated_at)
            VALUES (@kind, @name, @spec, @specHash, @dependsOn, @status, @pid, @controlSocket, @host,
              @vmmConfigPath, @logPath, @error, COALESCE(@ownedFiles, '[]'), @now, @now)
@@ -306,24 +329,23 @@ export class StateStore {
              status = excluded.status, pid = excluded.pid, control_socket = excluded.control_socket,
              host = excluded.host, vmm_config_path = excluded.vmm_config_path, log_path = excluded.log_path,
              error = excluded.error, owned_files = COALESCE(@ownedFiles, owned_files), updated_at = excluded.updated_at`,
-        )
-        .run({
-          kind: input.kind,
-          name: input.name,
-          spec: JSON.stringify(input.spec),
-          specHash: input.specHash ?? hashJson(input.spec),
-          dependsOn: JSON.stringify((input.dependsOn ?? []).map(({ kind, name }) => ({ kind, name }))),
-          status: input.status,
-          pid: input.pid ?? null,
-          controlSocket: input.controlSocket ?? null,
-          host: input.host ?? null,
-          vmmConfigPath: input.vmmConfigPath ?? null,
-          logPath: input.logPath ?? null,
-          error: input.error ?? null,
-          // Omitted: a new record owns nothing, an existing one keeps what it owns.
-          ownedFiles: input.ownedFiles === undefined ? null : JSON.stringify(input.ownedFiles),
-          now,
-        });
+      ).run({
+        kind: input.kind,
+        name: input.name,
+        spec: JSON.stringify(input.spec),
+        specHash: input.specHash ?? hashJson(input.spec),
+        dependsOn: JSON.stringify((input.dependsOn ?? []).map(({ kind, name }) => ({ kind, name }))),
+        status: input.status,
+        pid: input.pid ?? null,
+        controlSocket: input.controlSocket ?? null,
+        host: input.host ?? null,
+        vmmConfigPath: input.vmmConfigPath ?? null,
+        logPath: input.logPath ?? null,
+        error: input.error ?? null,
+        // Omitted: a new record owns nothing, an existing one keeps what it owns.
+        ownedFiles: input.ownedFiles === undefined ? null : JSON.stringify(input.ownedFiles),
+        now,
+      });
       this.bumpSerial();
       const stored = this.get(input);
       if (!stored) throw new StateError(`${resourceKey(input)} vanished while being written`);
@@ -349,9 +371,7 @@ export class StateStore {
   /** Deletes a resource; returns whether it was there. */
   remove(id: ResourceId): boolean {
     return this.transaction(() => {
-      const { changes } = this.db
-        .prepare('DELETE FROM resources WHERE kind = ? AND name = ?')
-        .run(id.kind, id.name);
+      const { changes } = this.sql('DELETE FROM resources WHERE kind = ? AND name = ?').run(id.kind, id.name);
       if (changes > 0) this.bumpSerial();
       return changes > 0;
     });
@@ -360,20 +380,18 @@ export class StateStore {
   /** Appends to the event log; returns the event's sequence number. */
   recordEvent(event: EventInput): number {
     return this.transaction(() => {
-      const { lastInsertRowid } = this.db
-        .prepare(
-          `INSERT INTO events (at, command, kind, name, action, outcome, detail)
+      const { lastInsertRowid } = this.sql(
+        `INSERT INTO events (at, command, kind, name, action, outcome, detail)
            VALUES (?, ?, ?, ?, ?, ?, ?)`,
-        )
-        .run(
-          new Date().toISOString(),
-          event.command,
-          event.id?.kind ?? null,
-          event.id?.name ?? null,
-          event.action,
-          event.outcome,
-          event.detail ?? null,
-        );
+      ).run(
+        new Date().toISOString(),
+        event.command,
+        event.id?.kind ?? null,
+        event.id?.name ?? null,
+        event.action,
+        event.outcome,
+        event.detail ?? null,
+      );
       return Number(lastInsertRowid);
     });
   }
@@ -383,17 +401,17 @@ export class StateStore {
     const where = options.id ? 'WHERE kind = ? AND name = ?' : '';
     const params: (string | number)[] = options.id ? [options.id.kind, options.id.name] : [];
     const limit = options.limit === undefined ? -1 : Math.max(0, Math.floor(options.limit));
-    const rows = this.db
-      .prepare(`SELECT * FROM (SELECT * FROM events ${where} ORDER BY id DESC LIMIT ?) ORDER BY id`)
-      .all(...params, limit) as EventRow[];
+    const rows = this.sql(
+      `SELECT * FROM (SELECT * FROM events ${where} ORDER BY id DESC LIMIT ?) ORDER BY id`,
+    ).all(...params, limit) as EventRow[];
     return rows.map(rowToEvent);
   }
 
   /** The current lock holder, if any. */
   lockHolder(): LockInfo | undefined {
-    const row = this.db
-      .prepare('SELECT pid, hostname, command, since, token, boot_id, start_time FROM locks WHERE id = 1')
-      .get() as LockRow | undefined;
+    const row = this.sql(
+      'SELECT pid, hostname, command, since, token, boot_id, start_time FROM locks WHERE id = 1',
+    ).get() as LockRow | undefined;
     if (!row) return undefined;
     const info: LockInfo = { pid: row.pid, hostname: row.hostname, command: row.command, since: row.since };
     if (row.boot_id !== null) info.bootId = row.boot_id;
@@ -440,7 +458,7 @@ export class StateStore {
       this.transaction(() => {
         const holder = this.lockHolder();
         if (holder && this.holderIsGone(holder)) {
-          this.db.prepare('DELETE FROM locks WHERE id = 1').run();
+          this.sql('DELETE FROM locks WHERE id = 1').run();
           this.recordEvent({
             command,
             action: 'lock-takeover',
@@ -449,19 +467,17 @@ export class StateStore {
           });
           tookOver = holder;
         } else if (holder) throw new StateLockedError(holder, this.isStale(holder));
-        this.db
-          .prepare(
-            'INSERT INTO locks (id, pid, hostname, command, since, token, boot_id, start_time) VALUES (1, ?, ?, ?, ?, ?, ?, ?)',
-          )
-          .run(
-            info.pid,
-            info.hostname,
-            info.command,
-            info.since,
-            token,
-            info.bootId ?? null,
-            info.startTime ?? null,
-          );
+        this.sql(
+          'INSERT INTO locks (id, pid, hostname, command, since, token, boot_id, start_time) VALUES (1, ?, ?, ?, ?, ?, ?, ?)',
+        ).run(
+          info.pid,
+          info.hostname,
+          info.command,
+          info.since,
+          token,
+          info.bootId ?? null,
+          info.startTime ?? null,
+        );
       });
     } catch (e) {
       if (isConstraintError(e)) {
@@ -471,8 +487,7 @@ export class StateStore {
       throw e;
     }
     const isHeld = (): boolean =>
-      this.db.open &&
-      this.db.prepare('SELECT 1 FROM locks WHERE id = 1 AND token = ?').get(token) !== undefined;
+      this.db.open && this.sql('SELECT 1 FROM locks WHERE id = 1 AND token = ?').get(token) !== undefined;
     return {
       info,
       ...(tookOver ? { tookOver } : {}),
@@ -480,7 +495,7 @@ export class StateStore {
       release: () => {
         if (!this.db.open) return false;
         return this.transaction(
-          () => this.db.prepare('DELETE FROM locks WHERE id = 1 AND token = ?').run(token).changes > 0,
+          () => this.sql('DELETE FROM locks WHERE id = 1 AND token = ?').run(token).changes > 0,
         );
       },
     };
@@ -491,7 +506,7 @@ export class StateStore {
     return this.transaction(() => {
       const holder = this.lockHolder();
       if (!holder) return undefined;
-      this.db.prepare('DELETE FROM locks WHERE id = 1').run();
+      this.sql('DELETE FROM locks WHERE id = 1').run();
       this.recordEvent({
         command,
         action: 'force-unlock',

@@ -19,9 +19,15 @@ export function normaliseUuid(uuid: string): string {
   return uuid.toLowerCase();
 }
 
+const NAMESPACES = new Map<string, Buffer>();
+
 /** A name-based UUID, version 5 (SHA-1), RFC 9562 section 5.5. */
 export function uuidV5(namespace: string, name: string): string {
-  const ns = Buffer.from(normaliseUuid(namespace).replace(/-/g, ''), 'hex');
+  let ns = NAMESPACES.get(namespace);
+  if (ns === undefined) {
+    ns = Buffer.from(normaliseUuid(namespace).replace(/-/g, ''), 'hex');
+    NAMESPACES.set(namespace, ns);
+  }
   const hash = createHash('sha1').update(ns).update(name, 'utf8').digest();
   const b = hash.subarray(0, 16);
   b[6] = ((b[6] ?? 0) & 0x0f) | 0x50; // version 5
