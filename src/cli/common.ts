@@ -21,7 +21,7 @@ import {
   StateStore,
   type Lock,
 } from '../engine/state/store.js';
-import type { DesiredResource } from '../engine/types.js';
+import { KINDS, type DesiredResource, type Kind, type ResourceId } from '../engine/types.js';
 import { ApplyError } from '../engine/apply/apply.js';
 import { preflight } from '../engine/apply/preflight.js';
 
@@ -42,6 +42,21 @@ export const allowEmptyFlag = Flags.boolean({
   summary: 'Plan even when the manifests declare nothing (which destroys everything in state).',
   default: false,
 });
+
+export const targetFlag = Flags.string({
+  summary: 'Plan only this resource and what it depends on (repeatable; KIND/NAME, e.g. VirtualMachine/web).',
+  helpValue: 'KIND/NAME',
+  multiple: true,
+});
+
+/** `VirtualMachine/web` as a ResourceId; a UserError for anything else. */
+export function parseResourceRef(ref: string): ResourceId {
+  const m = /^([A-Za-z]+)\/([a-z0-9][a-z0-9-]*)$/.exec(ref);
+  if (!m || !KINDS.includes(m[1] as Kind)) {
+    throw new UserError(`${ref}: expected KIND/NAME with KIND one of ${KINDS.join(', ')}`);
+  }
+  return { kind: m[1] as Kind, name: m[2]! };
+}
 
 export const noColorFlag = Flags.boolean({
   summary: 'Plain output without colours or spinners.',
@@ -86,12 +101,13 @@ export interface Planned {
 export function planAgainst(
   store: StateStore,
   desired: DesiredResource[],
-  opts: { allowEmpty?: boolean } = {},
+  opts: { allowEmpty?: boolean; targets?: readonly string[] } = {},
 ): Planned {
+  const targets = (opts.targets ?? []).map(parseResourceRef);
   // One consistent view of the state, whatever a concurrent apply commits meanwhile.
   const r = store.snapshot(() => refresh(store));
   const planned = {
-    plan: makePlan(desired, r.actual, updatePolicy, { state: r.state, growOnly: isGrowOnly }),
+    plan: makePlan(desired, r.actual, updatePolicy, { state: r.state, growOnly: isGrowOnly, targets }),
     desired,
   };
   const deletes = planned.plan.summary.delete;

@@ -19,6 +19,7 @@ import {
   planAgainst,
   readSavedPlan,
   stateFlag,
+  targetFlag,
   UserError,
   type Planned,
   withLock,
@@ -109,6 +110,7 @@ Without a terminal (CI, pipelines) it needs --auto-approve. A saved plan is appl
       default: false,
     }),
     'allow-empty': allowEmptyFlag,
+    target: targetFlag,
     'no-color': noColorFlag,
   };
 
@@ -118,9 +120,14 @@ Without a terminal (CI, pipelines) it needs --auto-approve. A saved plan is appl
     let code: number;
     try {
       code = await withLock(store, 'mvctl apply', flags['lock-timeout'], () => {
+        if (args.planfile && flags.target?.length)
+          throw new UserError('--target applies to a new plan, not to a saved one: plan with --target');
         const planned = args.planfile
           ? fromSaved(store, args.planfile)
-          : planAgainst(store, loadDesired(flags.file), { allowEmpty: flags['allow-empty'] });
+          : planAgainst(store, loadDesired(flags.file), {
+              allowEmpty: flags['allow-empty'],
+              targets: flags.target ?? [],
+            });
         return showAndApply(store, planned, {
           command: 'mvctl apply',
           json: flags.json,

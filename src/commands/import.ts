@@ -1,7 +1,6 @@
 import { Args, Command } from '@oclif/core';
 import { dirname } from 'node:path';
 import { importDisk } from '../engine/apply/import.js';
-import { parseResourceRef } from './state/rm.js';
 import {
   exitProcess,
   fileFlag,
@@ -9,6 +8,7 @@ import {
   loadDesired,
   lockTimeoutFlag,
   openState,
+  parseResourceRef,
   stateFlag,
   UserError,
   withLock,

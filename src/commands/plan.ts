@@ -11,6 +11,7 @@ import {
   openState,
   planAgainst,
   stateFlag,
+  targetFlag,
   type SavedPlan,
 } from '../cli/common.js';
 
@@ -23,6 +24,7 @@ Exit codes: 0 success (with --detailed-exitcode: no changes), 1 error, 2 changes
   static override examples = [
     '<%= config.bin %> plan -f examples/vms/',
     '<%= config.bin %> plan -f vms.yaml --out plan.json && <%= config.bin %> apply plan.json',
+    '<%= config.bin %> plan -f examples/vms/ --target VirtualMachine/web',
     'cat vms.yaml | <%= config.bin %> plan -f - --json --detailed-exitcode',
   ];
   static override flags = {
@@ -38,6 +40,7 @@ Exit codes: 0 success (with --detailed-exitcode: no changes), 1 error, 2 changes
       default: false,
     }),
     'allow-empty': allowEmptyFlag,
+    target: targetFlag,
     'no-color': noColorFlag,
   };
 
@@ -47,7 +50,10 @@ Exit codes: 0 success (with --detailed-exitcode: no changes), 1 error, 2 changes
     const store = openState(flags.state);
     let code: number;
     try {
-      const p = planAgainst(store, desired, { allowEmpty: flags['allow-empty'] });
+      const p = planAgainst(store, desired, {
+        allowEmpty: flags['allow-empty'],
+        targets: flags.target ?? [],
+      });
       if (flags.out) {
         const saved: SavedPlan = { format: 'mvisor-plan', version: 1, plan: p.plan, desired: p.desired };
         writeFileSync(flags.out, JSON.stringify(saved, null, 2) + '\n');

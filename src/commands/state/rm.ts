@@ -1,22 +1,14 @@
 import { Args, Command } from '@oclif/core';
-import { KINDS, type Kind, type ResourceId } from '../../engine/types.js';
 import {
   exitProcess,
   handleError,
   openState,
+  parseResourceRef,
   stateFlag,
   UserError,
   withLock,
   lockTimeoutFlag,
 } from '../../cli/common.js';
-
-export function parseResourceRef(ref: string): ResourceId {
-  const m = /^([A-Za-z]+)\/([a-z0-9][a-z0-9-]*)$/.exec(ref);
-  if (!m || !KINDS.includes(m[1] as Kind)) {
-    throw new UserError(`${ref}: expected KIND/NAME with KIND one of ${KINDS.join(', ')}`);
-  }
-  return { kind: m[1] as Kind, name: m[2]! };
-}
 
 export default class StateRm extends Command {
   static override summary =

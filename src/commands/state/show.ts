@@ -1,6 +1,5 @@
 import { Args, Command } from '@oclif/core';
-import { exitProcess, handleError, openState, stateFlag, UserError } from '../../cli/common.js';
-import { parseResourceRef } from './rm.js';
+import { exitProcess, handleError, openState, parseResourceRef, stateFlag, UserError } from '../../cli/common.js';
 
 export default class StateShow extends Command {
   static override summary =

@@ -30,7 +30,11 @@ import {
   type UpdatePolicy,
   type UpdatePolicyFn,
 } from '../types.js';
+import { diffSpecs, isPlainObject } from './diff.js';
 import { CycleError, Graph } from './graph.js';
+import { selectTargets } from './targets.js';
+
+export { diffJson, diffSpecs } from './diff.js';
 
 /** Bumped whenever the Plan's shape changes; a saved plan of another version is refused. */
 export const PLAN_VERSION = 1;
@@ -107,6 +111,8 @@ export interface Plan {
   /** Some action deletes or replaces a resource. */
   hasDestroy: boolean;
   hasDrift: boolean;
+  /** Set when the plan covers only these resources and their dependencies (`--target`). */
+  targets?: string[];
 }
 
 /** The inputs cannot be planned: each problem is one line. */
@@ -137,6 +143,8 @@ export interface PlanOptions {
    * Disk's `path`.
    */
   computed?: FieldPredicate;
+  /** Plan only these resources and what they depend on (`--target`); all of them when absent. */
+  targets?: readonly ResourceId[];
 }
 
 const isTopField =
@@ -154,65 +162,6 @@ const FORWARD_OPS: readonly StepOp[] = ['create', 'update', 'start'];
 
 /** Field paths print as "disks[0].disk", the way config errors print them. */
 export { formatPath };
-
-function isPlainObject(v: unknown): v is Record<string, unknown> {
-  return v !== null && typeof v === 'object' && !Array.isArray(v);
-}
-
-/** Deep diff of two JSON values: leaves compared with `===`, arrays index by index, object keys sorted. */
-export function diffJson(
-  before: unknown,
-  after: unknown,
-  path: FieldPath = [],
-): Omit<FieldChange, 'policy'>[] {
-  if (Array.isArray(before) && Array.isArray(after)) {
-    const out: Omit<FieldChange, 'policy'>[] = [];
-    for (let i = 0; i < Math.max(before.length, after.length); i++) {
-      if (i >= after.length) out.push({ path: [...path, i], before: before[i] });
-      else if (i >= before.length) out.push({ path: [...path, i], after: after[i] });
-      else out.push(...diffJson(before[i], after[i], [...path, i]));
-    }
-    return out;
-  }
-  if (isPlainObject(before) && isPlainObject(after)) {
-    const keys = [...new Set([...Object.keys(before), ...Object.keys(after)])].sort();
-    const out: Omit<FieldChange, 'policy'>[] = [];
-    for (const key of keys) {
-      const b = before[key];
-      const a = after[key];
-      if (b === undefined && a === undefined) continue;
-      if (b === undefined) out.push({ path: [...path, key], after: a });
-      else if (a === undefined) out.push({ path: [...path, key], before: b });
-      else out.push(...diffJson(b, a, [...path, key]));
-    }
-    return out;
-  }
-  if (before === after) return [];
-  const change: Omit<FieldChange, 'policy'> = { path };
-  if (before !== undefined) change.before = before;
-  if (after !== undefined) change.after = after;
-  return [change];
-}
-
-/** Field changes of a spec with their update policies; a VM's `running` is always in place. */
-export function diffSpecs(
-  kind: Kind,
-  before: Record<string, unknown>,
-  after: Record<string, unknown>,
-  policy: UpdatePolicyFn,
-  computed: FieldPredicate = defaultComputed,
-): FieldChange[] {
-  const diffs = diffJson(before, after).filter(
-    (c) => !('before' in c && !('after' in c) && computed(kind, c.path)),
-  );
-  return diffs.map((c) => ({
-    ...c,
-    policy:
-      kind === 'VirtualMachine' && c.path.length === 1 && c.path[0] === 'running'
-        ? 'in-place'
-        : policy(kind, c.path),
-  }));
-}
 
 function isRunningPath(kind: Kind, path: FieldPath): boolean {
   return kind === 'VirtualMachine' && path.length === 1 && path[0] === 'running';
@@ -336,6 +285,11 @@ export function plan(
       changes: [],
     });
   }
+  if (options.targets && options.targets.length > 0) {
+    const selected = selectTargets(options.targets, desiredByKey, actualByKey, problems);
+    if (problems.length > 0) throw new PlanError(problems);
+    for (const key of [...decisions.keys()]) if (!selected.has(key)) decisions.delete(key);
+  }
   // Nothing is deleted while a resource that stays uses it (as applied): such a user is deleted or
   // replaced (its teardown then runs first), or the plan is refused.
   for (const a of [...actual].sort(compareIds)) {
@@ -399,6 +353,7 @@ export function plan(
     hasChanges: actions.some((a) => a.action !== 'noop'),
     hasDestroy: actions.some((a) => a.action === 'delete' || a.action === 'replace'),
     hasDrift: drift.length > 0,
+    ...(options.targets?.length ? { targets: options.targets.map(resourceKey) } : {}),
   };
 }
 

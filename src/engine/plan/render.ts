@@ -145,6 +145,14 @@ export function renderPlan(plan: Plan, options: RenderOptions = {}): string {
   const paint = painter(options.color ?? true);
   const out: string[] = [];
 
+  if (plan.targets?.length) {
+    out.push(
+      `${paint(ANSI.yellow, 'Targeted plan:')} only ${plan.targets.join(', ')} and what ` +
+        `${plan.targets.length === 1 ? 'it depends' : 'they depend'} on; the rest of the manifests is not compared.`,
+      '',
+    );
+  }
+
   if (plan.drift.length > 0) {
     out.push(paint(ANSI.bold, 'Changes outside mvctl (drift):'), '');
     for (const d of plan.drift) {

@@ -88,6 +88,10 @@ export interface PlanOutput {
   hasChanges: boolean;
   hasDestroy: boolean;
   hasDrift: boolean;
+  /**
+   * Present when the plan covers only these resources (KIND/NAME) and what they depend on (`--target`).
+   */
+  targets?: string[];
 }
 export interface ResourceId {
   kind: 'Host' | 'Network' | 'Disk' | 'VfioAssignment' | 'VirtualMachine';
