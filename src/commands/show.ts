@@ -1,6 +1,7 @@
 import { Command, Flags } from '@oclif/core';
 import { refresh } from '../engine/state/refresh.js';
 import { exitProcess, handleError, openState, stateFlag } from '../cli/common.js';
+import type { ShowOutput } from '../generated/output/show.js';
 
 export default class Show extends Command {
   static override summary = 'Show the managed resources as they are now (state refreshed against the host).';
@@ -9,7 +10,10 @@ export default class Show extends Command {
   static override examples = ['<%= config.bin %> show', '<%= config.bin %> show --json'];
   static override flags = {
     state: stateFlag,
-    json: Flags.boolean({ summary: 'Print JSON.', default: false }),
+    json: Flags.boolean({
+      summary: 'Print JSON (schema/output/show.schema.json, version 1).',
+      default: false,
+    }),
   };
 
   async run(): Promise<void> {
@@ -19,7 +23,7 @@ export default class Show extends Command {
     try {
       const r = refresh(store);
       const records = new Map(store.list().map((x) => [`${x.kind}/${x.name}`, x]));
-      const rows = r.actual.map((a) => {
+      const rows: ShowOutput['resources'] = r.actual.map((a) => {
         const rec = records.get(`${a.kind}/${a.name}`);
         return {
           resource: `${a.kind}/${a.name}`,
@@ -30,8 +34,10 @@ export default class Show extends Command {
           error: rec?.error ?? null,
         };
       });
-      if (flags.json) process.stdout.write(JSON.stringify(rows, null, 2) + '\n');
-      else if (!rows.length) process.stdout.write('No managed resources.\n');
+      if (flags.json) {
+        const out: ShowOutput = { version: 1, resources: rows };
+        process.stdout.write(JSON.stringify(out, null, 2) + '\n');
+      } else if (!rows.length) process.stdout.write('No managed resources.\n');
       else {
         const w = Math.max(...rows.map((x) => x.resource.length));
         for (const x of rows) {

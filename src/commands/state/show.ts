@@ -1,9 +1,17 @@
 import { Args, Command } from '@oclif/core';
-import { exitProcess, handleError, openState, parseResourceRef, stateFlag, UserError } from '../../cli/common.js';
+import type { StateResourceOutput } from '../../generated/output/state-resource.js';
+import {
+  exitProcess,
+  handleError,
+  openState,
+  parseResourceRef,
+  stateFlag,
+  UserError,
+} from '../../cli/common.js';
 
 export default class StateShow extends Command {
   static override summary =
-    'Print one resource of the state file as JSON (its applied spec, pid, paths, status).';
+    'Print one resource of the state file as JSON (schema/output/state-resource.schema.json, version 1): its applied spec, pid, paths, status.';
   static override examples = ['<%= config.bin %> state show VirtualMachine/web'];
   static override args = { resource: Args.string({ required: true, description: 'KIND/NAME' }) };
   static override flags = { state: stateFlag };
@@ -14,7 +22,8 @@ export default class StateShow extends Command {
     try {
       const r = store.get(parseResourceRef(args.resource));
       if (!r) throw new UserError(`${args.resource}: not in the state`);
-      process.stdout.write(JSON.stringify(r, null, 2) + '\n');
+      const out: StateResourceOutput = { version: 1, ...r };
+      process.stdout.write(JSON.stringify(out, null, 2) + '\n');
     } finally {
       store.close();
     }
