@@ -100,6 +100,7 @@ export async function runVmm(
             pid: process.pid,
             vcpus: config.vcpus,
             memory: config.memory,
+            uuid: config.uuid,
             uptimeMs: Date.now() - started,
             exits: { io: machine.vm.stats.io, mmio: machine.vm.stats.mmio, other: machine.vm.stats.other },
           }),

@@ -76,6 +76,16 @@ function pidOf(dir: string, name: string): number {
   return row?.pid ?? 0;
 }
 
+function controlSocketOf(dir: string, name: string): string {
+  const db = new Database(join(dir, 'state.db'), { readonly: true });
+  const row = db
+    .prepare("SELECT control_socket FROM resources WHERE kind = 'VirtualMachine' AND name = ?")
+    .get(name) as { control_socket: string | null } | undefined;
+  db.close();
+  if (!row?.control_socket) throw new Error(`no control socket recorded for ${name}`);
+  return row.control_socket;
+}
+
 /** Alive and not a zombie (a detached VMM is re-parented to PID 1, which may not reap it at once). */
 function alive(pid: number): boolean {
   try {
@@ -209,6 +219,19 @@ describe('mvctl plan/apply/destroy end to end', () => {
         ),
       );
       expect(r.code).toBe(0);
+      r = run(dir, ['plan', '-f', 'vms.yaml', '--detailed-exitcode']);
+      expect(r.code).toBe(0);
+
+      // import of a running VM: forgotten by state rm (which leaves it running), adopted again by its
+      // control socket, after which a plan with the same manifests is empty
+      const tinyPid3 = pidOf(dir, 'tiny');
+      const socket = controlSocketOf(dir, 'tiny');
+      r = run(dir, ['state', 'rm', 'VirtualMachine/tiny']);
+      expect(r.code).toBe(0);
+      expect(alive(tinyPid3)).toBe(true);
+      r = run(dir, ['import', 'VirtualMachine/tiny', socket, '-f', 'vms.yaml']);
+      expect(r.stderr).toBe('');
+      expect(r.stdout).toContain(`VirtualMachine/tiny: imported the running VMM (pid ${tinyPid3}`);
       r = run(dir, ['plan', '-f', 'vms.yaml', '--detailed-exitcode']);
       expect(r.code).toBe(0);
 
