@@ -12,11 +12,11 @@ export default class VmRun extends Command {
   static override description = `Loads the VMM config (YAML, described by schema/vmm-config.schema.json; relative \
 paths are relative to the config file), boots the kernel and runs the VM in this process until it stops.
 
-Exit codes: 0 when the guest resets (onReset: exit), 1 when KVM is not usable here (the message says why \
-and what to do) or the VMM fails, 2 for a configuration or usage error (one \
-"file:line:col: field: message" line per problem on stderr), 3 when the guest triple-faults (onTripleFault: stop).
+Exit codes (mvctl's, as for every mvctl command): 0 when the guest resets (onReset: exit) or the VM is stopped, \
+1 for any error: KVM not usable here (the message says why and what to do), the VMM failed, a configuration or usage \
+error (one "file:line:col: field: message" line per problem on stderr), the guest triple-faulted.
 
-\`mvisor -c vm.yaml\` is the same as \`mvctl vm run -c vm.yaml\`.`;
+\`mvisor -c vm.yaml\` runs the same VM with the VMM's own, finer exit codes (2 bad input, 3 guest crash; see the README).`;
 
   static override examples = [
     {
@@ -61,14 +61,14 @@ and what to do) or the VMM fails, 2 for a configuration or usage error (one \
 
   async run(): Promise<void> {
     const { flags } = await this.parse(VmRun);
-    await exitProcess(
-      await runVmFromFlags({
-        config: flags.config,
-        serial: flags.serial,
-        control: flags.control,
-        logLevel: flags['log-level'],
-      }),
-    );
+    const code = await runVmFromFlags({
+      config: flags.config,
+      serial: flags.serial,
+      control: flags.control,
+      logLevel: flags['log-level'],
+    });
+    // mvctl's contract: 2 means "changes present" (plan --detailed-exitcode) and nothing else.
+    await exitProcess(code === 0 ? 0 : 1);
   }
 
   protected override async catch(
