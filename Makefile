@@ -17,9 +17,9 @@ apt:
 	  echo "installing:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
-	@command -v node >/dev/null || { echo "Node.js 20 or newer is required (https://nodejs.org; Debian 12's nodejs is 18)"; exit 1; }
-	@node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 20 ? 0 : 1)' || \
-	  { echo "Node.js 20 or newer is required; this is $$(node --version) (https://nodejs.org; Debian 12's nodejs is 18)"; exit 1; }
+	@command -v node >/dev/null || { echo "Node.js 20.12 or newer is required (https://nodejs.org; Debian 12's nodejs is 18)"; exit 1; }
+	@node -e 'const [a, b] = process.versions.node.split(".").map(Number); process.exit(a > 20 || (a === 20 && b >= 12) ? 0 : 1)' || \
+	  { echo "Node.js 20.12 or newer is required; this is $$(node --version) (https://nodejs.org; Debian 12's nodejs is 18)"; exit 1; }
 
 node_modules/.package-lock.json: package-lock.json
 	npm ci --no-audit --no-fund

@@ -2,10 +2,11 @@
 // (Debian 12 ships 18), before anything fails in a stranger way.
 import process from 'node:process';
 
-const major = Number(process.versions.node.split('.')[0]);
-if (major < 20) {
+// 20.12: crypto.hash() (one-shot hashes, used by the planner and the VM UUIDs).
+const [major, minor] = process.versions.node.split('.').map(Number);
+if (major < 20 || (major === 20 && minor < 12)) {
   process.stderr.write(
-    `mvisor needs Node.js 20 or newer; this is ${process.version} (README.md, "The two commands", says how to get it)\n`,
+    `mvisor needs Node.js 20.12 or newer; this is ${process.version} (README.md, "The two commands", says how to get it)\n`,
   );
   process.exit(1);
 }

@@ -3,7 +3,7 @@
  * content, never by key order: `{a: 1, b: 2}` and `{b: 2, a: 1}` hash alike.
  */
 
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 
 /** JSON with object keys sorted at every level; `undefined` members are dropped as JSON.stringify does. */
 export function canonicalJson(value: unknown): string {
@@ -24,5 +24,6 @@ function sortKeys(value: unknown): unknown {
 
 /** `sha256:<hex>` of the canonical JSON of a value. */
 export function hashJson(value: unknown): string {
-  return 'sha256:' + createHash('sha256').update(canonicalJson(value)).digest('hex');
+  // One-shot hash(): for small inputs, about twice as fast as createHash().update().digest().
+  return 'sha256:' + hash('sha256', canonicalJson(value), 'hex');
 }

@@ -15,6 +15,15 @@ export interface ResourceId {
 }
 
 /** "VirtualMachine/web" */
+function kindRank(kind: Kind): number {
+  return KINDS.indexOf(kind);
+}
+
+/** Orders resources by kind (in `KINDS` order), then by name. */
+export function compareIds(a: ResourceId, b: ResourceId): number {
+  return kindRank(a.kind) - kindRank(b.kind) || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
+}
+
 export function resourceKey(id: ResourceId): string {
   return `${id.kind}/${id.name}`;
 }

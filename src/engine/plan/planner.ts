@@ -22,7 +22,7 @@ import { hashJson } from '../canonical.js';
 import type { ActualResource, Drift } from '../state/refresh.js';
 import type { ResourceStatus, StateVersion } from '../state/store.js';
 import {
-  KINDS,
+  compareIds,
   resourceKey,
   type DesiredResource,
   type Kind,
@@ -32,7 +32,10 @@ import {
 } from '../types.js';
 import { diffSpecs, isPlainObject } from './diff.js';
 import { CycleError, Graph } from './graph.js';
+import { fingerprintActual, fingerprintDesired } from './staleness.js';
 import { selectTargets } from './targets.js';
+
+export { fingerprintActual, fingerprintDesired, planStaleness } from './staleness.js';
 
 export { diffJson, diffSpecs } from './diff.js';
 
@@ -175,40 +178,9 @@ function idOf(r: ResourceId): ResourceId {
   return { kind: r.kind, name: r.name };
 }
 
-function kindRank(kind: Kind): number {
-  return KINDS.indexOf(kind);
-}
-
-function compareIds(a: ResourceId, b: ResourceId): number {
-  return kindRank(a.kind) - kindRank(b.kind) || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
-}
-
 /** A dependency that needs no manifest: the machine mvctl runs on. */
 function isImplicit(dep: ResourceId): boolean {
   return dep.kind === 'Host' && dep.name === 'local';
-}
-
-/** Fingerprint of the actual input (what a saved plan is checked against). */
-export function fingerprintActual(actual: readonly ActualResource[]): string {
-  return hashJson(
-    [...actual].sort(compareIds).map((a) => ({
-      id: resourceKey(a),
-      spec: a.spec,
-      dependsOn: a.dependsOn.map(resourceKey),
-      status: a.status,
-      pid: a.pid,
-      drift: a.drift.map((d) => d.what),
-    })),
-  );
-}
-
-/** Fingerprint of the desired input (source positions and labels excluded: they change no action). */
-export function fingerprintDesired(desired: readonly DesiredResource[]): string {
-  return hashJson(
-    [...desired]
-      .sort(compareIds)
-      .map((d) => ({ id: resourceKey(d), spec: d.spec, dependsOn: d.dependsOn.map(resourceKey) })),
-  );
 }
 
 function pathList(changes: readonly FieldChange[]): string {
@@ -242,6 +214,8 @@ export function plan(
     else desiredByKey.set(key, d);
   }
   const actualByKey = new Map<string, ActualResource>(actual.map((a) => [resourceKey(a), a]));
+  // Each desired spec hashed once: for the fingerprint, and to skip the diff of a spec equal to the applied one.
+  const specHashes = new Map([...desiredByKey].map(([key, d]) => [key, hashJson(d.spec)]));
 
   // The desired dependency graph: a dependency before its dependents.
   const depGraph = new Graph();
@@ -270,7 +244,9 @@ export function plan(
   const decisions = new Map<string, Decision>();
   for (const key of depGraph.topoSort()) {
     const d = desiredByKey.get(key) as DesiredResource;
-    const decision = decide(d, actualByKey.get(key), decisions, policy, options, problems);
+    const a = actualByKey.get(key);
+    const unchanged = a?.specHash !== undefined && a.specHash === specHashes.get(key);
+    const decision = decide(d, a, decisions, policy, options, problems, unchanged);
     decisions.set(key, decision);
   }
   for (const a of [...actual].sort(compareIds)) {
@@ -344,7 +320,7 @@ export function plan(
       lineage: options.state?.lineage ?? null,
       stateSerial: options.state?.serial ?? null,
       actualHash: fingerprintActual(actual),
-      desiredHash: fingerprintDesired([...desiredByKey.values()]),
+      desiredHash: fingerprintDesired([...desiredByKey.values()], specHashes),
     },
     actions,
     steps,
@@ -377,10 +353,14 @@ function decide(
   policy: UpdatePolicyFn,
   options: PlanOptions,
   problems: string[],
+  /** The applied spec's hash is the desired one's: no field changed (the diff is skipped). */
+  unchanged = false,
 ): Decision {
   const key = resourceKey(d);
   if (!a) return { action: 'create', reason: 'not in state', changes: [] };
-  const changes = diffSpecs(d.kind, a.spec, d.spec, policy, options.computed ?? defaultComputed);
+  const changes = unchanged
+    ? []
+    : diffSpecs(d.kind, a.spec, d.spec, policy, options.computed ?? defaultComputed);
 
   if (TAINTED.includes(a.status)) {
     const why = a.error ? `: ${a.error}` : '';
@@ -556,30 +536,6 @@ function orderSteps(
     const key = sk.slice(colon + 1);
     return { key: sk, id: ids.get(key) as ResourceId, op, after: g.predecessors(sk) };
   });
-}
-
-/**
- * Why a saved plan no longer applies to the current inputs, or undefined if it still does. Apply
- * refreshes, then calls this with what it sees now.
- */
-export function planStaleness(
-  saved: Plan,
-  now: { state?: StateVersion; actual: readonly ActualResource[]; desired: readonly DesiredResource[] },
-): string | undefined {
-  const from = saved.createdFrom;
-  if (now.state && from.lineage !== null && from.lineage !== now.state.lineage) {
-    return 'the plan was made from a different state file';
-  }
-  if (now.state && from.stateSerial !== null && from.stateSerial !== now.state.serial) {
-    return `state has changed since the plan was made (serial ${from.stateSerial}, now ${now.state.serial})`;
-  }
-  if (from.actualHash !== fingerprintActual(now.actual)) {
-    return 'the resources have changed since the plan was made (refresh found something different)';
-  }
-  if (from.desiredHash !== fingerprintDesired(now.desired)) {
-    return 'the configuration has changed since the plan was made';
-  }
-  return undefined;
 }
 
 /** Checks a parsed saved plan's shape and version; throws PlanError if it is not one this mvctl applies. */

@@ -34,6 +34,8 @@ export interface Drift {
 export interface ActualResource extends ResourceId {
   /** The applied spec; a raw disk's `size` is its file's real size when that differs (see drift). */
   spec: Record<string, unknown>;
+  /** `hashJson(spec)` as recorded, when refresh left `spec` as applied (the planner skips the diff of equal hashes). */
+  specHash?: string;
   /** What it referred to when applied: the destroy order walks these backwards. */
   dependsOn: ResourceId[];
   /** Observed status: a 'running' VM whose process is gone is 'stopped' here. */
@@ -110,6 +112,7 @@ export function toActual(record: ResourceRecord): ActualResource {
     kind: record.kind,
     name: record.name,
     spec: record.spec,
+    specHash: record.specHash,
     dependsOn: record.dependsOn,
     status: record.status,
     pid: record.pid,
@@ -177,6 +180,7 @@ function refreshDisk(record: ResourceRecord, view: ActualResource, probes: Probe
     detail: `disk file ${path} is ${size} bytes, but ${recorded} were applied`,
   });
   view.spec = { ...record.spec, size };
+  delete view.specHash;
 }
 
 /**

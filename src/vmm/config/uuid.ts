@@ -3,7 +3,7 @@
  * or one derived from the VM name, so that a VM keeps its UUID across
  * restarts (guests and licensing tools key on it) without state.
  */
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 
 /** 8-4-4-4-12 hex digits, either case. */
 export const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -28,8 +28,7 @@ export function uuidV5(namespace: string, name: string): string {
     ns = Buffer.from(normaliseUuid(namespace).replace(/-/g, ''), 'hex');
     NAMESPACES.set(namespace, ns);
   }
-  const hash = createHash('sha1').update(ns).update(name, 'utf8').digest();
-  const b = hash.subarray(0, 16);
+  const b = hash('sha1', Buffer.concat([ns, Buffer.from(name, 'utf8')]), 'buffer').subarray(0, 16);
   b[6] = ((b[6] ?? 0) & 0x0f) | 0x50; // version 5
   b[8] = ((b[8] ?? 0) & 0x3f) | 0x80; // variant 10 (RFC 9562)
   const h = b.toString('hex');

@@ -55,3 +55,22 @@ describe('plan --target', () => {
     ).toEqual(['delete VirtualMachine/old', 'delete Disk/gone']);
   });
 });
+
+describe('the recorded spec hash', () => {
+  it('skips the diff of a spec whose hash is the applied one, and diffs any other', async () => {
+    const { hashJson } = await import('../../../../src/engine/canonical.js');
+    const applied = have('Disk/root', DISK);
+    const same = plan([want('Disk/root', DISK)], [{ ...applied, specHash: hashJson(applied.spec) }], policy);
+    expect(actionsOf(same)).toEqual(['noop Disk/root']);
+    const grown = { ...DISK, size: 2 * DISK.size };
+    const changed = plan(
+      [want('Disk/root', grown)],
+      [{ ...applied, specHash: hashJson(applied.spec) }],
+      policy,
+    );
+    expect(actionsOf(changed)).toEqual(['update Disk/root']);
+    expect(changed.actions[0]?.changes.map((c) => c.path)).toEqual([['size']]);
+    // The fingerprints do not depend on whether the hash was recorded.
+    expect(same.createdFrom).toEqual(plan([want('Disk/root', DISK)], [applied], policy).createdFrom);
+  });
+});
