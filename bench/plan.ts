@@ -75,6 +75,25 @@ function main(): void {
   try {
     writeFileSync(join(dir, 'vmlinux'), '');
     writeFileSync(join(dir, 'one.yaml'), fleet(1));
+    // What no mvctl start can go below: Node itself, and Node importing oclif (the CLI framework).
+    const bare = (code: string): Run => {
+      const t0 = performance.now();
+      spawnSync(process.execPath, ['--input-type=module', '-e', code], { cwd: repo });
+      return { ms: performance.now() - t0, rssMiB: 0, code: 0 };
+    };
+    const msOnly = (r: Run) => `${(r.ms / 1000).toFixed(2)} s`;
+    rows.push([
+      'node -e 0 (Node alone)',
+      msOnly(median(Array.from({ length: runs }, () => bare('0')))),
+      '',
+      '',
+    ]);
+    rows.push([
+      "node importing '@oclif/core'",
+      msOnly(median(Array.from({ length: runs }, () => bare("await import('@oclif/core')")))),
+      '',
+      '',
+    ]);
     rows.push([
       'mvctl --help',
       fmt(median(Array.from({ length: runs }, () => timed(dir, ['--help'])))),
