@@ -68,7 +68,7 @@ install: build
 	mkdir -p $(PREFIX)/bin
 	ln -sf $(CURDIR)/bin/mvctl.js $(PREFIX)/bin/mvctl
 	ln -sf $(CURDIR)/bin/mvisor.js $(PREFIX)/bin/mvisor
-	@echo "mvctl and mvisor are in $(PREFIX)/bin
+	@echo "mvctl and mvisor are in $(PREFIX)/bin"
 
 clean:
 	rm -rf build dist
