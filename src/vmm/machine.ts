@@ -31,7 +31,7 @@ import {
   DMA_PAGE_PORT_BASE,
   DMA_PAGE_PORT_COUNT,
 } from './chipset/i8257-dma.js';
-import type { BlockImage } from './block/image.js';
+import type { BlockImage } from '../block/image.js';
 import { PiixIde, ideBootPath } from './storage/ide/piix-ide.js';
 import { AtaDisk } from './storage/ide/ata-disk.js';
 import { AtapiCdrom } from './storage/ide/atapi-cdrom.js';

@@ -11,7 +11,7 @@ import { StderrLogger, type Logger } from './core/log.js';
 import { BootError } from './boot/errors.js';
 import { CpuModelError } from './cpu/cpuid.js';
 import { PcMachine } from './machine.js';
-import type { BlockImage } from './block/image.js';
+import type { BlockImage } from '../block/image.js';
 import { closeImages, openDeviceImages } from './storage/images.js';
 import { ControlServer } from './control.js';
 import { writeFileSync } from 'node:fs';

@@ -8,7 +8,7 @@
  */
 import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { createImage, resizeImage } from '../../vmm/block/create.js';
+import { createImage, resizeImage } from '../../block/create.js';
 import type { DesiredResource, ResourceId } from '../types.js';
 import { resourceKey } from '../types.js';
 import type { Plan, PlanStep } from '../plan/planner.js';

@@ -13,7 +13,7 @@
  * Afterwards a plan with the same manifest is empty.
  */
 import { resolve } from 'node:path';
-import { detectFormat, openImage } from '../../vmm/block/open.js';
+import { detectFormat, openImage } from '../../block/open.js';
 import type { NormalizedDiskSpec, NormalizedVirtualMachineSpec } from '../manifest/types.js';
 import type { StateStore } from '../state/store.js';
 import { resourceKey, type DesiredResource, type ResourceId } from '../types.js';

@@ -6,7 +6,7 @@
  * Each problem names the manifest's file, line and field.
  */
 import { constants, accessSync, statSync } from 'node:fs';
-import { openImage } from '../../vmm/block/open.js';
+import { openImage } from '../../block/open.js';
 import type { DesiredResource } from '../types.js';
 import type { ManifestProblem } from './errors.js';
 import { resourceProblem } from './load.js';

@@ -98,7 +98,7 @@ export interface Addon {
   eventfdRead(fd: number): number;
   eventfdWrite(fd: number, value?: number | bigint): void;
   closeFd(fd: number): void;
-  /** flock(2): the image locks of src/vmm/block/lock.ts; a conflict throws with code EAGAIN. */
+  /** flock(2): the image locks of src/block/lock.ts; a conflict throws with code EAGAIN. */
   flock(fd: number, operation: number): void;
   FdWatcher: new (onFire: (fd: number) => void) => NativeFdWatcher;
   constants: Record<string, number>;

@@ -58,7 +58,7 @@ import {
   type DeviceState,
   type IoHandler,
 } from '../core/device.js';
-import { BlockError, type BlockImage } from '../block/image.js';
+import { BlockError, type BlockImage } from '../../block/image.js';
 import type { IsaDma } from '../chipset/i8257-dma.js';
 
 export const FDC_PORT_BASE = 0x3f0;

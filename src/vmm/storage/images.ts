@@ -6,8 +6,8 @@
  * devices, so that every image is flushed and unlocked exactly once.
  */
 import type { ResolvedDevice } from '../config/types.js';
-import type { BlockImage } from '../block/image.js';
-import { openImage } from '../block/open.js';
+import type { BlockImage } from '../../block/image.js';
+import { openImage } from '../../block/open.js';
 import { BootError } from '../boot/errors.js';
 
 /** The images of `devices` by device name (devices without an image are absent). */

@@ -18,7 +18,7 @@
  * option), MQ, DISCARD, WRITE_ZEROES. SIZE_MAX, GEOMETRY, TOPOLOGY,
  * CONFIG_WCE, LIFETIME and SECURE_ERASE are not offered.
  */
-import { BlockError, type BlockImage } from '../block/image.js';
+import { BlockError, type BlockImage } from '../../block/image.js';
 import { bit, VirtioPciDevice, type VirtioPciOptions } from './pci-transport.js';
 import { ChainError, type Chain, type SplitQueue } from './virtqueue.js';
 

@@ -6,8 +6,8 @@
  * SET FEATURES, and the power and legacy commands as no-ops. What it does
  * not know it aborts (ABRT), as ATA8-ACS §6.3.1 asks.
  */
-import type { BlockImage } from '../../block/image.js';
-import { BlockError } from '../../block/image.js';
+import type { BlockImage } from '../../../block/image.js';
+import { BlockError } from '../../../block/image.js';
 import {
   CMD,
   ERR_ABRT,

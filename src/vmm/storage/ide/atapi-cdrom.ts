@@ -16,7 +16,7 @@
  * (`insert`, `eject`), and an eject of a locked drive only asks the guest
  * (an "eject request" media event), unless forced.
  */
-import type { BlockImage } from '../../block/image.js';
+import type { BlockImage } from '../../../block/image.js';
 import {
   CMD,
   ERR_ABRT,

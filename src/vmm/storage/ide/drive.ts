@@ -13,8 +13,8 @@
  * with it. A reset bumps `epoch`, and completions of an older epoch are
  * dropped.
  */
-import type { BlockImage } from '../../block/image.js';
-import { BlockError } from '../../block/image.js';
+import type { BlockImage } from '../../../block/image.js';
+import { BlockError } from '../../../block/image.js';
 import type { Logger, RateLimitedLog } from '../../core/log.js';
 import {
   CMD,

@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import type { DeviceContext } from '../../../../src/vmm/core/device.js';
 import { MemoryLogger, RateLimitedLog } from '../../../../src/vmm/core/log.js';
 import { GuestMemory } from '../../../../src/vmm/core/memory.js';
-import { BlockError, type BlockImage } from '../../../../src/vmm/block/image.js';
+import { BlockError, type BlockImage } from '../../../../src/block/image.js';
 import { I8257Dma } from '../../../../src/vmm/chipset/i8257-dma.js';
 import {
   FDC_PORT_BASE,

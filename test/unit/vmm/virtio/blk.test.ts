@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { BlockError } from '../../../../src/vmm/block/image.js';
+import { BlockError } from '../../../../src/block/image.js';
 import {
   BlkCfg,
   VIRTIO_BLK_F_DISCARD,

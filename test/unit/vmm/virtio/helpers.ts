@@ -4,7 +4,7 @@
  * GuestMemory over plain Uint8Arrays, as a guest would. Plus an in-memory
  * BlockImage whose I/O can be held and released in any order.
  */
-import { BlockError, type BlockImage } from '../../../../src/vmm/block/image.js';
+import { BlockError, type BlockImage } from '../../../../src/block/image.js';
 import type { AccessSize, IoHandler } from '../../../../src/vmm/core/device.js';
 import { GuestMemory } from '../../../../src/vmm/core/memory.js';
 import {

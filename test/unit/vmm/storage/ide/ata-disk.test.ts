@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { BlockError } from '../../../../../src/vmm/block/image.js';
+import { BlockError } from '../../../../../src/block/image.js';
 import { P, S, ataString, readData, rig, word, writeData, type Rig } from './helpers.js';
 
 const STATUS = 7;

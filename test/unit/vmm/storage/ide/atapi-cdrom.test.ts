@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { BlockError } from '../../../../../src/vmm/block/image.js';
+import { BlockError } from '../../../../../src/block/image.js';
 import { AtapiCdrom } from '../../../../../src/vmm/storage/ide/atapi-cdrom.js';
 import { BM_BASE, MemImage, S, ataString, readData, rig, word, writePrd, type Rig } from './helpers.js';
 

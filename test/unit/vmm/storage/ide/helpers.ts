@@ -1,4 +1,4 @@
-import { BlockError, type BlockImage } from '../../../../../src/vmm/block/image.js';
+import { BlockError, type BlockImage } from '../../../../../src/block/image.js';
 import { Bus } from '../../../../../src/vmm/core/bus.js';
 import type { AccessSize, DeviceContext } from '../../../../../src/vmm/core/device.js';
 import { MemoryLogger, RateLimitedLog } from '../../../../../src/vmm/core/log.js';

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { Mutex, RwLock } from '../../../../src/vmm/block/async-lock.js';
-import { TableCache } from '../../../../src/vmm/block/table-cache.js';
+import { Mutex, RwLock } from '../../../src/block/async-lock.js';
+import { TableCache } from '../../../src/block/table-cache.js';
 
 const tick = () => new Promise((r) => setTimeout(r, 1));
 

@@ -41,7 +41,7 @@ let nativeFlock: NativeFlock | null | undefined;
 async function findNativeFlock(): Promise<NativeFlock | null> {
   if (nativeFlock !== undefined) return nativeFlock;
   try {
-    const { loadAddon } = await import('../kvm/addon.js');
+    const { loadAddon } = await import('../vmm/kvm/addon.js');
     const addon = loadAddon() as unknown as { flock?: unknown };
     nativeFlock = typeof addon.flock === 'function' ? (addon.flock as NativeFlock).bind(addon) : null;
   } catch {

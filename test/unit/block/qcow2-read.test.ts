@@ -10,9 +10,9 @@ import {
 } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { BlockError } from '../../../../src/vmm/block/image.js';
-import { openImage } from '../../../../src/vmm/block/open.js';
-import { Qcow2Image } from '../../../../src/vmm/block/qcow2.js';
+import { BlockError } from '../../../src/block/image.js';
+import { openImage } from '../../../src/block/open.js';
+import { Qcow2Image } from '../../../src/block/qcow2.js';
 import { firstDiff, hasQemuImg, qemuCheck, qemuImg, qemuRaw, rng, tempDir } from './helpers.js';
 
 const KiB = 1024;

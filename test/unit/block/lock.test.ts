@@ -6,7 +6,7 @@ import { tempDir } from './helpers.js';
 describe('lockImage', () => {
   let cleanup = () => {};
   afterEach(() => {
-    vi.doUnmock('../../../../src/vmm/kvm/addon.js');
+    vi.doUnmock('../../../src/vmm/kvm/addon.js');
     vi.resetModules();
     cleanup();
   });
@@ -16,7 +16,7 @@ describe('lockImage', () => {
     cleanup = t.cleanup;
     const calls: Array<[number, number]> = [];
     vi.resetModules();
-    vi.doMock('../../../../src/vmm/kvm/addon.js', () => ({
+    vi.doMock('../../../src/vmm/kvm/addon.js', () => ({
       loadAddon: () => ({
         flock: (fd: number, op: number) => {
           calls.push([fd, op]);
@@ -25,7 +25,7 @@ describe('lockImage', () => {
         },
       }),
     }));
-    const { lockImage } = await import('../../../../src/vmm/block/lock.js');
+    const { lockImage } = await import('../../../src/block/lock.js');
     const fh = await open(join(t.dir, 'x'), 'w');
     await lockImage(fh, 'x', 'exclusive');
     await lockImage(fh, 'x', 'shared');
@@ -42,12 +42,12 @@ describe('lockImage', () => {
     const t = tempDir();
     cleanup = t.cleanup;
     vi.resetModules();
-    vi.doMock('../../../../src/vmm/kvm/addon.js', () => ({
+    vi.doMock('../../../src/vmm/kvm/addon.js', () => ({
       loadAddon: () => {
         throw new Error('the native addon is not built');
       },
     }));
-    const { lockImage } = await import('../../../../src/vmm/block/lock.js');
+    const { lockImage } = await import('../../../src/block/lock.js');
     const path = join(t.dir, 'x');
     const a = await open(path, 'w');
     const b = await open(path, 'r');

@@ -2,9 +2,9 @@ import { execFileSync } from 'node:child_process';
 import { closeSync, openSync, readFileSync, readSync, truncateSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { BlockError } from '../../../../src/vmm/block/image.js';
-import { openImage } from '../../../../src/vmm/block/open.js';
-import { Qcow2Image } from '../../../../src/vmm/block/qcow2.js';
+import { BlockError } from '../../../src/block/image.js';
+import { openImage } from '../../../src/block/open.js';
+import { Qcow2Image } from '../../../src/block/qcow2.js';
 import { hasQemuImg, qemuImg, tempDir } from './helpers.js';
 
 const KiB = 1024;

@@ -1,8 +1,8 @@
 import { open, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { openImage } from '../../../../src/vmm/block/open.js';
-import { Qcow2Image } from '../../../../src/vmm/block/qcow2.js';
+import { openImage } from '../../../src/block/open.js';
+import { Qcow2Image } from '../../../src/block/qcow2.js';
 import { firstDiff, hasQemuImg, qemuCheck, qemuImg, qemuRaw, rng, tempDir } from './helpers.js';
 
 const KiB = 1024;

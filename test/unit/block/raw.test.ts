@@ -1,8 +1,8 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { BlockError } from '../../../../src/vmm/block/image.js';
-import { RawImage } from '../../../../src/vmm/block/raw.js';
+import { BlockError } from '../../../src/block/image.js';
+import { RawImage } from '../../../src/block/raw.js';
 import { rng, tempDir } from './helpers.js';
 
 const MiB = 1024 * 1024;

@@ -2,9 +2,9 @@ import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { BlockError } from '../../../../src/vmm/block/image.js';
-import { detectFormat, openImage, snapshotTempDir } from '../../../../src/vmm/block/open.js';
-import { createImage } from '../../../../src/vmm/block/create.js';
+import { BlockError } from '../../../src/block/image.js';
+import { detectFormat, openImage, snapshotTempDir } from '../../../src/block/open.js';
+import { createImage } from '../../../src/block/create.js';
 import { hasQemuImg, qemuCheck, rng, tempDir } from './helpers.js';
 
 const MiB = 1024 * 1024;

@@ -1,9 +1,9 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { BlockImage } from '../../../../src/vmm/block/image.js';
-import { openImage } from '../../../../src/vmm/block/open.js';
-import { Qcow2Image } from '../../../../src/vmm/block/qcow2.js';
+import type { BlockImage } from '../../../src/block/image.js';
+import { openImage } from '../../../src/block/open.js';
+import { Qcow2Image } from '../../../src/block/qcow2.js';
 import { firstDiff, hasQemuImg, qemuCheck, qemuImg, qemuRaw, rng, tempDir } from './helpers.js';
 
 interface Config {

@@ -1,9 +1,9 @@
 import { existsSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { createImage, resizeImage } from '../../../../src/vmm/block/create.js';
-import { BlockError } from '../../../../src/vmm/block/image.js';
-import { openImage } from '../../../../src/vmm/block/open.js';
+import { createImage, resizeImage } from '../../../src/block/create.js';
+import { BlockError } from '../../../src/block/image.js';
+import { openImage } from '../../../src/block/open.js';
 import { firstDiff, hasQemuImg, qemuCheck, qemuImg, qemuRaw, qemuRawSlice, rng, tempDir } from './helpers.js';
 
 const KiB = 1024;
