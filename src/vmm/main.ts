@@ -101,6 +101,10 @@ export async function runVmm(
             vcpus: config.vcpus,
             memory: config.memory,
             uuid: config.uuid,
+            // The image of each storage device (what mvctl import checks against a manifest).
+            images: config.devices.flatMap((d) =>
+              'image' in d && d.image !== undefined ? [{ device: d.name, path: d.image.path }] : [],
+            ),
             uptimeMs: Date.now() - started,
             exits: { io: machine.vm.stats.io, mmio: machine.vm.stats.mmio, other: machine.vm.stats.other },
           }),

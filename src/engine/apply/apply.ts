@@ -74,6 +74,13 @@ export async function applyPlan(
         batched = 0;
       }
       await runOne(step);
+      // SQLite rolls a whole transaction back by itself on some errors (a full disk): the batch's
+      // records are gone, though nothing on the host changed for them. Stop; a new plan redoes them.
+      if (batched > 0 && !store.inBatch())
+        throw new ApplyError(
+          `the state file lost the records of the last ${batched} step(s) (SQLite rolled back after an error); ` +
+            'nothing on the host changed for them: plan and apply again',
+        );
     }
   } finally {
     store.commitBatch();

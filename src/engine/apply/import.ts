@@ -17,7 +17,7 @@ import { detectFormat, openImage } from '../../block/open.js';
 import type { NormalizedDiskSpec, NormalizedVirtualMachineSpec } from '../manifest/types.js';
 import type { StateStore } from '../state/store.js';
 import { resourceKey, type DesiredResource, type ResourceId } from '../types.js';
-import { ApplyError } from './apply.js';
+import { ApplyError, diskImageInState } from './apply.js';
 import { ControlError, controlRequest } from './control-client.js';
 import { diskPath } from './preflight.js';
 import { isVmmProcess } from './vm-process.js';
@@ -131,6 +131,28 @@ export async function importVm(
     );
   if (!spec.running)
     throw new ImportError(`${where}: ${key}: the VM runs, but the manifest says running: false`);
+  // Its images: each attached Disk's file (as recorded in state) and each storage device's.
+  const diskImage = diskImageInState(store);
+  const expected: string[] = [];
+  for (const a of spec.disks) {
+    const image = diskImage(a.disk);
+    if (!image)
+      throw new ImportError(
+        `${where}: ${key}: Disk/${a.disk} (spec.disks) is not in state: apply or import it first`,
+      );
+    expected.push(`${a.disk}=${image.path}`);
+  }
+  for (const d of spec.devices)
+    if ('image' in d && d.image !== undefined) expected.push(`${d.name}=${d.image}`);
+  const images = Array.isArray(status.images)
+    ? (status.images as { device?: unknown; path?: unknown }[])
+    : [];
+  const running = images.map((i) => `${String(i.device)}=${String(i.path)}`);
+  const fmt = (list: string[]) => (list.length ? [...list].sort().join(', ') : 'none');
+  if (fmt(running) !== fmt(expected))
+    throw new ImportError(
+      `${where}: ${key}: the VMM at ${path} runs the images ${fmt(running)}; the manifest gives ${fmt(expected)}`,
+    );
   if (spec.host !== 'local')
     throw new ImportError(
       `${where}: ${key}: the VMM runs on this machine, the manifest says host: ${spec.host}`,

@@ -55,6 +55,28 @@ const CORE_1_2 = jsYaml.FAILSAFE_SCHEMA.extend({
   ],
 });
 
+/**
+ * What the two libraries read differently, found in the text before parsing (a false alarm, such
+ * as a `*` in a string, only costs the `yaml` path's time):
+ */
+const NEEDS_YAML: readonly RegExp[] = [
+  // An alias (`*name`): counted and bounded by the `yaml` path.
+  /\*/,
+  // A directive (`%YAML 1.1` makes `yaml` switch to the 1.1 schema; js-yaml does not).
+  /^%/m,
+  // A byte-order mark (js-yaml drops it: columns on the first line would differ).
+  /^\uFEFF/,
+  // An anchor or tag (`&a`, `!!map`): where a document starts may differ.
+  /(?:^|[\s[{,])[&!]/m,
+  // Keys that are not plain scalars: `? complex`, a collection (`[a]: 1`), or null (`~: 1`, `: 1`),
+  // which `yaml` turns into '' and js-yaml into 'null'.
+  /(?:^|[\s[{,])\?(?:\s|$)/m,
+  /[\]}][ \t]*:(?:\s|$)/,
+  /(?:^[ \t]*(?:-[ \t]+)*|[{,][ \t]*)(?:~|null|Null|NULL)?[ \t]*:(?:\s|$)/m,
+  // A comment right after a quoted scalar or a flow collection (`"web"#x`): an error for `yaml`.
+  /["'\]}]#/,
+];
+
 /** One document's value and where its content starts (1-based, as `yaml`'s LineCounter gives it). */
 export interface FastDoc {
   value: unknown;
@@ -68,9 +90,7 @@ export interface FastDoc {
  * problem and its position).
  */
 export function fastParse(text: string): FastDoc[] | undefined {
-  // An alias (`*name`) is where the paths differ (counted and bounded by the `yaml` path); a `*`
-  // anywhere, even in a string, only costs the slow path.
-  if (text.includes('*')) return undefined;
+  if (NEEDS_YAML.some((re) => re.test(text))) return undefined;
   const starts: { line: number; col: number }[] = [];
   let values: unknown[];
   try {

@@ -194,6 +194,8 @@ interface Decision {
   changes: FieldChange[];
   /** A create of something that is in state (drift): its dependents are replaced with it. */
   recreate?: boolean;
+  /** A replace that only follows a dependency's replace or re-create: that dependency's key. */
+  forcedBy?: string;
 }
 
 /**
@@ -263,6 +265,16 @@ export function plan(
   }
   if (options.targets && options.targets.length > 0) {
     const selected = selectTargets(options.targets, desiredByKey, actualByKey, problems);
+    if (problems.length > 0) throw new PlanError(problems);
+    // A resource left out would be replaced with what it uses: it must be targeted too.
+    for (const [key, decision] of decisions) {
+      if (selected.has(key) || decision.action !== 'replace') continue;
+      const why = decision.forcedBy;
+      if (why !== undefined && selected.has(why))
+        problems.push(
+          `--target: ${why} is replaced, so ${key}, which uses it, is replaced too: target ${key} as well`,
+        );
+    }
     if (problems.length > 0) throw new PlanError(problems);
     for (const key of [...decisions.keys()]) if (!selected.has(key)) decisions.delete(key);
   }
@@ -391,10 +403,20 @@ function decide(
   for (const dep of d.dependsOn) {
     const depDecision = decided.get(resourceKey(dep));
     if (depDecision?.action === 'replace') {
-      return { action: 'replace', reason: `${resourceKey(dep)} is replaced`, changes };
+      return {
+        action: 'replace',
+        reason: `${resourceKey(dep)} is replaced`,
+        changes,
+        forcedBy: resourceKey(dep),
+      };
     }
     if (depDecision?.recreate) {
-      return { action: 'replace', reason: `${resourceKey(dep)} is created again`, changes };
+      return {
+        action: 'replace',
+        reason: `${resourceKey(dep)} is created again`,
+        changes,
+        forcedBy: resourceKey(dep),
+      };
     }
   }
 

@@ -235,6 +235,11 @@ export class StateStore {
     if (this.db.inTransaction) this.db.exec('COMMIT');
   }
 
+  /** Whether a batch (or any transaction) is open: false after SQLite rolled one back by itself. */
+  inBatch(): boolean {
+    return this.db.inTransaction;
+  }
+
   /** Applies pending migrations, each with its `schema_migrations` row, in one immediate transaction. */
   private migrate(): void {
     this.transaction(() => {

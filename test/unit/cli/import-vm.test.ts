@@ -56,6 +56,14 @@ it('imports a running VMM that matches the manifest (then plans no change), and 
     'vm.yaml:1:1: VirtualMachine/web: the VMM at ' +
       `${other} runs memory (bytes) 33554432, the manifest says spec.memory: 67108864`,
   );
+  const disk = await fakeVmm(dir, 'disk', {
+    ...running,
+    name: 'web',
+    images: [{ device: 'x', path: '/srv/x.img' }],
+  });
+  const images = mvctl(dir, ['import', 'VirtualMachine/web', disk, '-f', 'vm.yaml', ...state]);
+  expect(images.code).toBe(1);
+  expect(images.stderr).toContain(`the VMM at ${disk} runs the images x=/srv/x.img; the manifest gives none`);
   const nobody = mvctl(dir, [
     'import',
     'VirtualMachine/web',

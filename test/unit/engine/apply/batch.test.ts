@@ -65,3 +65,21 @@ it('commits state-only steps before a step that touches the host, and all of the
     reader.close();
   }
 });
+
+it('stops, saying so, when SQLite rolled a batch back by itself', async () => {
+  const text = Array.from({ length: 3 }, (_, i) =>
+    doc('VirtualMachine', `vm-${i}`, '{running: false, firmware: {kernel: k, cmdline: x}}'),
+  ).join('---\n');
+  const desired = loadManifests(['-'], { stdin: text, cwd: dir });
+  const p = plan(desired, [], updatePolicy, { growOnly: isGrowOnly });
+  const apply = applyPlan(store, p, desired, {
+    command: 'test',
+    stateDir: dir,
+    onEvent(e) {
+      // What SQLite does on SQLITE_FULL or an I/O error: the whole transaction is gone.
+      if (e.type === 'step-start' && e.step.id.name === 'vm-1')
+        (store as unknown as { db: { exec(sql: string): void } }).db.exec('ROLLBACK');
+    },
+  });
+  await expect(apply).rejects.toThrow(/lost the records of the last 2 step\(s\).*plan and apply again/);
+});

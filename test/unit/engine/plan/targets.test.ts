@@ -74,3 +74,23 @@ describe('the recorded spec hash', () => {
     expect(same.createdFrom).toEqual(plan([want('Disk/root', DISK)], [applied], policy).createdFrom);
   });
 });
+
+describe('--target and dependents', () => {
+  it('refuses a targeted replace whose untargeted users would be replaced with it', () => {
+    const actual = [have('Disk/root', DISK), have('VirtualMachine/web', VM, { deps: ['Disk/root'] })];
+    // A format change forces the Disk's replacement, and so the VM's.
+    const desired = [
+      want('Disk/root', { ...DISK, format: 'qcow2' }),
+      want('VirtualMachine/web', VM, ['Disk/root']),
+    ];
+    expect(actionsOf(plan(desired, actual, policy))).toEqual([
+      'replace VirtualMachine/web',
+      'replace Disk/root',
+    ]);
+    expect(() => plan(desired, actual, policy, { targets: [id('Disk/root')] })).toThrow(
+      /--target: Disk\/root is replaced, so VirtualMachine\/web, which uses it, is replaced too: target VirtualMachine\/web as well/,
+    );
+    const both = plan(desired, actual, policy, { targets: [id('Disk/root'), id('VirtualMachine/web')] });
+    expect(actionsOf(both).sort()).toEqual(['replace Disk/root', 'replace VirtualMachine/web']);
+  });
+});
