@@ -49,7 +49,7 @@ Exit codes: 0 imported, 1 error (the file does not match the manifest, the Disk 
         `mvctl import takes a Disk (an image file) or a VirtualMachine (a control socket); ${id.kind} cannot be imported yet`,
       );
     const desired = loadDesired(flags.file);
-    const store = openState(flags.state, { create: true });
+    const store = openState(flags.state);
     try {
       const line = await withLock(store, 'mvctl import', flags['lock-timeout'], () =>
         id.kind === 'Disk'

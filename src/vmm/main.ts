@@ -139,16 +139,22 @@ export async function runVmm(
     if (stop.code === ExitCode.Ok) log.info(`${config.name}: ${stop.reason}`);
     return stop.code;
   } finally {
-    process.off('SIGTERM', onSignal);
-    process.off('SIGINT', onSignal);
-    process.off('SIGHUP', onSignal);
-    process.off('SIGUSR2', onDump);
-    process.off('SIGPWR', onPower);
-    control?.close();
-    // The vCPUs are stopped: let requests in flight finish, then close the
-    // devices and flush and unlock the images.
-    await machine.drainStorage();
-    machine.close();
-    await closeImages(images, (m) => log.error(m));
+    try {
+      control?.close();
+      // The vCPUs are stopped: let requests in flight finish, then close the
+      // devices and flush and unlock the images.
+      await machine.drainStorage();
+      machine.close();
+      await closeImages(images, (m) => log.error(m));
+    } finally {
+      // Only now: a second SIGTERM during that clean-up (a supervisor that repeats it) finds the
+      // handler, which does nothing more on a stopped VM, instead of killing the process before
+      // its images are flushed.
+      process.off('SIGTERM', onSignal);
+      process.off('SIGINT', onSignal);
+      process.off('SIGHUP', onSignal);
+      process.off('SIGUSR2', onDump);
+      process.off('SIGPWR', onPower);
+    }
   }
 }

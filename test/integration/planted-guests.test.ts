@@ -72,7 +72,7 @@ describe('planted guests', () => {
     expect(r.stderr).toContain('guest reset (port 0xCF9 write 0x6)');
   });
 
-  it('SIGTERM stops a running guest cleanly with exit code 0', async () => {
+  it('SIGTERM stops a running guest cleanly with exit code 0, however often it comes', async () => {
     const g = guest([...x86.print('up\n'), ...x86.hang]);
     writeFileSync(join(g.dir, 'vm.yaml'), `name: term\nmemory: 16M\nkernel: ${g.kernel}\n`);
     const child = spawn(process.execPath, [mvisorBin, '-c', join(g.dir, 'vm.yaml')], {
@@ -82,7 +82,10 @@ describe('planted guests', () => {
     let err = '';
     child.stdout.on('data', (d: Buffer) => {
       out += d.toString();
-      if (out.includes('up')) child.kill('SIGTERM');
+      if (!out.includes('up')) return;
+      // As a supervisor may: again while the VMM shuts down (it flushes its images meanwhile).
+      child.kill('SIGTERM');
+      setTimeout(() => child.exitCode === null && child.signalCode === null && child.kill('SIGTERM'), 20);
     });
     child.stderr.on('data', (d: Buffer) => (err += d.toString()));
     const code = await new Promise<number | null>((r) => child.on('close', r));

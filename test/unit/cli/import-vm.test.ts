@@ -49,6 +49,12 @@ it('imports a running VMM that matches the manifest (then plans no change), and 
   const state = ['--state', join(dir, 'state.db')];
   const running = { state: 'running', vcpus: 2, memory: 64 * 2 ** 20, uuid: defaultVmUuid('web') };
 
+  // A named state file that does not exist is an error for import too (a typo must not start a new state).
+  const typo = mvctl(dir, ['import', 'VirtualMachine/web', join(dir, 'x.sock'), '-f', 'vm.yaml', ...state]);
+  expect(typo.code).toBe(1);
+  expect(typo.stderr).toContain('no such state file (--state)');
+  expect(mvctl(dir, ['state', 'init', ...state]).code).toBe(0);
+
   const other = await fakeVmm(dir, 'other', { ...running, name: 'web', memory: 32 * 2 ** 20 });
   const refused = mvctl(dir, ['import', 'VirtualMachine/web', other, '-f', 'vm.yaml', ...state]);
   expect(refused.code).toBe(1);
