@@ -5,19 +5,14 @@
  */
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Ajv } from 'ajv';
 import { describe, expect, it } from 'vitest';
 import { StateStore } from '../../../src/engine/state/store.js';
 import { mvctl } from '../../helpers/mvctl.js';
-import { assertBuilt, repoRoot, tempDir } from '../../helpers/mvisor.js';
+import { assertBuilt, tempDir } from '../../helpers/mvisor.js';
+import { outputValidator } from '../../helpers/output-schemas.js';
 
-const outputSchemas = new Ajv({ strict: true, allowUnionTypes: true });
-for (const f of ['plan', 'apply-event'])
-  outputSchemas.addSchema(
-    JSON.parse(readFileSync(join(repoRoot, `schema/output/${f}.schema.json`), 'utf8')) as object,
-  );
-const validatePlan = outputSchemas.getSchema('https://mvisor.dev/schema/output/plan.schema.json')!;
-const validateEvent = outputSchemas.getSchema('https://mvisor.dev/schema/output/apply-event.schema.json')!;
+const validatePlan = outputValidator('plan');
+const validateEvent = outputValidator('apply-event');
 
 const DISK = 'apiVersion: mvisor.dev/v1alpha1\nkind: Disk\nmetadata: {name: data}\nspec: {size: 1M}\n';
 

@@ -2,23 +2,17 @@
  * The JSON of show, state list and state show, from the real bin, validated
  * against the published schemas (schema/output/), and checked for content.
  */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Ajv } from 'ajv';
 import { expect, it } from 'vitest';
 import { mvctl } from '../../helpers/mvctl.js';
-import { assertBuilt, repoRoot, tempDir } from '../../helpers/mvisor.js';
-
-const ajv = new Ajv({ strict: true, allowUnionTypes: true });
-const validator = (name: string) =>
-  ajv.compile(
-    JSON.parse(readFileSync(join(repoRoot, `schema/output/${name}.schema.json`), 'utf8')) as object,
-  );
+import { assertBuilt, tempDir } from '../../helpers/mvisor.js';
+import { outputValidator, validationErrors } from '../../helpers/output-schemas.js';
 
 function valid(name: string, text: string): unknown {
   const value: unknown = JSON.parse(text);
-  const v = validator(name);
-  expect(v(value), `${name}: ${ajv.errorsText(v.errors)}`).toBe(true);
+  const v = outputValidator(name);
+  expect(v(value), `${name}: ${validationErrors(v)}`).toBe(true);
   return value;
 }
 

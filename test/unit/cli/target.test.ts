@@ -1,10 +1,10 @@
 /** `--target` with the real bin: plan and apply of one resource, a saved plan, a bad reference. */
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Ajv } from 'ajv';
 import { expect, it } from 'vitest';
 import { mvctl } from '../../helpers/mvctl.js';
-import { assertBuilt, repoRoot, tempDir } from '../../helpers/mvisor.js';
+import { assertBuilt, tempDir } from '../../helpers/mvisor.js';
+import { outputValidator, validationErrors } from '../../helpers/output-schemas.js';
 
 const disk = (name: string) =>
   `apiVersion: mvisor.dev/v1alpha1\nkind: Disk\nmetadata: {name: ${name}}\nspec: {size: 1M}\n`;
@@ -30,9 +30,8 @@ it('plan and apply --target change only the targeted resource; a saved plan cann
   ]);
   expect(p.code, p.stderr).toBe(0);
   const json = JSON.parse(p.stdout) as { targets: string[]; actions: { key: string }[] };
-  const ajv = new Ajv({ strict: true, allowUnionTypes: true });
-  const schema = JSON.parse(readFileSync(join(repoRoot, 'schema/output/plan.schema.json'), 'utf8')) as object;
-  expect(ajv.validate(schema, json), ajv.errorsText()).toBe(true);
+  const validatePlan = outputValidator('plan');
+  expect(validatePlan(json), validationErrors(validatePlan)).toBe(true);
   expect(json.targets).toEqual(['Disk/a']);
   expect(json.actions.map((a) => a.key)).toEqual(['Disk/a']);
 
