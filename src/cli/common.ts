@@ -24,6 +24,9 @@ import {
 import { KINDS, type DesiredResource, type Kind, type ResourceId } from '../engine/types.js';
 import { ApplyError } from '../engine/apply/apply.js';
 import { preflight } from '../engine/apply/preflight.js';
+import { exitProcess } from './exit.js';
+
+export { exitProcess };
 
 export const stateFlag = Flags.string({
   summary: 'State file (default: $MVISOR_STATE, else ~/.local/state/mvisor/state.db).',
@@ -226,10 +229,4 @@ export async function handleError(cmd: Command, err: Error & { oclif?: { exit?: 
   const msg = process.env.DEBUG ? (err.stack ?? err.message) : err.message;
   process.stderr.write(known ? `${msg}\n` : `mvctl: error: ${msg}\n`);
   return exitProcess(1);
-}
-
-export async function exitProcess(code: number): Promise<never> {
-  const flush = (s: NodeJS.WriteStream) => new Promise<void>((resolve) => s.write('', () => resolve()));
-  await Promise.all([flush(process.stdout), flush(process.stderr)]);
-  process.exit(code);
 }

@@ -10,6 +10,8 @@ import { ConfigError, loadVmmConfig, parseCharSinkSpec } from '../vmm/config/loa
 import { checkKvm } from '../vmm/kvm/availability.js';
 import { runVmm } from '../vmm/main.js';
 
+export { exitProcess } from './exit.js';
+
 /** Exit code for configuration and usage errors. */
 export const EXIT_USAGE = 2;
 
@@ -62,7 +64,7 @@ export async function runVmFromFlags(flags: VmRunFlags): Promise<number> {
       process.stderr.write(`mvisor: cannot run VM ${config.name}: ${kvm.message}\n`);
       return 1;
     }
-    return await runVmm(config, undefined, { controlSocket: flags.control });
+    return await runVmm(config, undefined, { controlSocket: flags.control, exitsAfter: true });
   } catch (e) {
     const err = e as Error;
     if (err instanceof ConfigError) {
@@ -73,11 +75,4 @@ export async function runVmFromFlags(flags: VmRunFlags): Promise<number> {
     process.stderr.write(`mvisor: error: ${process.env.DEBUG ? (err.stack ?? err.message) : err.message}\n`);
     return 1;
   }
-}
-
-/** Flushes stdout and stderr, then exits the process. */
-export async function exitProcess(code: number): Promise<never> {
-  const flush = (s: NodeJS.WriteStream) => new Promise<void>((resolve) => s.write('', () => resolve()));
-  await Promise.all([flush(process.stdout), flush(process.stderr)]);
-  process.exit(code);
 }

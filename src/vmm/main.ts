@@ -33,6 +33,13 @@ function writeStats(path: string, m: PcMachine, ms: number, log: Logger): void {
 export interface RunOptions {
   /** Unix socket path for the control protocol (src/vmm/control.ts). */
   controlSocket?: string;
+  /**
+   * The caller exits the process when runVmm returns (mvisor, `mvctl vm run`):
+   * the termination handlers then stay installed to the end (a no-op on a
+   * stopped VM), because once removed, a signal that a supervisor repeats
+   * takes its default action and kills the process, which reads as a crash.
+   */
+  exitsAfter?: boolean;
 }
 
 export async function runVmm(
@@ -150,9 +157,11 @@ export async function runVmm(
       // Only now: a second SIGTERM during that clean-up (a supervisor that repeats it) finds the
       // handler, which does nothing more on a stopped VM, instead of killing the process before
       // its images are flushed.
-      process.off('SIGTERM', onSignal);
-      process.off('SIGINT', onSignal);
-      process.off('SIGHUP', onSignal);
+      if (!opts.exitsAfter) {
+        process.off('SIGTERM', onSignal);
+        process.off('SIGINT', onSignal);
+        process.off('SIGHUP', onSignal);
+      }
       process.off('SIGUSR2', onDump);
       process.off('SIGPWR', onPower);
     }

@@ -80,16 +80,24 @@ describe('planted guests', () => {
     });
     let out = '';
     let err = '';
+    let repeat: NodeJS.Timeout | undefined;
     child.stdout.on('data', (d: Buffer) => {
       out += d.toString();
-      if (!out.includes('up')) return;
-      // As a supervisor may: again while the VMM shuts down (it flushes its images meanwhile).
+      if (!out.includes('up') || repeat) return;
+      // As a supervisor may: again and again while the VMM shuts down (it flushes and unlocks
+      // its images, then its output) until it is gone. No signal may kill it.
       child.kill('SIGTERM');
-      setTimeout(() => child.exitCode === null && child.signalCode === null && child.kill('SIGTERM'), 20);
+      repeat = setInterval(
+        () => child.exitCode === null && child.signalCode === null && child.kill('SIGTERM'),
+        1,
+      );
     });
     child.stderr.on('data', (d: Buffer) => (err += d.toString()));
-    const code = await new Promise<number | null>((r) => child.on('close', r));
-    expect(code).toBe(0);
+    const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((r) =>
+      child.on('close', (c, s) => r([c, s])),
+    );
+    clearInterval(repeat);
+    expect({ code, signal, err: code === 0 ? '' : err }).toEqual({ code: 0, signal: null, err: '' });
     expect(err).toContain('stopped by SIGTERM');
   });
 
