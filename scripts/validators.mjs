@@ -9,7 +9,7 @@ import process from 'node:process';
 import { VALIDATORS_DIR } from '../dist/src/common/precompiled-validators.js';
 import { validatorModuleSource } from '../dist/src/common/validator-codegen.js';
 import { MANIFEST_VALIDATORS } from '../dist/src/engine/manifest/schemas.js';
-import { VMM_VALIDATORS } from '../dist/src/vmm/config/load.js';
+import { VMM_VALIDATORS } from '../dist/src/platform/vmm-schema.js';
 
 mkdirSync(VALIDATORS_DIR, { recursive: true });
 for (const set of [VMM_VALIDATORS, MANIFEST_VALIDATORS]) {

@@ -1,6 +1,7 @@
 /**
- * The VMM's control socket: a Unix socket speaking newline-delimited JSON,
- * one request object per line, one response per request, in order:
+ * The VMM's control socket: a Unix socket speaking the control protocol
+ * (src/platform/control-protocol.ts: newline-delimited JSON, versioned), one
+ * request object per line, one response per request, in order:
  *   {"cmd":"status"}    → {"ok":true,"state":"running",...}
  *   {"cmd":"stop"}      → stops the VM now (exit code 0)
  *   {"cmd":"powerdown"} → presses the ACPI power button (an error if the guest
@@ -14,12 +15,16 @@
 import { createServer, type Server, type Socket } from 'node:net';
 import { existsSync, lstatSync, unlinkSync } from 'node:fs';
 import type { Logger } from './core/log.js';
-
-export type ControlRequest = { id?: unknown; cmd?: unknown };
-export type ControlResponse = { id?: unknown; ok: boolean; error?: string; [k: string]: unknown };
+import {
+  CONTROL_PROTOCOL_VERSION as v,
+  parseControlRequest,
+  type ControlCommand,
+  type ControlResponse,
+  type VmStatus,
+} from '../platform/control-protocol.js';
 
 export interface ControlHandlers {
-  status(): Record<string, unknown>;
+  status(): Omit<VmStatus, 'pid'> & { pid: number };
   stop(): void;
   powerdown(): Promise<string | undefined> | string | undefined;
   pause(): Promise<void>;
@@ -65,7 +70,7 @@ export class ControlServer {
     sock.on('data', (d: string) => {
       buf += d;
       if (buf.length > MAX_LINE && !buf.includes('\n')) {
-        sock.end(JSON.stringify({ ok: false, error: 'request line too long' }) + '\n');
+        sock.end(JSON.stringify({ v, ok: false, error: 'request line too long' }) + '\n');
         buf = '';
         return;
       }
@@ -85,43 +90,33 @@ export class ControlServer {
   }
 
   private async handle(line: string): Promise<ControlResponse> {
-    let req: ControlRequest;
+    const req = parseControlRequest(line);
+    if ('error' in req) return { ...req, v, ok: false };
+    const id = req.id === undefined ? {} : { id: req.id };
+    const cmd: ControlCommand = req.cmd;
     try {
-      req = JSON.parse(line) as ControlRequest;
-      if (typeof req !== 'object' || req === null) throw new Error('not an object');
-    } catch {
-      return { ok: false, error: 'request is not a JSON object' };
-    }
-    const id = req.id;
-    try {
-      switch (req.cmd) {
+      switch (cmd) {
         case 'status':
-          return { id, ok: true, ...this.handlers.status() };
+          return { ...this.handlers.status(), ...id, v, ok: true };
         case 'stop':
           setImmediate(() => this.handlers.stop());
-          return { id, ok: true };
+          return { ...id, v, ok: true };
         case 'powerdown': {
           const err = await this.handlers.powerdown();
-          return err ? { id, ok: false, error: err } : { id, ok: true };
+          return err ? { ...id, v, ok: false, error: err } : { ...id, v, ok: true };
         }
         case 'pause':
           await this.handlers.pause();
-          return { id, ok: true };
+          return { ...id, v, ok: true };
         case 'resume':
           this.handlers.resume();
-          return { id, ok: true };
+          return { ...id, v, ok: true };
         case 'vcpus':
-          return { id, ok: true, vcpus: await this.handlers.vcpus() };
-        default:
-          return {
-            id,
-            ok: false,
-            error: `unknown command ${JSON.stringify(req.cmd)} (status, stop, powerdown, pause, resume, vcpus)`,
-          };
+          return { ...id, v, ok: true, vcpus: await this.handlers.vcpus() };
       }
     } catch (e) {
-      this.log.warn(`control: ${String(req.cmd)}: ${(e as Error).message}`);
-      return { id, ok: false, error: (e as Error).message };
+      this.log.warn(`control: ${cmd}: ${(e as Error).message}`);
+      return { ...id, v, ok: false, error: (e as Error).message };
     }
   }
 

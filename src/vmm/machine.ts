@@ -44,6 +44,7 @@ import {
   cmosFloppyType,
 } from './storage/floppy.js';
 import { VirtioBlk } from './virtio/blk.js';
+import { VirtioPciTransport } from './virtio/pci-transport.js';
 import { IsaDebugExit } from './testdev/isa-debug-exit.js';
 import { PcTestdev } from './testdev/pc-testdev.js';
 import { PciTestdev } from './testdev/pci-testdev.js';
@@ -380,17 +381,19 @@ export class PcMachine {
         }
         this.ioEvents ??= new KvmIoEvents(vm);
         const blk = new VirtioBlk({
-          ctx: this.ctx,
-          mem: vm.mem,
-          msi: kvmMsiSink(vm.native),
-          ioEvents: this.ioEvents,
           image,
           name: d.name,
           serial: d.serial,
           numQueues: d.queues,
           readOnly: d.image.readOnly,
         });
-        this.pci.attach(this.add(blk), slot, 0);
+        const pciBlk = new VirtioPciTransport(blk, {
+          ctx: this.ctx,
+          mem: vm.mem,
+          msi: kvmMsiSink(vm.native),
+          ioEvents: this.ioEvents,
+        });
+        this.pci.attach(this.add(pciBlk), slot, 0);
         this.virtioBlks.push(blk);
         // SeaBIOS matches "/pci@i0cf8/*@<slot>" as QEMU names virtio-blk.
         this.bootPaths.set(d.name, `/pci@i0cf8/scsi@${slot.toString(16)}/disk@0,0`);

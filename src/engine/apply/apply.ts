@@ -9,6 +9,7 @@
 import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { createImage, resizeImage } from '../../block/create.js';
+import type { VmmConfig, VmmDevice } from '../../generated/vmm-config.js';
 import type { DesiredResource, ResourceId } from '../types.js';
 import { resourceKey } from '../types.js';
 import type { Plan, PlanStep } from '../plan/planner.js';
@@ -229,9 +230,8 @@ export type DiskLookup = (disk: string) => DiskImage | undefined;
 const DISK_BUS_CLASS = {
   virtio: 'virtio-block',
   ata: 'ata-disk',
-  cdrom: 'ata-cdrom',
   floppy: 'floppy',
-} as const satisfies Record<NormalizedDiskBus, string>;
+} as const satisfies Record<Exclude<NormalizedDiskBus, 'cdrom'>, VmmDevice['class']>;
 
 /** The image of a Disk as the state file records it, when it is ready. */
 export function diskImageInState(store: Pick<StateStore, 'get'>): DiskLookup {
@@ -255,17 +255,19 @@ export function vmmConfigFor(
   spec: NormalizedVirtualMachineSpec,
   paths: Pick<VmPaths, 'console' | 'firmwareLog'>,
   disks: DiskLookup = () => undefined,
-): Record<string, unknown> {
-  const diskDevices = spec.disks.map((a) => {
+): VmmConfig {
+  const diskDevices = spec.disks.map((a): VmmDevice => {
     const image = disks(a.disk);
     if (!image) {
       throw new ApplyError(
         `VirtualMachine/${name}: Disk/${a.disk} (spec.disks) is not created yet; apply it first`,
       );
     }
-    const device = { class: DISK_BUS_CLASS[a.bus], name: a.disk, image: image.path, format: image.format };
+    const device = { name: a.disk, image: image.path, format: image.format };
     // A CD-ROM is read-only by nature; its device has no such field.
-    return a.bus === 'cdrom' ? device : { ...device, readonly: a.readonly };
+    return a.bus === 'cdrom'
+      ? { class: 'ata-cdrom', ...device }
+      : { class: DISK_BUS_CLASS[a.bus], ...device, readonly: a.readonly };
   });
   if (spec.networks.length)
     throw new ApplyError(`VirtualMachine/${name}: the VMM has no network cards yet (spec.networks)`);
@@ -277,7 +279,7 @@ export function vmmConfigFor(
       : spec.serial === 'none'
         ? 'none'
         : { file: spec.serial.file };
-  const cfg: Record<string, unknown> = {
+  const cfg: VmmConfig = {
     name,
     memory: spec.memory,
     vcpus: spec.vcpus,

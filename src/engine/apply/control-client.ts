@@ -1,37 +1,47 @@
 /**
  * Client of a VMM's control socket (src/vmm/control.ts): one request, one
- * JSON response, with a timeout. The engine never links the VMM: it talks
- * to its child processes through this socket.
+ * typed response (src/platform/control-protocol.ts), with a timeout. The
+ * engine never links the VMM: it talks to its child processes through this
+ * socket.
  */
 import { createConnection } from 'node:net';
+import {
+  CONTROL_PROTOCOL_VERSION,
+  parseControlResponse,
+  type ControlCommand,
+  type ControlResponse,
+} from '../../platform/control-protocol.js';
 
 export class ControlError extends Error {}
 
-export function controlRequest(
+/**
+ * Sends `cmd` and reads its response. A response that is not one of the
+ * protocol (not JSON, malformed, a newer version) is a ControlError; an
+ * `ok: false` response is returned for the caller to judge.
+ */
+export function controlRequest<C extends ControlCommand>(
   socketPath: string,
-  request: Record<string, unknown>,
+  cmd: C,
   timeoutMs = 5000,
-): Promise<Record<string, unknown>> {
+): Promise<ControlResponse<C>> {
   return new Promise((resolve, reject) => {
     const sock = createConnection(socketPath);
     let buf = '';
     const timer = setTimeout(() => {
       sock.destroy();
-      reject(new ControlError(`${socketPath}: no answer to ${String(request.cmd)} within ${timeoutMs} ms`));
+      reject(new ControlError(`${socketPath}: no answer to ${cmd} within ${timeoutMs} ms`));
     }, timeoutMs);
     sock.setEncoding('utf8');
-    sock.on('connect', () => sock.write(JSON.stringify(request) + '\n'));
+    sock.on('connect', () => sock.write(JSON.stringify({ v: CONTROL_PROTOCOL_VERSION, cmd }) + '\n'));
     sock.on('data', (d: string) => {
       buf += d;
       const nl = buf.indexOf('\n');
       if (nl < 0) return;
       clearTimeout(timer);
       sock.end();
-      try {
-        resolve(JSON.parse(buf.slice(0, nl)) as Record<string, unknown>);
-      } catch {
-        reject(new ControlError(`${socketPath}: answer is not JSON`));
-      }
+      const res = parseControlResponse(cmd, buf.slice(0, nl));
+      if (typeof res === 'string') reject(new ControlError(`${socketPath}: ${res}`));
+      else resolve(res);
     });
     sock.on('error', (e) => {
       clearTimeout(timer);

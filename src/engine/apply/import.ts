@@ -19,6 +19,7 @@ import type { StateStore } from '../state/store.js';
 import { resourceKey, type DesiredResource, type ResourceId } from '../types.js';
 import { ApplyError, diskImageInState } from './apply.js';
 import { ControlError, controlRequest } from './control-client.js';
+import type { ControlResponse } from '../../platform/control-protocol.js';
 import { diskPath } from './preflight.js';
 import { isVmmProcess } from './vm-process.js';
 
@@ -97,22 +98,23 @@ export async function importVm(
   const spec = want.spec as NormalizedVirtualMachineSpec;
   const where = `${want.source.file}:${want.source.line}:${want.source.col}`;
   const path = resolve(socket);
-  let status: Record<string, unknown>;
+  let answer: ControlResponse<'status'>;
   try {
-    status = await controlRequest(path, { cmd: 'status' });
+    answer = await controlRequest(path, 'status');
   } catch (e) {
     const why = e instanceof ControlError ? e.message : String(e);
     throw new ImportError(`${key}: cannot import: no mvisor VMM answers on its control socket (${why})`);
   }
+  if (!answer.ok)
+    throw new ImportError(
+      `${key}: ${path} did not answer a status (${answer.error}): not an mvisor control socket`,
+    );
+  const status = answer;
   const pid = status.pid;
-  if (status.ok !== true || typeof pid !== 'number' || !Number.isInteger(pid))
-    throw new ImportError(`${key}: ${path} did not answer a status with a pid: not an mvisor control socket`);
   if (!isVmmProcess(pid))
     throw new ImportError(`${key}: process ${pid} behind ${path} is not an mvisor VMM with a control socket`);
   if (status.state !== 'running')
-    throw new ImportError(
-      `${key}: the VMM at ${path} is ${String(status.state)}, not running: import a running VM`,
-    );
+    throw new ImportError(`${key}: the VMM at ${path} is ${status.state}, not running: import a running VM`);
   const differences = [
     ['name', status.name, id.name, 'metadata.name'],
     ['vCPUs', status.vcpus, spec.vcpus, 'spec.vcpus'],
@@ -144,10 +146,7 @@ export async function importVm(
   }
   for (const d of spec.devices)
     if ('image' in d && d.image !== undefined) expected.push(`${d.name}=${d.image}`);
-  const images = Array.isArray(status.images)
-    ? (status.images as { device?: unknown; path?: unknown }[])
-    : [];
-  const running = images.map((i) => `${String(i.device)}=${String(i.path)}`);
+  const running = status.images.map((i) => `${i.device}=${i.path}`);
   const fmt = (list: string[]) => (list.length ? [...list].sort().join(', ') : 'none');
   if (fmt(running) !== fmt(expected))
     throw new ImportError(

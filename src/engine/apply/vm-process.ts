@@ -10,6 +10,8 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
 import { controlRequest } from './control-client.js';
+import type { VmStatus } from '../../platform/control-protocol.js';
+import type { VmmConfig } from '../../generated/vmm-config.js';
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../../../..');
 
@@ -56,7 +58,7 @@ export interface Launched {
   pid: number;
   paths: VmPaths;
   /** The VMM's answer to `status` that said it runs (vcpus, memory...). */
-  status: Record<string, unknown>;
+  status: VmStatus;
 }
 
 /**
@@ -96,7 +98,7 @@ function tail(path: string, bytes = 2000): string {
 export async function launchVm(
   stateDir: string,
   name: string,
-  vmmConfig: Record<string, unknown>,
+  vmmConfig: VmmConfig,
   timeoutMs = 30_000,
   onSpawn?: (pid: number, paths: VmPaths) => void,
 ): Promise<Launched> {
@@ -131,7 +133,7 @@ export async function launchVm(
     }
     if (existsSync(paths.control)) {
       try {
-        const s = await controlRequest(paths.control, { cmd: 'status' }, 2000);
+        const s = await controlRequest(paths.control, 'status', 2000);
         if (s.ok && s.state === 'running') return { pid, paths, status: s };
       } catch {
         // not listening yet
@@ -171,13 +173,13 @@ export interface StopResult {
 export async function stopVm(pid: number, controlSocket: string, timeoutSec: number): Promise<StopResult> {
   if (!isVmmProcess(pid)) return { how: 'already-gone' };
   try {
-    const r = await controlRequest(controlSocket, { cmd: 'powerdown' }, 2000);
+    const r = await controlRequest(controlSocket, 'powerdown', 2000);
     if (r.ok && (await waitGone(pid, timeoutSec * 1000))) return { how: 'powerdown' };
   } catch {
     // no control socket: fall through
   }
   try {
-    await controlRequest(controlSocket, { cmd: 'stop' }, 2000);
+    await controlRequest(controlSocket, 'stop', 2000);
     if (await waitGone(pid, 5000)) return { how: 'stop' };
   } catch {
     // fall through

@@ -6,13 +6,9 @@
  * cannot express.
  */
 import { createSchemaErrorExplainer } from '../../common/yaml-schema-errors.js';
-import {
-  SIZE_PATTERN,
-  formatSize,
-  parseCpuSpec,
-  parseSize,
-  vmmPatternMessage,
-} from '../../vmm/config/load.js';
+import { SIZE_PATTERN, formatSize, parseSize } from '../../platform/size.js';
+import { parseCpuSpec } from '../../platform/cpu-spec.js';
+import { vmmPatternMessage } from '../../platform/vmm-schema.js';
 import { childUri, deref, schemaAt, specField, validatorAt } from './schemas.js';
 
 const CPU_PATTERN = specField('VirtualMachine', 'cpu').pattern;

@@ -19,19 +19,20 @@ import type { Device, DebugSink, CharSink } from '../../generated/vmm-config.js'
 import {
   bootOrderProblems,
   defaultVirtioBlockSerial,
-  defaultVmUuid,
   deviceNameProblems,
   directBootDeviceProblems,
   fwCfgNameProblems,
   imageSharingProblems,
-  normaliseUuid,
-  parseCpuSpec,
-  placeStorageDevices,
-  storageControllerPorts,
-  storagePlacementRequest,
   type FieldProblem,
+} from '../../platform/rules.js';
+import { defaultVmUuid, normaliseUuid } from '../../platform/uuid.js';
+import { parseCpuSpec } from '../../platform/cpu-spec.js';
+import { storageControllerPorts } from '../../platform/pc-map.js';
+import {
+  placeStorageDevices,
+  storagePlacementRequest,
   type PlacementRequest,
-} from '../../vmm/config/load.js';
+} from '../../platform/placement.js';
 import type { Kind } from '../types.js';
 import { hex, problem, type RawProblem, type Segment } from '../../common/yaml-schema-errors.js';
 import { sizeCheck } from './explain.js';

@@ -15,7 +15,7 @@ import type { HostSpec } from '../../generated/manifests/host.js';
 import type { NetworkSpec } from '../../generated/manifests/network.js';
 import type { VirtualMachineSpec } from '../../generated/manifests/virtual-machine.js';
 import type { DebugConsoleDevice, SerialPortDevice } from '../../generated/vmm-config.js';
-import { VMM_CONFIG_DEFAULTS } from '../../vmm/config/load.js';
+import { VMM_CONFIG_DEFAULTS } from '../../platform/vmm-schema.js';
 
 export type { DiskSpec, HostSpec, NetworkSpec, VirtualMachineSpec };
 export type { VfioAssignmentSpec } from '../../generated/manifests/vfio-assignment.js';

@@ -46,7 +46,6 @@
  *    dropped and reads see 0xFF, as on an ISA bus nobody answers.
  */
 import {
-  DeviceStateError,
   expectVersion,
   type AccessSize,
   type Device,
@@ -55,17 +54,52 @@ import {
   type IoHandler,
 } from '../core/device.js';
 import type { GuestMemory } from '../core/memory.js';
+import {
+  CMD_DISABLE,
+  CMD_UNSUPPORTED,
+  DMA_CASCADE_CHANNEL,
+  DMA_MODE_READ,
+  DMA_MODE_VERIFY,
+  DMA_MODE_WRITE,
+  DMA_PAGE_PORT_COUNT,
+  MODE_DECREMENT,
+  MODE_OP_CASCADE,
+  MODE_OP_MASK,
+  MODE_TYPE_MASK,
+  PAGE_INDEX,
+  REG_ALL_MASK,
+  REG_CLEAR_FLIP_FLOP,
+  REG_CLEAR_MASK,
+  REG_MODE,
+  REG_REQUEST,
+  REG_SINGLE_MASK,
+  REG_STATUS_COMMAND,
+  REG_TEMP_MASTER_CLEAR,
+  TYPE_NAMES,
+  advanceChannel,
+  bytewise,
+  checkChannel,
+  masterClear,
+  newChannel,
+  newController,
+  parseDmaState,
+  readControllerReg,
+  saveDmaState,
+  type Controller,
+} from './i8257-channel.js';
 
-export const DMA1_PORT_BASE = 0x00;
-export const DMA1_PORT_COUNT = 16;
-export const DMA2_PORT_BASE = 0xc0;
-export const DMA2_PORT_COUNT = 32;
-/** Port 0x80 (the POST port) is not part of the page register block. */
-export const DMA_PAGE_PORT_BASE = 0x81;
-export const DMA_PAGE_PORT_COUNT = 15;
-
-/** The cascade channel (DMA1 feeds DMA2's channel 0). */
-export const DMA_CASCADE_CHANNEL = 4;
+export {
+  DMA1_PORT_BASE,
+  DMA1_PORT_COUNT,
+  DMA2_PORT_BASE,
+  DMA2_PORT_COUNT,
+  DMA_CASCADE_CHANNEL,
+  DMA_MODE_READ,
+  DMA_MODE_VERIFY,
+  DMA_MODE_WRITE,
+  DMA_PAGE_PORT_BASE,
+  DMA_PAGE_PORT_COUNT,
+} from './i8257-channel.js';
 
 /** A device that uses an ISA DMA channel (QEMU's DMA_transfer_handler). */
 export interface IsaDmaClient {
@@ -102,87 +136,8 @@ export interface I8257DmaOptions {
   name?: string;
 }
 
-// Controller registers (index = port offset >> dshift).
-const REG_STATUS_COMMAND = 0x8;
-const REG_REQUEST = 0x9;
-const REG_SINGLE_MASK = 0xa;
-const REG_MODE = 0xb;
-const REG_CLEAR_FLIP_FLOP = 0xc;
-const REG_TEMP_MASTER_CLEAR = 0xd;
-const REG_CLEAR_MASK = 0xe;
-const REG_ALL_MASK = 0xf;
-
-// Command register.
-const CMD_DISABLE = 0x04;
-/** Everything but "controller disable": memory-to-memory, fixed address, timing, priority, polarity. */
-const CMD_UNSUPPORTED = 0xfb;
-
-// Mode register.
-const MODE_TYPE_MASK = 0x0c;
-export const DMA_MODE_VERIFY = 0x00;
-export const DMA_MODE_WRITE = 0x04;
-export const DMA_MODE_READ = 0x08;
-const MODE_AUTO_INIT = 0x10;
-const MODE_DECREMENT = 0x20;
-const MODE_OP_MASK = 0xc0;
-const MODE_OP_CASCADE = 0xc0;
-
-/** Page register offset (from 0x81) of each channel. */
-const PAGE_INDEX: readonly number[] = [0x87, 0x83, 0x81, 0x82, 0x8f, 0x8b, 0x89, 0x8a].map(
-  (p) => p - DMA_PAGE_PORT_BASE,
-);
-
 /** Transfers one run may call back per channel before it gives up (a client that never finishes). */
 const MAX_CALLBACKS_PER_RUN = 64;
-
-interface Channel {
-  baseAddr: number;
-  baseCount: number;
-  curAddr: number;
-  curCount: number;
-  mode: number;
-  /** Units (bytes or words) moved since the count register was last loaded. */
-  pos: number;
-}
-
-interface Controller {
-  /** 0 for DMA1 (8-bit), 1 for DMA2 (16-bit): port index shift and unit size. */
-  readonly dshift: number;
-  command: number;
-  mask: number;
-  /** Terminal count bits 0-3 of the status register (cleared when read). */
-  tc: number;
-  /** Software DREQ bits (request register). */
-  request: number;
-  /** Hardware DREQ bits held by devices. */
-  dreq: number;
-  flipFlop: boolean;
-  readonly channels: Channel[];
-}
-
-function newChannel(): Channel {
-  return { baseAddr: 0, baseCount: 0, curAddr: 0, curCount: 0, mode: 0, pos: 0 };
-}
-
-function newController(dshift: number): Controller {
-  return {
-    dshift,
-    command: 0,
-    mask: 0xf,
-    tc: 0,
-    request: 0,
-    dreq: 0,
-    flipFlop: false,
-    channels: [newChannel(), newChannel(), newChannel(), newChannel()],
-  };
-}
-
-const TYPE_NAMES: Record<number, string> = {
-  [DMA_MODE_VERIFY]: 'verify',
-  [DMA_MODE_WRITE]: 'write',
-  [DMA_MODE_READ]: 'read',
-  [MODE_TYPE_MASK]: 'illegal',
-};
 
 export class I8257Dma implements Device, IsaDma {
   readonly name: string;
@@ -289,37 +244,13 @@ export class I8257Dma implements Device, IsaDma {
     const c = this.controllers[index];
     return {
       read: (offset: number, size: AccessSize) =>
-        bytewise(size, (i) => this.readReg(c, ((offset + i) >> c.dshift) & 0xf)),
+        bytewise(size, (i) => readControllerReg(c, ((offset + i) >> c.dshift) & 0xf)),
       write: (offset: number, size: AccessSize, value: number) => {
         for (let i = 0; i < size; i++) {
           this.writeReg(c, ((offset + i) >> c.dshift) & 0xf, (value >>> (8 * i)) & 0xff);
         }
       },
     };
-  }
-
-  private readReg(c: Controller, reg: number): number {
-    if (reg < 8) {
-      const ch = c.channels[reg >> 1]!;
-      const v = reg & 1 ? ch.curCount : ch.curAddr;
-      const high = c.flipFlop;
-      c.flipFlop = !c.flipFlop;
-      return high ? (v >> 8) & 0xff : v & 0xff;
-    }
-    switch (reg) {
-      case REG_STATUS_COMMAND: {
-        // Status: TC bits 3-0 (cleared by the read), request bits 7-4.
-        const v = c.tc | ((c.dreq | c.request) << 4);
-        c.tc = 0;
-        return v & 0xff;
-      }
-      case REG_TEMP_MASTER_CLEAR:
-        return 0; // temporary register: only memory-to-memory transfers fill it
-      case REG_ALL_MASK:
-        return 0xf0 | c.mask; // PIIX: the mask register reads back here
-      default:
-        return 0; // write-only registers (QEMU reads them as 0)
-    }
   }
 
   private writeReg(c: Controller, reg: number, v: number): void {
@@ -368,7 +299,7 @@ export class I8257Dma implements Device, IsaDma {
         c.flipFlop = false;
         return;
       case REG_TEMP_MASTER_CLEAR:
-        this.masterClear(c);
+        masterClear(c);
         return;
       case REG_CLEAR_MASK:
         c.mask = 0;
@@ -379,15 +310,6 @@ export class I8257Dma implements Device, IsaDma {
         this.run();
         return;
     }
-  }
-
-  /** 8237A master clear: command, status, request, temporary and flip-flop cleared, all channels masked. */
-  private masterClear(c: Controller): void {
-    c.command = 0;
-    c.tc = 0;
-    c.request = 0;
-    c.flipFlop = false;
-    c.mask = 0xf;
   }
 
   // --- transfers -------------------------------------------------------------
@@ -450,28 +372,7 @@ export class I8257Dma implements Device, IsaDma {
       }
       const units = (next - pos) >> c.dshift;
       if (units === 0) return; // nothing ready: the device asserts DREQ again when it is
-      this.advance(c, channel & 3, units);
-    }
-  }
-
-  /** Moves a channel's current registers on by `units`, handling terminal count. */
-  private advance(c: Controller, index: number, units: number): void {
-    const ch = c.channels[index]!;
-    const step = ch.mode & MODE_DECREMENT ? -units : units;
-    ch.curAddr = (ch.curAddr + step) & 0xffff;
-    ch.curCount -= units;
-    ch.pos += units;
-    if (ch.curCount >= 0) return;
-    // Terminal count: the count register has rolled over to 0xFFFF.
-    ch.curCount = 0xffff;
-    c.tc |= 1 << index;
-    c.request &= ~(1 << index);
-    if (ch.mode & MODE_AUTO_INIT) {
-      ch.curAddr = ch.baseAddr;
-      ch.curCount = ch.baseCount;
-      ch.pos = 0;
-    } else {
-      c.mask |= 1 << index;
+      advanceChannel(c, channel & 3, units);
     }
   }
 
@@ -570,59 +471,20 @@ export class I8257Dma implements Device, IsaDma {
   /** Power-on state: both controllers master-cleared, registers and pages zero. DREQs from devices stay. */
   reset(): void {
     for (const c of this.controllers) {
-      this.masterClear(c);
+      masterClear(c);
       for (let i = 0; i < 4; i++) c.channels[i] = newChannel();
     }
     this.pages.fill(0);
   }
 
   saveState(): DeviceState {
-    return {
-      version: 1,
-      controllers: this.controllers.map((c) => ({
-        command: c.command,
-        mask: c.mask,
-        tc: c.tc,
-        request: c.request,
-        flipFlop: c.flipFlop,
-        channels: c.channels.map((ch) => ({ ...ch })),
-      })),
-      pages: Array.from(this.pages),
-    };
+    return saveDmaState(this.controllers, this.pages);
   }
 
   /** Restores registers (DREQ lines belong to the devices, which re-assert them), then runs pending transfers. */
   loadState(state: DeviceState): void {
     expectVersion(this.name, state, 1);
-    const bad = (): never => {
-      throw new DeviceStateError(`${this.name}: malformed state`);
-    };
-    const { controllers, pages } = state;
-    if (!Array.isArray(controllers) || controllers.length !== 2) bad();
-    if (!isByteArray(pages, DMA_PAGE_PORT_COUNT)) bad();
-    const parsed = (controllers as unknown[]).map((raw) => {
-      if (typeof raw !== 'object' || raw === null) return bad();
-      const o = raw as Record<string, unknown>;
-      if (!isUint(o.command, 0xff) || !isUint(o.mask, 0xf) || !isUint(o.tc, 0xf) || !isUint(o.request, 0xf))
-        bad();
-      if (typeof o.flipFlop !== 'boolean' || !Array.isArray(o.channels) || o.channels.length !== 4) bad();
-      const channels = (o.channels as unknown[]).map((rc): Channel => {
-        if (typeof rc !== 'object' || rc === null) return bad();
-        const r = rc as Record<string, unknown>;
-        for (const k of ['baseAddr', 'baseCount', 'curAddr', 'curCount'] as const)
-          if (!isUint(r[k], 0xffff)) bad();
-        if (!isUint(r.mode, 0xff) || !isUint(r.pos, 0x10000)) bad();
-        return {
-          baseAddr: r.baseAddr as number,
-          baseCount: r.baseCount as number,
-          curAddr: r.curAddr as number,
-          curCount: r.curCount as number,
-          mode: r.mode as number,
-          pos: r.pos as number,
-        };
-      });
-      return { o, channels };
-    });
+    const { controllers: parsed, pages } = parseDmaState(this.name, state);
     parsed.forEach(({ o, channels }, i) => {
       const c = this.controllers[i as 0 | 1];
       c.command = o.command as number;
@@ -632,27 +494,7 @@ export class I8257Dma implements Device, IsaDma {
       c.flipFlop = o.flipFlop as boolean;
       channels.forEach((ch, j) => (c.channels[j] = ch));
     });
-    this.pages.set(pages as number[]);
+    this.pages.set(pages);
     this.run();
   }
-}
-
-function checkChannel(channel: number): void {
-  if (!Number.isInteger(channel) || channel < 0 || channel > 7) {
-    throw new RangeError(`ISA DMA channel ${channel} does not exist (0-7)`);
-  }
-}
-
-function bytewise(size: AccessSize, byte: (i: number) => number): number {
-  let v = 0;
-  for (let i = 0; i < size; i++) v |= (byte(i) & 0xff) << (8 * i);
-  return v >>> 0;
-}
-
-function isUint(v: unknown, max: number): v is number {
-  return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0 && v <= max;
-}
-
-function isByteArray(v: unknown, length: number): v is number[] {
-  return Array.isArray(v) && v.length === length && v.every((b) => isUint(b, 0xff));
 }

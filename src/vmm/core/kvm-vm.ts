@@ -31,72 +31,38 @@ import {
   zeroRegs,
 } from '../kvm/structs.js';
 import type { BootCpuState, SegmentDescriptor } from '../boot/pagetables.js';
-import { applyCpuModel, cpuidForVcpu, decodeCpuid, encodeCpuid, type CpuModel } from '../cpu/cpuid.js';
+import { applyCpuModel, cpuidForVcpu, decodeCpuid, encodeCpuid } from '../cpu/cpuid.js';
 import { Bus, hex } from './bus.js';
 import type { AccessSize, IrqSink } from './device.js';
-import { RateLimitedLog, type Logger } from './log.js';
+import { RateLimitedLog } from './log.js';
 import { GuestMemory } from './memory.js';
 import { bytesAtRip, hexBytes, isResetState, snapshotCpu } from './cpu-state.js';
 import { tryEmulate } from './emulation-fallback.js';
+import {
+  ExitCode,
+  KVM_IDENTITY_MAP_ADDR,
+  KVM_PIT_SPEAKER_DUMMY,
+  KVM_TSS_ADDR,
+  captureVcpuState,
+  describeVcpu,
+  type ExitStats,
+  type HostMemoryBlock,
+  type KvmVmOptions,
+  type MapMemoryOptions,
+  type VmStop,
+} from './kvm-vm-defs.js';
 
-/** Where KVM puts its real-mode TSS and identity-map page (as QEMU does). */
-export const KVM_IDENTITY_MAP_ADDR = 0xfeffc000;
-export const KVM_TSS_ADDR = 0xfeffd000;
-
-/** Process exit codes of the VMM (also documented in README.md). */
-export const ExitCode = {
-  Ok: 0,
-  VmmError: 1,
-  BadInput: 2,
-  GuestCrashed: 3,
-} as const;
-
-export interface VmStop {
-  code: number;
-  reason: string;
-}
-
-export interface RamPlacement {
-  gpa: number;
-  size: number;
-  /**
-   * Map the whole placement into one memory slot (default true). A machine
-   * with a legacy memory map (the PC's 640 KiB-1 MiB area) passes false and
-   * maps the pieces itself with `mapMemory`.
-   */
-  mapped?: boolean;
-}
-
-/** Host memory behind guest RAM or a ROM: an anonymous mapping of the addon. */
-export interface HostMemoryBlock {
-  readonly id: number;
-  readonly size: number;
-}
-
-export interface MapMemoryOptions {
-  /** Guest writes exit to the MMIO bus instead (KVM_MEM_READONLY); reads and fetches run from memory. */
-  readonly?: boolean;
-}
-
-export interface KvmVmOptions {
-  cpus: number;
-  cpu: CpuModel;
-  ram: RamPlacement[];
-  log: Logger;
-  /** Spin budgets of the exit hand-off (see native/kvm_vm.cc). */
-  vcpuSpinNs?: number;
-  jsSpinNs?: number;
-}
-
-export interface ExitStats {
-  io: number;
-  mmio: number;
-  other: number;
-  wakeups: number;
-  byPort: Map<number, number>;
-}
-
-const KVM_PIT_SPEAKER_DUMMY = 1;
+export {
+  ExitCode,
+  KVM_IDENTITY_MAP_ADDR,
+  KVM_TSS_ADDR,
+  type ExitStats,
+  type HostMemoryBlock,
+  type KvmVmOptions,
+  type MapMemoryOptions,
+  type RamPlacement,
+  type VmStop,
+} from './kvm-vm-defs.js';
 
 export class KvmVm implements IrqSink {
   readonly addon: Addon;
@@ -363,20 +329,7 @@ export class KvmVm implements IrqSink {
   async describeVcpus(): Promise<string[]> {
     await this.pause();
     try {
-      return this.vcpus.map((v, i) => {
-        const snap = snapshotCpu(v);
-        let mp = -1;
-        try {
-          mp = v.getState('mpstate').readUInt32LE(0);
-        } catch {
-          // reported as unknown below
-        }
-        const mpName =
-          ['runnable', 'uninitialized', 'init-received', 'halted', 'sipi-received'][mp] ?? `${mp}`;
-        return snap
-          ? `vcpu${i}: RIP ${hex(snap.regs.rip)} ${snap.mode} CPL ${snap.cpl} RFLAGS ${hex(snap.regs.rflags)} mp-state ${mpName}`
-          : `vcpu${i}: state unavailable`;
-      });
+      return this.vcpus.map((v, i) => describeVcpu(v, i));
     } finally {
       this.resume();
     }
@@ -585,29 +538,4 @@ export class KvmVm implements IrqSink {
     this.opts.log.error(reason);
     this.stop(code, reason);
   }
-}
-
-/** Kinds of vCPU state a reset restores; sregs (APIC base) before the LAPIC, the MP state last. */
-const RESET_STATE_KINDS: readonly VcpuStateKind[] = [
-  'sregs',
-  'regs',
-  'fpu',
-  'xsave',
-  'xcrs',
-  'lapic',
-  'debugregs',
-  'events',
-  'mpstate',
-];
-
-function captureVcpuState(v: NativeVcpu): Array<[VcpuStateKind, Buffer]> {
-  const out: Array<[VcpuStateKind, Buffer]> = [];
-  for (const kind of RESET_STATE_KINDS) {
-    try {
-      out.push([kind, v.getState(kind)]);
-    } catch {
-      // A kind this host's KVM lacks (XCRs without XSAVE): nothing to restore.
-    }
-  }
-  return out;
 }

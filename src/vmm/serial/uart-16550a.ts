@@ -17,7 +17,6 @@
  * Register and bit names follow the datasheet (and Linux's serial_reg.h).
  */
 import {
-  DeviceStateError,
   expectVersion,
   type AccessSize,
   type Device,
@@ -26,6 +25,54 @@ import {
   type IoHandler,
 } from '../core/device.js';
 import type { CharBackend } from '../chardev/backend.js';
+import {
+  ByteQueue,
+  DEFAULT_DIVISOR,
+  DEFAULT_INPUT_QUEUE_LIMIT,
+  DEFAULT_MODEM_INPUTS,
+  FCR_DMS,
+  FCR_FE,
+  FCR_RFR,
+  FCR_TRIG,
+  FIFO_SIZE,
+  IER_DLM,
+  IER_MASK,
+  IER_MSI,
+  IER_RDI,
+  IER_RLSI,
+  IER_THRI,
+  IIR_CTI,
+  IIR_FCR,
+  IIR_FIFOS,
+  IIR_MSI,
+  IIR_NO_INT,
+  IIR_RDI,
+  IIR_RLSI,
+  IIR_THRI,
+  LCR,
+  LCR_DLAB,
+  LSR,
+  LSR_DR,
+  LSR_ERRORS,
+  LSR_OE,
+  LSR_TEMT,
+  LSR_THRE,
+  MCR,
+  MCR_LOOP,
+  MCR_MASK,
+  MCR_OUT2,
+  MSR,
+  MSR_CTS,
+  MSR_DCD,
+  MSR_DSR,
+  MSR_RI,
+  RBR_THR_DLL,
+  rxTriggerLevels,
+  SCR,
+  loopbackModemLines,
+  modemDeltas,
+  parseUartState,
+} from './uart-16550a-regs.js';
 
 /** Number of I/O ports a 16550A occupies. */
 export const UART_16550A_PORTS = 8;
@@ -45,126 +92,6 @@ export interface Uart16550aOptions {
   backend: CharBackend;
   /** Host input held while the guest does not read (default 1 MiB); beyond it input is dropped. */
   inputQueueLimit?: number;
-}
-
-// Register offsets.
-const RBR_THR_DLL = 0;
-const IER_DLM = 1;
-const IIR_FCR = 2;
-const LCR = 3;
-const MCR = 4;
-const LSR = 5;
-const MSR = 6;
-const SCR = 7;
-
-// IER: the upper four bits are always 0 on a 16550A (Linux's autoconfig checks IER & 0x0F).
-const IER_RDI = 0x01; // ERBFI: received data available
-const IER_THRI = 0x02; // ETBEI: transmitter holding register empty
-const IER_RLSI = 0x04; // ELSI: receiver line status
-const IER_MSI = 0x08; // EDSSI: modem status
-const IER_MASK = 0x0f;
-
-// IIR: bit 0 clear = interrupt pending; bits 1-3 identify it; bits 6-7 set in FIFO mode.
-const IIR_NO_INT = 0x01;
-const IIR_MSI = 0x00;
-const IIR_THRI = 0x02;
-const IIR_RDI = 0x04;
-const IIR_RLSI = 0x06;
-const IIR_CTI = 0x0c; // character timeout indication (FIFO mode only)
-const IIR_FIFOS = 0xc0;
-
-// FCR.
-const FCR_FE = 0x01;
-const FCR_RFR = 0x02;
-const FCR_DMS = 0x08; // DMA mode select: only changes the RXRDY/TXRDY pins, kept for read-back of state
-const FCR_TRIG = 0xc0;
-const rxTriggerLevels = [1, 4, 8, 14] as const;
-
-// LCR.
-const LCR_DLAB = 0x80;
-
-// MCR: bits 5-7 are always 0 on a 16550A.
-const MCR_DTR = 0x01;
-const MCR_RTS = 0x02;
-const MCR_OUT1 = 0x04;
-const MCR_OUT2 = 0x08;
-const MCR_LOOP = 0x10;
-const MCR_MASK = 0x1f;
-
-// LSR.
-const LSR_DR = 0x01;
-const LSR_OE = 0x02;
-const LSR_PE = 0x04;
-const LSR_FE = 0x08;
-const LSR_BI = 0x10;
-const LSR_THRE = 0x20;
-const LSR_TEMT = 0x40;
-const LSR_ERRORS = LSR_OE | LSR_PE | LSR_FE | LSR_BI;
-
-// MSR.
-const MSR_DCTS = 0x01;
-const MSR_DDSR = 0x02;
-const MSR_TERI = 0x04;
-const MSR_DDCD = 0x08;
-const MSR_CTS = 0x10;
-const MSR_DSR = 0x20;
-const MSR_RI = 0x40;
-const MSR_DCD = 0x80;
-const MSR_DELTAS = 0x0f;
-const MSR_LINES = 0xf0;
-
-const FIFO_SIZE = 16;
-const DEFAULT_INPUT_QUEUE_LIMIT = 1024 * 1024;
-
-/**
- * The modem inputs of the virtual cable when not in loopback: CTS, DSR and
- * DCD asserted (a null-modem peer that is always there), RI not. QEMU
- * presents the same lines.
- */
-const DEFAULT_MODEM_INPUTS = MSR_CTS | MSR_DSR | MSR_DCD;
-
-/** Power-on divisor: undefined on the chip; 12 (9600 baud at 1.8432 MHz) here. */
-const DEFAULT_DIVISOR = 12;
-
-/** A FIFO of host bytes stored as the chunks they arrived in. */
-class ByteQueue {
-  private chunks: Uint8Array[] = [];
-  private head = 0;
-  length = 0;
-
-  push(data: Uint8Array): void {
-    if (data.length === 0) return;
-    this.chunks.push(data);
-    this.length += data.length;
-  }
-
-  shift(): number {
-    const c = this.chunks[0]!;
-    const b = c[this.head++]!;
-    this.length--;
-    if (this.head >= c.length) {
-      this.chunks.shift();
-      this.head = 0;
-    }
-    return b;
-  }
-
-  toBytes(): Uint8Array {
-    const out = new Uint8Array(this.length);
-    let o = 0;
-    this.chunks.forEach((c, i) => {
-      const part = i === 0 ? c.subarray(this.head) : c;
-      out.set(part, o);
-      o += part.length;
-    });
-    return out;
-  }
-
-  clear(): void {
-    this.chunks = [];
-    this.head = 0;
-    this.length = 0;
-  }
 }
 
 /** Modem input lines a machine can drive (e.g. DCD when a socket client connects). */
@@ -448,23 +375,11 @@ export class Uart16550a implements Device, IoHandler {
    */
   private modemLines(): number {
     if (!(this.mcr & MCR_LOOP)) return this.modemInputs;
-    let v = 0;
-    if (this.mcr & MCR_RTS) v |= MSR_CTS;
-    if (this.mcr & MCR_DTR) v |= MSR_DSR;
-    if (this.mcr & MCR_OUT1) v |= MSR_RI;
-    if (this.mcr & MCR_OUT2) v |= MSR_DCD;
-    return v;
+    return loopbackModemLines(this.mcr);
   }
 
   private noteModemChange(before: number, after: number): void {
-    const changed = before ^ after;
-    if (changed & MSR_CTS) this.msrDeltas |= MSR_DCTS;
-    if (changed & MSR_DSR) this.msrDeltas |= MSR_DDSR;
-    if (changed & MSR_DCD) this.msrDeltas |= MSR_DDCD;
-    // TERI: "the RI input to the chip has changed from a low to a high
-    // state" (PC16550D, 8.9) - the pin is active low, so this is the trailing edge of a ring:
-    // MSR RI going from 1 to 0.
-    if (before & MSR_RI && !(after & MSR_RI)) this.msrDeltas |= MSR_TERI;
+    this.msrDeltas |= modemDeltas(before, after);
   }
 
   /** Drives the external modem inputs (ignored by the MSR while in loopback, as on the chip). */
@@ -603,41 +518,7 @@ export class Uart16550a implements Device, IoHandler {
 
   loadState(state: DeviceState): void {
     expectVersion(this.name, state, 1);
-    const byte = (key: string, mask = 0xff): number => {
-      const v = state[key];
-      if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > 0xff || (v & ~mask) !== 0) {
-        throw new DeviceStateError(`${this.name}: bad saved ${key}: ${String(v)}`);
-      }
-      return v;
-    };
-    const s = {
-      dll: byte('dll'),
-      dlm: byte('dlm'),
-      ier: byte('ier', IER_MASK),
-      fcr: byte('fcr', FCR_FE | FCR_DMS | FCR_TRIG),
-      lcr: byte('lcr'),
-      mcr: byte('mcr', MCR_MASK),
-      scr: byte('scr'),
-      lsrErrors: byte('lsrErrors', LSR_ERRORS),
-      msrDeltas: byte('msrDeltas', MSR_DELTAS),
-      modemInputs: byte('modemInputs', MSR_LINES),
-      rbr: byte('rbr'),
-    };
-    const thr = state.thrIPending;
-    if (typeof thr !== 'boolean') throw new DeviceStateError(`${this.name}: bad saved thrIPending`);
-    const fifo = state.rxFifo;
-    const cap = s.fcr & FCR_FE ? FIFO_SIZE : 1;
-    if (
-      !Array.isArray(fifo) ||
-      fifo.length > cap ||
-      !fifo.every((b): b is number => typeof b === 'number' && Number.isInteger(b) && b >= 0 && b <= 0xff)
-    ) {
-      throw new DeviceStateError(`${this.name}: bad saved rxFifo`);
-    }
-    const q = state.inputQueue;
-    if (typeof q !== 'string' || !/^[A-Za-z0-9+/]*={0,2}$/.test(q)) {
-      throw new DeviceStateError(`${this.name}: bad saved inputQueue`);
-    }
+    const { thrIPending: thr, rxFifo: fifo, inputQueue: q, ...s } = parseUartState(this.name, state);
     this.dll = s.dll;
     this.dlm = s.dlm;
     this.ier = s.ier;

@@ -1,7 +1,10 @@
 /**
- * virtio-blk (Virtio 1.2 §5.2) on a BlockImage, behind the virtio-pci
- * transport. A request is one descriptor chain (§5.2.6): a 16-byte header
- * (type, reserved, sector) in the device-readable part, then data, and the
+ * virtio-blk (Virtio 1.2 §5.2) on a BlockImage: a VirtioDevice (device.ts)
+ * that knows nothing of PCI; the machine puts it behind the virtio-pci
+ * transport (`new VirtioPciTransport(new VirtioBlk({...}), {...})`).
+ *
+ * A request is one descriptor chain (§5.2.6): a 16-byte header (type,
+ * reserved, sector) in the device-readable part, then data, and the
  * status byte as the last device-writable byte. The framing of the buffers
  * is not relied on (§2.6.4): header, data and status may share or split
  * descriptors.
@@ -19,12 +22,10 @@
  * CONFIG_WCE, LIFETIME and SECURE_ERASE are not offered.
  */
 import { BlockError, type BlockImage } from '../../block/image.js';
-import { bit, VirtioPciDevice, type VirtioPciOptions } from './pci-transport.js';
+import { bit, type VirtioDevice, type VirtioTransport } from './device.js';
 import { ChainError, type Chain, type SplitQueue } from './virtqueue.js';
 
 export const VIRTIO_ID_BLOCK = 2;
-/** PCI class of QEMU's virtio-blk: mass storage, SCSI (a driver looks at the IDs, not this). */
-export const VIRTIO_BLK_PCI_CLASS = 0x010000;
 
 /** Feature bits (§5.2.3). */
 export const VIRTIO_BLK_F_SIZE_MAX = 1;
@@ -84,7 +85,7 @@ const MAX_DWZ_SEGMENTS = 32;
 /** Discard granularity, in sectors (4 KiB). */
 const DISCARD_ALIGNMENT = 8;
 
-export interface VirtioBlkOptions extends VirtioPciOptions {
+export interface VirtioBlkOptions {
   image: BlockImage;
   name?: string;
   /** What GET_ID returns: at most 20 bytes of printable ASCII. Default empty. */
@@ -108,17 +109,25 @@ interface Request {
   epoch: number;
 }
 
-export class VirtioBlk extends VirtioPciDevice {
+export class VirtioBlk implements VirtioDevice {
+  readonly name: string;
+  readonly deviceType = VIRTIO_ID_BLOCK;
+  readonly features: bigint;
+  readonly numQueues: number;
+  readonly queueSize: number;
   readonly image: BlockImage;
   readonly readOnly: boolean;
   private readonly serial: Uint8Array;
   private readonly segMax: number;
   private readonly maxRequestBytes: number;
   private readonly inflight = new Set<Promise<void>>();
+  private queues: readonly SplitQueue[] = [];
+  private transport: VirtioTransport | undefined;
 
   constructor(opts: VirtioBlkOptions) {
-    const numQueues = opts.numQueues ?? 1;
-    const queueSize = opts.queueSize ?? 256;
+    this.name = opts.name ?? 'virtio-blk';
+    this.numQueues = opts.numQueues ?? 1;
+    this.queueSize = opts.queueSize ?? 256;
     const readOnly = (opts.readOnly ?? false) || opts.image.readOnly;
     let features =
       bit(VIRTIO_BLK_F_SEG_MAX) | bit(VIRTIO_BLK_F_BLK_SIZE) | bit(VIRTIO_BLK_F_FLUSH) | bit(VIRTIO_BLK_F_MQ);
@@ -126,17 +135,7 @@ export class VirtioBlk extends VirtioPciDevice {
     // Discard and write-zeroes change the disk: not on a read-only one.
     if ((opts.discard ?? true) && !readOnly) features |= bit(VIRTIO_BLK_F_DISCARD);
     if ((opts.writeZeroes ?? true) && !readOnly) features |= bit(VIRTIO_BLK_F_WRITE_ZEROES);
-    super(
-      {
-        name: opts.name ?? 'virtio-blk',
-        deviceType: VIRTIO_ID_BLOCK,
-        classCode: VIRTIO_BLK_PCI_CLASS,
-        numQueues,
-        queueSize,
-        features,
-      },
-      opts,
-    );
+    this.features = features;
     const serial = opts.serial ?? '';
     if (!/^[\x20-\x7e]*$/.test(serial) || serial.length > VIRTIO_BLK_ID_BYTES) {
       throw new RangeError(
@@ -148,7 +147,7 @@ export class VirtioBlk extends VirtioPciDevice {
     this.image = opts.image;
     this.readOnly = readOnly;
     // QEMU's seg_max: the queue size less the header and status descriptors.
-    this.segMax = Math.max(1, queueSize - 2);
+    this.segMax = Math.max(1, this.queueSize - 2);
     this.maxRequestBytes = opts.maxRequestBytes ?? 64 << 20;
   }
 
@@ -159,23 +158,26 @@ export class VirtioBlk extends VirtioPciDevice {
 
   /** The image changed size: new capacity, config interrupt (§5.2.4). */
   resized(): void {
-    this.configChanged();
+    this.t.configChanged();
   }
 
-  /** Stops the queue notifications; whoever opened the image drains this device and closes it. */
-  override close(): void {
-    super.close();
+  // ---- VirtioDevice ----------------------------------------------------------
+  // No close(): the transport stops the queue notifications; whoever opened
+  // the image drains this device and closes the image.
+
+  attach(queues: readonly SplitQueue[], transport: VirtioTransport): void {
+    if (this.transport) throw new Error(`${this.name}: already attached to a virtio transport`);
+    this.queues = queues;
+    this.transport = transport;
   }
 
-  // ---- transport hooks -----------------------------------------------------
-
-  protected deviceConfig(): Uint8Array {
+  readConfig(): Uint8Array {
     const b = new Uint8Array(BlkCfg.size);
     const v = new DataView(b.buffer);
     v.setBigUint64(BlkCfg.capacity, BigInt(Math.floor(this.image.size / SECTOR_SIZE)), true);
     v.setUint32(BlkCfg.segMax, this.segMax, true);
     v.setUint32(BlkCfg.blkSize, SECTOR_SIZE, true);
-    v.setUint16(BlkCfg.numQueues, this.queues.length, true);
+    v.setUint16(BlkCfg.numQueues, this.numQueues, true);
     v.setUint32(BlkCfg.maxDiscardSectors, MAX_DWZ_SECTORS, true);
     v.setUint32(BlkCfg.maxDiscardSeg, MAX_DWZ_SEGMENTS, true);
     v.setUint32(BlkCfg.discardSectorAlignment, DISCARD_ALIGNMENT, true);
@@ -185,25 +187,35 @@ export class VirtioBlk extends VirtioPciDevice {
     return b;
   }
 
-  protected onQueueNotify(queue: SplitQueue): void {
+  queueNotify(queue: SplitQueue): void {
     // At most one ring's worth per turn, so a driver that keeps adding
     // cannot hold the event loop.
     for (let n = 0; n < queue.size; n++) {
       const chain = queue.pop();
       if (!chain) return;
-      this.start({ queue, chain, epoch: this.epoch });
+      this.start({ queue, chain, epoch: this.t.epoch });
     }
-    if (queue.hasAvailable()) this.kick(queue.index);
+    if (queue.hasAvailable()) this.t.kick(queue.index);
   }
 
-  protected override onStateLoaded(): void {
+  stateLoaded(): void {
     // Requests in flight when the state was saved run again (as QEMU's
     // virtio-blk re-submits its saved request list).
-    if (!this.running) return;
+    if (!this.t.running) return;
     for (const queue of this.queues) {
       if (!queue.active) continue;
-      for (const chain of queue.inflightChains()) this.start({ queue, chain, epoch: this.epoch });
+      for (const chain of queue.inflightChains()) this.start({ queue, chain, epoch: this.t.epoch });
     }
+  }
+
+  /** The transport this device was attached to. */
+  private get t(): VirtioTransport {
+    if (!this.transport) throw new Error(`${this.name}: not attached to a virtio transport`);
+    return this.transport;
+  }
+
+  private guestError(key: string, msg: string): void {
+    this.t.guestError(key, msg);
   }
 
   // ---- requests ------------------------------------------------------------
@@ -212,7 +224,7 @@ export class VirtioBlk extends VirtioPciDevice {
     const p = this.execute(r)
       .catch((e: unknown) => {
         // Only a bug gets here; the request still completes.
-        this.ctx.log.error(`${this.name}: internal error in a request: ${(e as Error).stack ?? e}`);
+        this.t.log.error(`${this.name}: internal error in a request: ${(e as Error).stack ?? e}`);
         this.finish(r, VIRTIO_BLK_S_IOERR, 0);
       })
       .finally(() => this.inflight.delete(p));
@@ -223,7 +235,7 @@ export class VirtioBlk extends VirtioPciDevice {
     const { chain } = r;
     if (chain.writeLength < 1) {
       this.guestError('no-status', `request at descriptor ${chain.head} has no status byte; dropped`);
-      this.complete(r.queue, chain.head, 0, r.epoch);
+      this.t.complete(r.queue, chain.head, 0, r.epoch);
       return;
     }
     if (chain.readLength < HEADER_SIZE) {
@@ -263,7 +275,7 @@ export class VirtioBlk extends VirtioPciDevice {
             break;
           }
           const data = await this.image.read(range, dataIn);
-          if (r.epoch !== this.epoch) return;
+          if (r.epoch !== this.t.epoch) return;
           chain.write(0, data.length === dataIn ? data : data.subarray(0, dataIn));
           written = dataIn;
           status = VIRTIO_BLK_S_OK;
@@ -306,10 +318,7 @@ export class VirtioBlk extends VirtioPciDevice {
       } else if (e instanceof BlockError) {
         this.guestError('io-error', `${this.image.path}: ${e.message}`);
       } else {
-        this.ctx.guestErrors.warn(
-          `${this.name}-io-error`,
-          () => `${this.name}: I/O error: ${(e as Error).message}`,
-        );
+        this.guestError('io-error', `I/O error: ${(e as Error).message}`);
       }
       status = VIRTIO_BLK_S_IOERR;
       written = 0;
@@ -346,7 +355,8 @@ export class VirtioBlk extends VirtioPciDevice {
   private async discardOrZero(r: Request, type: number, dataOut: number): Promise<number> {
     const zero = type === VIRTIO_BLK_T_WRITE_ZEROES;
     const what = zero ? 'write-zeroes' : 'discard';
-    if (!this.hasFeature(zero ? VIRTIO_BLK_F_WRITE_ZEROES : VIRTIO_BLK_F_DISCARD)) return VIRTIO_BLK_S_UNSUPP;
+    if (!this.t.hasFeature(zero ? VIRTIO_BLK_F_WRITE_ZEROES : VIRTIO_BLK_F_DISCARD))
+      return VIRTIO_BLK_S_UNSUPP;
     if (this.readOnly) return VIRTIO_BLK_S_IOERR;
     const n = dataOut / DWZ_SEGMENT_SIZE;
     if (!Number.isInteger(n) || n < 1 || n > MAX_DWZ_SEGMENTS) {
@@ -382,7 +392,7 @@ export class VirtioBlk extends VirtioPciDevice {
 
   /** Writes the status byte and returns the chain, unless the device was reset meanwhile. */
   private finish(r: Request, status: number, written: number): void {
-    if (r.epoch !== this.epoch) return;
+    if (r.epoch !== this.t.epoch) return;
     const { chain } = r;
     try {
       chain.write(chain.writeLength - 1, Uint8Array.of(status));
@@ -391,9 +401,9 @@ export class VirtioBlk extends VirtioPciDevice {
         'bad-buffer',
         `request at descriptor ${chain.head}: status byte: ${(e as Error).message}`,
       );
-      this.complete(r.queue, chain.head, 0, r.epoch);
+      this.t.complete(r.queue, chain.head, 0, r.epoch);
       return;
     }
-    this.complete(r.queue, chain.head, written + 1, r.epoch);
+    this.t.complete(r.queue, chain.head, written + 1, r.epoch);
   }
 }

@@ -14,44 +14,45 @@
  *   a VIRTIO_PCI_CAP_PCI_CFG capability (§4.1.4.9): a window into BAR4
  *     through config space, for firmware that cannot reach the BAR
  *
- * Device models (virtio-blk, later net, console, ...) extend
- * VirtioPciDevice: they declare queues, feature bits and a config blob,
- * and get `onQueueNotify` calls on the event loop. The transport owns the
- * status state machine (§2.1, §3.1), feature negotiation (§2.2: VERSION_1
- * is required; ACCESS_PLATFORM and RING_PACKED are never offered), resets,
- * interrupts (MSI-X through an MsiSink, else INTx + ISR) and queue
- * notifications: through a KVM ioeventfd on the notify address while the
- * BAR decodes (no vCPU exit; IoEventHost), else the MMIO write path.
+ * A VirtioPciTransport holds a device model (a VirtioDevice, device.ts:
+ * virtio-blk, later net, console, ...), which knows nothing of PCI: it
+ * declares queues, feature bits and a config blob, and gets `queueNotify`
+ * calls on the event loop. The transport owns the queues, the status
+ * state machine (§2.1, §3.1; the common configuration registers are in
+ * pci-common-config.ts), feature negotiation (§2.2: VERSION_1 is
+ * required; ACCESS_PLATFORM and RING_PACKED are never offered), resets,
+ * interrupts (MSI-X through an MsiSink, else INTx + ISR), saved state
+ * (pci-transport-state.ts) and queue notifications: through a KVM
+ * ioeventfd on the notify address while the BAR decodes (no vCPU exit;
+ * IoEventHost), else the MMIO write path.
  *
  * A driver that breaks a ring gets DEVICE_NEEDS_RESET (§2.1.2) and a
  * configuration interrupt; nothing a guest writes makes this code throw.
  */
 import type { AccessSize, DeviceContext, IoHandler } from '../core/device.js';
 import { DeviceStateError } from '../core/device.js';
+import type { Logger } from '../core/log.js';
 import type { GuestMemory } from '../core/memory.js';
 import { PCI_CAP_ID_VENDOR, PCI_COMMAND_MEMORY } from '../pci/config-space.js';
 import { PciDevice } from '../pci/device.js';
 import type { MsiSink } from '../pci/msi.js';
 import { msixBarLayout } from '../pci/msix.js';
-import { SplitQueue, VIRTIO_MSI_NO_VECTOR, VirtqueueError, type VirtqueueState } from './virtqueue.js';
-
-// ---- feature bits (§6) -------------------------------------------------------
-export const VIRTIO_F_INDIRECT_DESC = 28;
-export const VIRTIO_F_EVENT_IDX = 29;
-export const VIRTIO_F_VERSION_1 = 32;
-export const VIRTIO_F_ACCESS_PLATFORM = 33;
-export const VIRTIO_F_RING_PACKED = 34;
-
-/** A feature bit as a mask. */
-export const bit = (n: number): bigint => 1n << BigInt(n);
-
-// ---- device status (§2.1) ----------------------------------------------------
-export const VIRTIO_STATUS_ACKNOWLEDGE = 1;
-export const VIRTIO_STATUS_DRIVER = 2;
-export const VIRTIO_STATUS_DRIVER_OK = 4;
-export const VIRTIO_STATUS_FEATURES_OK = 8;
-export const VIRTIO_STATUS_NEEDS_RESET = 0x40;
-export const VIRTIO_STATUS_FAILED = 0x80;
+import {
+  bit,
+  VIRTIO_F_ACCESS_PLATFORM,
+  VIRTIO_F_EVENT_IDX,
+  VIRTIO_F_INDIRECT_DESC,
+  VIRTIO_F_RING_PACKED,
+  VIRTIO_F_VERSION_1,
+  VIRTIO_STATUS_DRIVER_OK,
+  VIRTIO_STATUS_FAILED,
+  VIRTIO_STATUS_NEEDS_RESET,
+  type VirtioDevice,
+  type VirtioTransport,
+} from './device.js';
+import { VirtioPciCommonConfig } from './pci-common-config.js';
+import { checkTransportState, restoreCommonConfig, saveTransportState } from './pci-transport-state.js';
+import { SplitQueue, VIRTIO_MSI_NO_VECTOR, VirtqueueError } from './virtqueue.js';
 
 // ---- PCI capabilities (§4.1.4) -------------------------------------------------
 export const VIRTIO_PCI_CAP_COMMON_CFG = 1;
@@ -81,28 +82,12 @@ export const VIRTIO_BAR_SIZE = 0x4000;
 /** Bytes between two queues' notify addresses (notify_off_multiplier). */
 export const NOTIFY_OFF_MULTIPLIER = 4;
 
-/** Common configuration registers (§4.1.4.3). */
-export const CommonCfg = {
-  deviceFeatureSelect: 0x00,
-  deviceFeature: 0x04,
-  driverFeatureSelect: 0x08,
-  driverFeature: 0x0c,
-  configMsixVector: 0x10,
-  numQueues: 0x12,
-  deviceStatus: 0x14,
-  configGeneration: 0x15,
-  queueSelect: 0x16,
-  queueSize: 0x18,
-  queueMsixVector: 0x1a,
-  queueEnable: 0x1c,
-  queueNotifyOff: 0x1e,
-  queueDesc: 0x20,
-  queueDriver: 0x28,
-  queueDevice: 0x30,
-  queueNotifyData: 0x38,
-  queueReset: 0x3a,
-} as const;
-const COMMON_CFG_SIZE = 0x3c;
+/** PCI class codes by virtio device type, as QEMU's (a driver looks at the IDs, not this). */
+const VIRTIO_PCI_CLASS = new Map<number, number>([
+  [2, 0x010000], // block: mass storage, SCSI
+]);
+/** The class of other device types: unclassified. */
+const VIRTIO_PCI_CLASS_OTHER = 0xff0000;
 
 /** Catches guest writes to a notify address without a vCPU exit (KVM ioeventfd + FdWatcher; ioevent.ts). */
 export interface IoEventHost {
@@ -124,60 +109,30 @@ export interface VirtioPciOptions {
   ioEvents?: IoEventHost;
   /** Runs queue work later on the event loop (default setImmediate): never inside a vCPU exit. */
   defer?: (fn: () => void) => void;
+  /** PCI class code; default by device type (as QEMU's), else 0xff0000. */
+  classCode?: number;
 }
 
-export interface VirtioDeviceSpec {
-  name: string;
-  /** Virtio device ID (§5): 1 net, 2 block, 3 console, ... */
-  deviceType: number;
-  classCode: number;
-  numQueues: number;
-  /** Largest queue size (a power of two). */
-  queueSize: number;
-  /** Device-specific feature bits offered (the transport adds its own). */
-  features: bigint;
-}
-
-/** What the transport saves besides config space and MSI-X. */
-interface TransportState {
-  driverFeatures: string;
-  deviceFeatureSelect: number;
-  driverFeatureSelect: number;
-  status: number;
-  configGeneration: number;
-  configVector: number;
-  queueSelect: number;
-  isr: number;
-  queues: VirtqueueState[];
-}
-
-interface Field {
-  off: number;
-  size: 1 | 2 | 4;
-  get(): number;
-  set?(v: number): void;
-}
-
-const TWO32 = 0x1_0000_0000;
 const hex = (n: number | bigint) => `0x${n.toString(16)}`;
 
-export abstract class VirtioPciDevice extends PciDevice {
+/**
+ * A virtio device on PCI: `new VirtioPciTransport(new VirtioBlk({...}), {...})`.
+ * The transport is the machine's Device (name, reset, saved state, close);
+ * the device model is `device`.
+ */
+export class VirtioPciTransport<D extends VirtioDevice = VirtioDevice>
+  extends PciDevice
+  implements VirtioTransport
+{
   readonly queues: SplitQueue[];
   /** Every feature bit the device offers. */
   readonly offeredFeatures: bigint;
-  protected readonly ctx: DeviceContext;
-  protected readonly mem: GuestMemory;
-  private driverFeatures = 0n;
-  private deviceFeatureSelect = 0;
-  private driverFeatureSelect = 0;
-  private statusReg = 0;
-  private configGen = 0;
-  private configVector = VIRTIO_MSI_NO_VECTOR;
-  private queueSelect = 0;
+  private readonly ctx: DeviceContext;
+  private readonly mem: GuestMemory;
+  private readonly common: VirtioPciCommonConfig;
   private isr = 0;
   /** Bumped by every reset: work started before it must not touch the guest. */
   private epochNo = 0;
-  private readonly commonFields: Field[];
   private readonly ioEvents: IoEventHost | undefined;
   private readonly defer: (fn: () => void) => void;
   /** Queue index -> active ioeventfd (address, stop). */
@@ -190,37 +145,41 @@ export abstract class VirtioPciDevice extends PciDevice {
   private closed = false;
   private wasMaster = false;
 
-  constructor(spec: VirtioDeviceSpec, opts: VirtioPciOptions) {
-    super(spec.name, {
+  constructor(
+    readonly device: D,
+    opts: VirtioPciOptions,
+  ) {
+    super(device.name, {
       vendorId: VIRTIO_PCI_VENDOR_ID,
-      deviceId: VIRTIO_PCI_DEVICE_ID_BASE + spec.deviceType,
-      classCode: spec.classCode,
+      deviceId: VIRTIO_PCI_DEVICE_ID_BASE + device.deviceType,
+      classCode: opts.classCode ?? VIRTIO_PCI_CLASS.get(device.deviceType) ?? VIRTIO_PCI_CLASS_OTHER,
       revision: 1,
       subsystemVendorId: VIRTIO_PCI_VENDOR_ID,
       subsystemId: VIRTIO_PCI_SUBSYSTEM_ID,
       interruptPin: 1,
     });
-    if (!Number.isInteger(spec.numQueues) || spec.numQueues < 1 || spec.numQueues > 1024) {
-      throw new RangeError(`${spec.name}: bad number of queues ${spec.numQueues}`);
+    const numQueues = device.numQueues;
+    if (!Number.isInteger(numQueues) || numQueues < 1 || numQueues > 1024) {
+      throw new RangeError(`${device.name}: bad number of queues ${numQueues}`);
     }
     this.ctx = opts.ctx;
     this.mem = opts.mem;
     this.ioEvents = opts.ioEvents;
     this.defer = opts.defer ?? ((fn) => void setImmediate(fn));
     this.queues = [];
-    for (let i = 0; i < spec.numQueues; i++) {
-      const q = new SplitQueue(i, spec.queueSize);
+    for (let i = 0; i < numQueues; i++) {
+      const q = new SplitQueue(i, device.queueSize);
       q.onGuestError = (msg) => this.guestError('chain', msg);
       this.queues.push(q);
     }
     this.offeredFeatures =
-      spec.features | bit(VIRTIO_F_VERSION_1) | bit(VIRTIO_F_INDIRECT_DESC) | bit(VIRTIO_F_EVENT_IDX);
+      device.features | bit(VIRTIO_F_VERSION_1) | bit(VIRTIO_F_INDIRECT_DESC) | bit(VIRTIO_F_EVENT_IDX);
     if (this.offeredFeatures & (bit(VIRTIO_F_ACCESS_PLATFORM) | bit(VIRTIO_F_RING_PACKED))) {
-      throw new RangeError(`${spec.name}: ACCESS_PLATFORM and RING_PACKED are not implemented`);
+      throw new RangeError(`${device.name}: ACCESS_PLATFORM and RING_PACKED are not implemented`);
     }
 
     // MSI-X first (as QEMU), then the virtio capabilities.
-    const vectors = spec.numQueues + 1;
+    const vectors = numQueues + 1;
     const layout = msixBarLayout(vectors);
     const msix = this.addMsix(
       {
@@ -256,53 +215,32 @@ export abstract class VirtioPciDevice extends PciDevice {
     this.config.setWmask(cfg + 8, 4, 0xffffffff);
     this.config.setWmask(cfg + 12, 4, 0xffffffff);
     this.pciCfgCap = cfg;
-    this.commonFields = this.buildCommonFields();
+    this.common = new VirtioPciCommonConfig({
+      queues: this.queues,
+      offeredFeatures: this.offeredFeatures,
+      msixVectors: msix.vectors,
+      guestError: (key, msg) => this.guestError(key, msg),
+      validateFeatures: (f) => this.device.validateFeatures?.(f),
+      resetRequested: () => this.virtioReset(),
+      statusWritten: (old) => this.statusWritten(old),
+      queueEnabled: (q) => this.queueEnabled(q),
+    });
+    device.attach(this.queues, this);
   }
 
-  // ---- for device models ---------------------------------------------------
-
-  /** The driver notified `queue` (on the event loop, DRIVER_OK, bus master on). Pop and handle chains. */
-  protected abstract onQueueNotify(queue: SplitQueue): void;
-
-  /** The device-specific configuration structure as it reads now (little-endian). */
-  protected abstract deviceConfig(): Uint8Array;
-
-  /** A driver write to device configuration; default: ignored with a guest error (read-only fields). */
-  protected writeDeviceConfig(offset: number, size: AccessSize, _value: number): void {
-    this.guestError(
-      'config-write',
-      `${size}-byte write to read-only device configuration at ${hex(offset)} ignored`,
-    );
-  }
-
-  /** Device-specific checks of the features the driver accepted; a reason to refuse FEATURES_OK, or undefined. */
-  protected validateFeatures(_features: bigint): string | undefined {
-    return undefined;
-  }
-
-  /** The device was reset (status 0 or PCI reset): forget requests; their completions carry an old epoch. */
-  protected onVirtioReset(): void {}
-
-  /** After a state load: re-run what was in flight (`queue.inflightChains()`). */
-  protected onStateLoaded(): void {}
-
-  protected saveVirtioDeviceState(): unknown {
-    return undefined;
-  }
-
-  protected loadVirtioDeviceState(_state: unknown): void {}
+  // ---- VirtioTransport: for the device model ------------------------------
 
   /** Features both sides agreed on (valid once FEATURES_OK is set). */
   get negotiatedFeatures(): bigint {
-    return this.driverFeatures;
+    return this.common.driverFeatures;
   }
 
   hasFeature(n: number): boolean {
-    return (this.driverFeatures & bit(n)) !== 0n;
+    return (this.common.driverFeatures & bit(n)) !== 0n;
   }
 
   get status(): number {
-    return this.statusReg;
+    return this.common.status;
   }
 
   /** Changes at every reset; capture it when starting work and pass it to `complete`. */
@@ -310,11 +248,15 @@ export abstract class VirtioPciDevice extends PciDevice {
     return this.epochNo;
   }
 
+  get log(): Logger {
+    return this.ctx.log;
+  }
+
   /**
    * Returns a chain to the driver (used ring, in call order) unless the
    * device was reset since `epoch`; interrupts are batched per queue.
    */
-  protected complete(queue: SplitQueue, head: number, written: number, epoch: number): void {
+  complete(queue: SplitQueue, head: number, written: number, epoch: number): void {
     if (epoch !== this.epochNo || !queue.active) return;
     queue.push(head, written);
     this.interruptsDue.add(queue.index);
@@ -325,40 +267,42 @@ export abstract class VirtioPciDevice extends PciDevice {
   }
 
   /** Device configuration changed (§4.1.4.3: config_generation; §4.1.5.2: interrupt). */
-  protected configChanged(): void {
-    this.configGen = (this.configGen + 1) & 0xff;
-    if (this.statusReg & VIRTIO_STATUS_DRIVER_OK) this.raise(this.configVector, VIRTIO_ISR_CONFIG);
+  configChanged(): void {
+    const c = this.common;
+    c.configGeneration = (c.configGeneration + 1) & 0xff;
+    if (c.status & VIRTIO_STATUS_DRIVER_OK) this.raise(c.configVector, VIRTIO_ISR_CONFIG);
   }
 
   /**
    * A fatal guest error (§2.1.2): DEVICE_NEEDS_RESET is set, queues stop,
    * and a driver past DRIVER_OK gets a configuration interrupt.
    */
-  protected needsReset(reason: string): void {
+  needsReset(reason: string): void {
     this.guestError('needs-reset', `${reason}; device needs a reset`);
-    if (this.statusReg & VIRTIO_STATUS_NEEDS_RESET) return;
-    this.statusReg |= VIRTIO_STATUS_NEEDS_RESET;
+    const c = this.common;
+    if (c.status & VIRTIO_STATUS_NEEDS_RESET) return;
+    c.status |= VIRTIO_STATUS_NEEDS_RESET;
     this.syncIoEvents();
-    if (this.statusReg & VIRTIO_STATUS_DRIVER_OK) this.raise(this.configVector, VIRTIO_ISR_CONFIG);
+    if (c.status & VIRTIO_STATUS_DRIVER_OK) this.raise(c.configVector, VIRTIO_ISR_CONFIG);
   }
 
   /** A rate-limited complaint about the guest. */
-  protected guestError(key: string, msg: string): void {
+  guestError(key: string, msg: string): void {
     this.ctx.guestErrors.warn(`${this.name}-${key}`, () => `${this.name}: ${msg}`);
   }
 
   /** Whether queues may be processed now (§3.1.1: not before DRIVER_OK; DMA needs bus mastering). */
-  protected get running(): boolean {
+  get running(): boolean {
     return (
       !this.closed &&
-      (this.statusReg & (VIRTIO_STATUS_DRIVER_OK | VIRTIO_STATUS_NEEDS_RESET | VIRTIO_STATUS_FAILED)) ===
+      (this.common.status & (VIRTIO_STATUS_DRIVER_OK | VIRTIO_STATUS_NEEDS_RESET | VIRTIO_STATUS_FAILED)) ===
         VIRTIO_STATUS_DRIVER_OK &&
       this.busMasterEnabled
     );
   }
 
-  /** Asks for `onQueueNotify(queue)` on the event loop (coalesced). */
-  protected kick(index: number): void {
+  /** Asks for `queueNotify(queue)` on the event loop (coalesced). */
+  kick(index: number): void {
     this.kicked.add(index);
     if (this.kickScheduled) return;
     this.kickScheduled = true;
@@ -367,10 +311,11 @@ export abstract class VirtioPciDevice extends PciDevice {
 
   // ---- Device --------------------------------------------------------------
 
-  /** Stops ioeventfds and queue work; the device model releases its own resources. */
+  /** Stops ioeventfds and queue work, then closes the device model (which releases its own resources). */
   close(): void {
     this.closed = true;
     this.syncIoEvents();
+    this.device.close?.();
   }
 
   override detach(): void {
@@ -408,74 +353,34 @@ export abstract class VirtioPciDevice extends PciDevice {
   }
 
   protected override saveDeviceState(): unknown {
-    const t: TransportState = {
-      driverFeatures: this.driverFeatures.toString(16),
-      deviceFeatureSelect: this.deviceFeatureSelect,
-      driverFeatureSelect: this.driverFeatureSelect,
-      status: this.statusReg,
-      configGeneration: this.configGen,
-      configVector: this.configVector,
-      queueSelect: this.queueSelect,
-      isr: this.isr,
-      queues: this.queues.map((q) => q.saveState()),
-    };
-    const device = this.saveVirtioDeviceState();
-    return device === undefined ? { transport: t } : { transport: t, device };
+    return saveTransportState(this.common, this.isr, this.queues, this.device.saveState?.());
   }
 
   protected override loadDeviceState(state: unknown): void {
-    const s = state as { transport?: Partial<TransportState>; device?: unknown } | undefined;
-    const t = s?.transport;
-    const u = (v: unknown, max: number) => Number.isInteger(v) && (v as number) >= 0 && (v as number) <= max;
-    if (
-      !t ||
-      typeof t.driverFeatures !== 'string' ||
-      !/^[0-9a-f]{1,16}$/.test(t.driverFeatures) ||
-      !u(t.deviceFeatureSelect, 0xffffffff) ||
-      !u(t.driverFeatureSelect, 0xffffffff) ||
-      !u(t.status, 0xff) ||
-      !u(t.configGeneration, 0xff) ||
-      !u(t.configVector, 0xffff) ||
-      !u(t.queueSelect, 0xffff) ||
-      !u(t.isr, 3) ||
-      !Array.isArray(t.queues) ||
-      t.queues.length !== this.queues.length
-    ) {
-      throw new DeviceStateError(`${this.name}: bad virtio transport state`);
-    }
-    const features = BigInt(`0x${t.driverFeatures}`);
-    if (features & ~this.offeredFeatures) {
-      throw new DeviceStateError(`${this.name}: saved features ${hex(features)} were not offered`);
-    }
+    const s = checkTransportState(state, this.name, this.queues.length, this.offeredFeatures);
     this.virtioReset();
     try {
-      this.queues.forEach((q, i) => q.loadState(t.queues![i]!));
+      this.queues.forEach((q, i) => q.loadState(s.transport.queues[i]!));
     } catch (e) {
       this.virtioReset();
       throw new DeviceStateError(`${this.name}: ${(e as Error).message}`);
     }
-    this.driverFeatures = features;
-    this.deviceFeatureSelect = t.deviceFeatureSelect!;
-    this.driverFeatureSelect = t.driverFeatureSelect!;
-    this.statusReg = t.status!;
-    this.configGen = t.configGeneration!;
-    this.configVector = t.configVector!;
-    this.queueSelect = t.queueSelect!;
-    this.isr = t.isr!;
+    restoreCommonConfig(this.common, s);
+    this.isr = s.transport.isr;
     // virtioReset above lowered INTx; a pending ISR keeps it asserted.
     if (this.isr) this.setIntx(true);
-    this.loadVirtioDeviceState(s.device);
+    this.device.loadState?.(s.device);
     this.wasMaster = this.busMasterEnabled;
     for (const q of this.queues) if (q.ready) this.activate(q);
     this.syncIoEvents();
-    this.onStateLoaded();
+    this.device.stateLoaded?.();
     if (this.running) for (const q of this.queues) if (q.active) this.kick(q.index);
   }
 
   // ---- BAR4 ----------------------------------------------------------------
 
   private barRead(o: number, size: AccessSize): number {
-    if (o < ISR_CFG_OFFSET) return this.commonRead(o - COMMON_CFG_OFFSET, size);
+    if (o < ISR_CFG_OFFSET) return this.common.read(o - COMMON_CFG_OFFSET, size);
     if (o < DEVICE_CFG_OFFSET) {
       if (o !== ISR_CFG_OFFSET) return 0;
       // §4.1.4.5.1: reading clears the ISR and de-asserts INTx.
@@ -485,7 +390,7 @@ export abstract class VirtioPciDevice extends PciDevice {
       return v;
     }
     if (o < NOTIFY_CFG_OFFSET) {
-      const cfg = this.deviceConfig();
+      const cfg = this.device.readConfig();
       const off = o - DEVICE_CFG_OFFSET;
       let v = 0;
       for (let i = size - 1; i >= 0; i--) v = v * 256 + (off + i < cfg.length ? cfg[off + i]! : 0);
@@ -495,7 +400,7 @@ export abstract class VirtioPciDevice extends PciDevice {
   }
 
   private barWrite(o: number, size: AccessSize, v: number): void {
-    if (o < ISR_CFG_OFFSET) this.commonWrite(o - COMMON_CFG_OFFSET, size, v);
+    if (o < ISR_CFG_OFFSET) this.common.write(o - COMMON_CFG_OFFSET, size, v);
     else if (o < DEVICE_CFG_OFFSET) this.guestError('isr-write', 'write to the read-only ISR ignored');
     else if (o < NOTIFY_CFG_OFFSET) this.writeDeviceConfig(o - DEVICE_CFG_OFFSET, size, v);
     else {
@@ -508,218 +413,27 @@ export abstract class VirtioPciDevice extends PciDevice {
     }
   }
 
+  /** A driver write to device configuration; ignored with a guest error if the device takes none. */
+  private writeDeviceConfig(offset: number, size: AccessSize, value: number): void {
+    if (this.device.writeConfig) this.device.writeConfig(offset, size, value);
+    else {
+      this.guestError(
+        'config-write',
+        `${size}-byte write to read-only device configuration at ${hex(offset)} ignored`,
+      );
+    }
+  }
+
   private notified(qi: number): void {
     const q = this.queues[qi];
     if (q?.active && this.running) this.kick(qi);
   }
 
-  // ---- common configuration (§4.1.4.3) -----------------------------------
+  // ---- what common configuration writes set in motion --------------------
 
-  private get selected(): SplitQueue | undefined {
-    return this.queues[this.queueSelect];
-  }
-
-  private buildCommonFields(): Field[] {
-    const C = CommonCfg;
-    const q = () => this.selected;
-    /** A queue field writable only while the queue is disabled (§4.1.4.3.2). */
-    const qset = (what: string, fn: (x: SplitQueue, v: number) => void) => (v: number) => {
-      const x = q();
-      if (!x) return;
-      if (x.ready) {
-        this.guestError('queue-write', `queue ${x.index}: ${what} written while enabled; ignored`);
-        return;
-      }
-      fn(x, v);
-    };
-    const addr = (
-      off: number,
-      get: (x: SplitQueue) => number,
-      set: (x: SplitQueue, v: number) => void,
-    ): Field[] => [
-      {
-        off,
-        size: 4,
-        get: () => (q() ? get(q()!) % TWO32 : 0),
-        set: qset('address', (x, v) => set(x, Math.floor(get(x) / TWO32) * TWO32 + v)),
-      },
-      {
-        off: off + 4,
-        size: 4,
-        get: () => (q() ? Math.floor(get(q()!) / TWO32) : 0),
-        // Addresses at or above 2^53 are not guest RAM anyway: clamp, activation refuses them.
-        set: qset('address', (x, v) => set(x, Math.min(v, 0x1f_ffff) * TWO32 + (get(x) % TWO32))),
-      },
-    ];
-    return [
-      {
-        off: C.deviceFeatureSelect,
-        size: 4,
-        get: () => this.deviceFeatureSelect,
-        set: (v) => (this.deviceFeatureSelect = v >>> 0),
-      },
-      {
-        off: C.deviceFeature,
-        size: 4,
-        get: () => this.featureWord(this.offeredFeatures, this.deviceFeatureSelect),
-      },
-      {
-        off: C.driverFeatureSelect,
-        size: 4,
-        get: () => this.driverFeatureSelect,
-        set: (v) => (this.driverFeatureSelect = v >>> 0),
-      },
-      {
-        off: C.driverFeature,
-        size: 4,
-        get: () => this.featureWord(this.driverFeatures, this.driverFeatureSelect),
-        set: (v) => this.writeDriverFeatures(v),
-      },
-      {
-        off: C.configMsixVector,
-        size: 2,
-        get: () => this.configVector,
-        set: (v) => (this.configVector = this.checkVector(v)),
-      },
-      { off: C.numQueues, size: 2, get: () => this.queues.length },
-      { off: C.deviceStatus, size: 1, get: () => this.statusReg, set: (v) => this.writeStatus(v) },
-      { off: C.configGeneration, size: 1, get: () => this.configGen },
-      { off: C.queueSelect, size: 2, get: () => this.queueSelect, set: (v) => (this.queueSelect = v) },
-      {
-        off: C.queueSize,
-        size: 2,
-        // §4.1.4.3.2: 0 for a queue that does not exist.
-        get: () => q()?.size ?? 0,
-        set: qset('queue_size', (x, v) => {
-          if (v < 1 || v > x.maxSize || (v & (v - 1)) !== 0) {
-            this.guestError(
-              'queue-size',
-              `queue ${x.index}: size ${v} is not a power of two up to ${x.maxSize}; ignored`,
-            );
-          } else x.size = v;
-        }),
-      },
-      {
-        off: C.queueMsixVector,
-        size: 2,
-        get: () => q()?.vector ?? VIRTIO_MSI_NO_VECTOR,
-        set: (v) => {
-          const x = q();
-          if (x) x.vector = this.checkVector(v);
-        },
-      },
-      {
-        off: C.queueEnable,
-        size: 2,
-        get: () => (q()?.ready ? 1 : 0),
-        set: (v) => this.writeQueueEnable(v),
-      },
-      { off: C.queueNotifyOff, size: 2, get: () => (q() ? q()!.index : 0) },
-      ...addr(
-        C.queueDesc,
-        (x) => x.desc,
-        (x, v) => (x.desc = v),
-      ),
-      ...addr(
-        C.queueDriver,
-        (x) => x.driver,
-        (x, v) => (x.driver = v),
-      ),
-      ...addr(
-        C.queueDevice,
-        (x) => x.device,
-        (x, v) => (x.device = v),
-      ),
-      // VIRTIO_F_NOTIF_CONFIG_DATA and VIRTIO_F_RING_RESET are not offered.
-      { off: C.queueNotifyData, size: 2, get: () => 0 },
-      { off: C.queueReset, size: 2, get: () => 0 },
-    ];
-  }
-
-  private fieldAt(o: number): Field | undefined {
-    if (o < 0 || o >= COMMON_CFG_SIZE) return undefined;
-    return this.commonFields.find((f) => o >= f.off && o < f.off + f.size);
-  }
-
-  /** Any width at any offset: the bytes are taken from the fields they fall in. */
-  private commonRead(o: number, size: AccessSize): number {
-    const f = this.fieldAt(o);
-    if (f && f.off === o && f.size === size) return f.get() >>> 0;
-    let v = 0;
-    for (let i = size - 1; i >= 0; i--) {
-      const g = this.fieldAt(o + i);
-      v = v * 256 + (g ? (g.get() >>> (8 * (o + i - g.off))) & 0xff : 0);
-    }
-    return v;
-  }
-
-  /** A write of the field's width sets it; narrower or straddling writes merge into each field once. */
-  private commonWrite(o: number, size: AccessSize, value: number): void {
-    const f = this.fieldAt(o);
-    if (f && f.off === o && f.size === size) {
-      if (f.set) f.set(value >>> 0);
-      else this.guestError('common-ro', `write to read-only common configuration at ${hex(o)} ignored`);
-      return;
-    }
-    const touched = new Map<Field, number>();
-    for (let i = 0; i < size; i++) {
-      const g = this.fieldAt(o + i);
-      if (!g?.set) continue;
-      const shift = 8 * (o + i - g.off);
-      const cur = touched.get(g) ?? g.get() >>> 0;
-      const b = (value >>> (8 * i)) & 0xff;
-      touched.set(g, ((cur & ~(0xff << shift)) | (b << shift)) >>> 0);
-    }
-    for (const [g, v] of touched) g.set!(v);
-  }
-
-  private featureWord(features: bigint, select: number): number {
-    if (select > 1) return 0;
-    return Number((features >> BigInt(32 * select)) & 0xffffffffn);
-  }
-
-  private writeDriverFeatures(v: number): void {
-    if (this.statusReg & VIRTIO_STATUS_FEATURES_OK) {
-      this.guestError('features-late', 'driver features written after FEATURES_OK; ignored');
-      return;
-    }
-    const sel = this.driverFeatureSelect;
-    if (sel > 1) {
-      if (v) this.guestError('features-select', `driver feature word ${sel} set to ${hex(v)}; ignored`);
-      return;
-    }
-    const shift = BigInt(32 * sel);
-    this.driverFeatures = (this.driverFeatures & ~(0xffffffffn << shift)) | (BigInt(v >>> 0) << shift);
-  }
-
-  /** §4.1.5.1.2: a vector the device cannot use reads back as NO_VECTOR. */
-  private checkVector(v: number): number {
-    const n = this.msix?.vectors ?? 0;
-    return v < n ? v : VIRTIO_MSI_NO_VECTOR;
-  }
-
-  private writeStatus(v: number): void {
-    v &= 0xff;
-    if (v === 0) {
-      this.virtioReset();
-      return;
-    }
-    const old = this.statusReg;
-    if (v & VIRTIO_STATUS_FEATURES_OK && !(old & VIRTIO_STATUS_FEATURES_OK)) {
-      // §2.2.2 / §3.1.1 step 5: the device refuses feature sets it cannot
-      // support by leaving FEATURES_OK clear.
-      const why = this.checkFeatures(this.driverFeatures);
-      if (why) {
-        this.guestError('features', `driver features ${hex(this.driverFeatures)} refused: ${why}`);
-        v &= ~VIRTIO_STATUS_FEATURES_OK;
-      }
-    }
-    if (v & VIRTIO_STATUS_DRIVER_OK && !(v & VIRTIO_STATUS_FEATURES_OK)) {
-      this.guestError('status', 'DRIVER_OK without FEATURES_OK; ignored');
-      v &= ~VIRTIO_STATUS_DRIVER_OK;
-    }
-    // The driver cannot clear DEVICE_NEEDS_RESET except by a reset.
-    this.statusReg = v | (old & VIRTIO_STATUS_NEEDS_RESET);
+  /** After a device_status write other than 0 (pci-common-config.ts checked and stored it). */
+  private statusWritten(old: number): void {
+    const v = this.common.status;
     if (v & VIRTIO_STATUS_DRIVER_OK && !(old & VIRTIO_STATUS_DRIVER_OK)) {
       this.syncIoEvents();
       // Buffers may have been made available before DRIVER_OK.
@@ -729,30 +443,7 @@ export abstract class VirtioPciDevice extends PciDevice {
     }
   }
 
-  private checkFeatures(f: bigint): string | undefined {
-    const extra = f & ~this.offeredFeatures;
-    if (extra) return `bits ${hex(extra)} were not offered`;
-    if (!(f & bit(VIRTIO_F_VERSION_1))) return 'VIRTIO_F_VERSION_1 is required (no legacy interface)';
-    return this.validateFeatures(f);
-  }
-
-  private writeQueueEnable(v: number): void {
-    const q = this.selected;
-    if (!q) return;
-    if (v !== 1) {
-      // §4.1.4.3.2: the driver MUST NOT write 0 (queue reset is not offered).
-      if (!q.ready) return;
-      this.guestError(
-        'queue-disable',
-        `queue ${q.index}: queue_enable ${v} ignored (only a device reset stops a queue)`,
-      );
-      return;
-    }
-    if (q.ready) return;
-    if (!(this.statusReg & VIRTIO_STATUS_FEATURES_OK)) {
-      this.guestError('queue-early', `queue ${q.index} enabled before FEATURES_OK`);
-    }
-    q.ready = true;
+  private queueEnabled(q: SplitQueue): void {
     this.activate(q);
     this.syncIoEvents();
     if (this.running && q.active) this.kick(q.index);
@@ -773,17 +464,13 @@ export abstract class VirtioPciDevice extends PciDevice {
   private virtioReset(): void {
     this.epochNo++;
     for (const q of this.queues) q.reset();
-    this.driverFeatures = 0n;
-    this.deviceFeatureSelect = this.driverFeatureSelect = 0;
-    this.statusReg = 0;
-    this.configVector = VIRTIO_MSI_NO_VECTOR;
-    this.queueSelect = 0;
+    this.common.reset();
     this.isr = 0;
     this.kicked.clear();
     this.interruptsDue.clear();
     this.setIntx(false);
     this.syncIoEvents();
-    this.onVirtioReset();
+    this.device.reset?.();
   }
 
   // ---- queue work and interrupts ------------------------------------------
@@ -796,7 +483,7 @@ export abstract class VirtioPciDevice extends PciDevice {
       const q = this.queues[i]!;
       if (!q.active || !this.running) continue;
       try {
-        this.onQueueNotify(q);
+        this.device.queueNotify(q);
       } catch (e) {
         if (e instanceof VirtqueueError) this.needsReset(e.message);
         else {

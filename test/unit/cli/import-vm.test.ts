@@ -7,7 +7,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, expect, it } from 'vitest';
-import { defaultVmUuid } from '../../../src/vmm/config/uuid.js';
+import { defaultVmUuid } from '../../../src/platform/uuid.js';
 import { mvctl } from '../../helpers/mvctl.js';
 import { assertBuilt, tempDir } from '../../helpers/mvisor.js';
 

@@ -59,7 +59,7 @@ function spec(lines: string, more = ''): NormalizedVirtualMachineSpec {
 }
 
 /** The config as the VMM loads it (written as YAML next to the VM's other files). */
-function asVmmLoadsIt(cfg: Record<string, unknown>) {
+function asVmmLoadsIt(cfg: object) {
   return parseVmmConfig(stringify(cfg), paths.config);
 }
 

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { BlockError } from '../../../../src/block/image.js';
+import type { DeviceState } from '../../../../src/vmm/core/device.js';
 import {
   BlkCfg,
   VIRTIO_BLK_F_DISCARD,
@@ -20,12 +21,9 @@ import {
   VirtioBlk,
   type VirtioBlkOptions,
 } from '../../../../src/vmm/virtio/blk.js';
-import {
-  CommonCfg,
-  DEVICE_CFG_OFFSET,
-  VIRTIO_F_VERSION_1,
-  bit,
-} from '../../../../src/vmm/virtio/pci-transport.js';
+import { VIRTIO_F_VERSION_1, bit } from '../../../../src/vmm/virtio/device.js';
+import { CommonCfg } from '../../../../src/vmm/virtio/pci-common-config.js';
+import { DEVICE_CFG_OFFSET, VirtioPciTransport } from '../../../../src/vmm/virtio/pci-transport.js';
 import { RecordingSink, fakeCtx } from '../pci/helpers.js';
 import { Driver, FakeImage, guestRam, settle, type Buf } from './helpers.js';
 
@@ -36,14 +34,11 @@ function make(opts: Partial<VirtioBlkOptions> & { size?: number; readOnlyImage?:
   const mem = guestRam();
   const image = opts.image ?? new FakeImage(opts.size ?? MiB, opts.readOnlyImage);
   const sink = new RecordingSink();
-  const dev = new VirtioBlk({
+  const dev = new VirtioPciTransport(new VirtioBlk({ serial: 'MV-DISK-0001', ...opts, image }), {
     ctx,
     mem,
     msi: sink,
     defer: (fn) => fn(),
-    serial: 'MV-DISK-0001',
-    ...opts,
-    image,
   });
   dev.attach({ setIntx: () => {}, remap: () => {} });
   const drv = new Driver(dev, mem);
@@ -384,16 +379,21 @@ describe('virtio-blk', () => {
     a.drv.notify(0);
     await settle();
     await Promise.resolve();
-    const saved = JSON.parse(JSON.stringify(a.dev.saveState())) as ReturnType<VirtioBlk['saveState']>;
+    const saved = JSON.parse(JSON.stringify(a.dev.saveState())) as DeviceState;
     expect(saved.version).toBe(1);
 
     // The same guest memory (restored RAM) and a fresh image view of the disk.
     const { ctx } = fakeCtx();
     const image = new FakeImage(MiB);
-    const b = new VirtioBlk({ ctx, mem: a.mem, msi: new RecordingSink(), defer: (fn) => fn(), image });
+    const b = new VirtioPciTransport(new VirtioBlk({ image }), {
+      ctx,
+      mem: a.mem,
+      msi: new RecordingSink(),
+      defer: (fn) => fn(),
+    });
     b.loadState(saved);
     expect(b.negotiatedFeatures & bit(VIRTIO_F_VERSION_1)).toBeTruthy();
-    await b.drain();
+    await b.device.drain();
     await settle();
     expect(image.ops).toEqual(['write 1024+1024']);
     expect(image.data.subarray(1024, 2048)).toEqual(pattern(1024, 4));
@@ -409,7 +409,7 @@ describe('virtio-blk', () => {
     drv.notify(0);
     await settle();
     let drained = false;
-    void dev.drain().then(() => (drained = true));
+    void dev.device.drain().then(() => (drained = true));
     await settle();
     expect(drained).toBe(false);
     dev.close();

@@ -14,17 +14,19 @@ import {
   PCI_COMMAND_MEMORY,
 } from '../../../../src/vmm/pci/config-space.js';
 import {
-  CommonCfg,
-  NOTIFY_CFG_OFFSET,
-  VIRTIO_BAR,
   VIRTIO_F_VERSION_1,
-  VIRTIO_MSIX_BAR,
   VIRTIO_STATUS_ACKNOWLEDGE,
   VIRTIO_STATUS_DRIVER,
   VIRTIO_STATUS_DRIVER_OK,
   VIRTIO_STATUS_FEATURES_OK,
   bit,
-  type VirtioPciDevice,
+} from '../../../../src/vmm/virtio/device.js';
+import { CommonCfg } from '../../../../src/vmm/virtio/pci-common-config.js';
+import {
+  NOTIFY_CFG_OFFSET,
+  VIRTIO_BAR,
+  VIRTIO_MSIX_BAR,
+  type VirtioPciTransport,
 } from '../../../../src/vmm/virtio/pci-transport.js';
 import {
   VIRTQ_DESC_F_INDIRECT,
@@ -225,7 +227,7 @@ export class Driver extends Rings {
   readonly bar1: IoHandler;
 
   constructor(
-    readonly dev: VirtioPciDevice,
+    readonly dev: VirtioPciTransport,
     mem: GuestMemory,
   ) {
     super(mem);

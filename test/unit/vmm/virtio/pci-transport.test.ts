@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { DeviceStateError } from '../../../../src/vmm/core/device.js';
+import { DeviceStateError, type DeviceState } from '../../../../src/vmm/core/device.js';
 import type { GuestMemory } from '../../../../src/vmm/core/memory.js';
 import {
   PCI_BAR0,
@@ -11,26 +11,29 @@ import {
   PCI_STATUS_INTERRUPT,
 } from '../../../../src/vmm/pci/config-space.js';
 import {
-  CommonCfg,
-  DEVICE_CFG_OFFSET,
-  ISR_CFG_OFFSET,
-  NOTIFY_CFG_OFFSET,
   VIRTIO_F_ACCESS_PLATFORM,
   VIRTIO_F_EVENT_IDX,
   VIRTIO_F_INDIRECT_DESC,
   VIRTIO_F_RING_PACKED,
   VIRTIO_F_VERSION_1,
-  VIRTIO_ISR_CONFIG,
-  VIRTIO_ISR_QUEUE,
   VIRTIO_STATUS_ACKNOWLEDGE,
   VIRTIO_STATUS_DRIVER,
   VIRTIO_STATUS_DRIVER_OK,
   VIRTIO_STATUS_FEATURES_OK,
   VIRTIO_STATUS_NEEDS_RESET,
-  VirtioPciDevice,
   bit,
+  type VirtioDevice,
+  type VirtioTransport,
+} from '../../../../src/vmm/virtio/device.js';
+import { CommonCfg } from '../../../../src/vmm/virtio/pci-common-config.js';
+import {
+  DEVICE_CFG_OFFSET,
+  ISR_CFG_OFFSET,
+  NOTIFY_CFG_OFFSET,
+  VIRTIO_ISR_CONFIG,
+  VIRTIO_ISR_QUEUE,
+  VirtioPciTransport,
   type IoEventHost,
-  type VirtioPciOptions,
 } from '../../../../src/vmm/virtio/pci-transport.js';
 import { VIRTIO_MSI_NO_VECTOR, type Chain, type SplitQueue } from '../../../../src/vmm/virtio/virtqueue.js';
 import { RecordingSink, fakeCtx } from '../pci/helpers.js';
@@ -40,30 +43,29 @@ import { BAR4_BASE, Driver, guestRam, settle } from './helpers.js';
  * A device for transport tests: each chain's readable bytes are copied
  * into its writable part; with `hold` set, chains wait for `finish`.
  */
-class EchoDevice extends VirtioPciDevice {
+class EchoDevice implements VirtioDevice {
+  readonly name = 'echo';
+  readonly deviceType = 42;
+  readonly queueSize = 64;
+  readonly features = bit(3);
   hold = false;
   readonly held: Array<{ q: SplitQueue; c: Chain; epoch: number }> = [];
   resets = 0;
   readonly cfg = Uint8Array.of(0x11, 0x22, 0x33, 0x44, 0x55);
+  private queues: readonly SplitQueue[] = [];
+  private t!: VirtioTransport;
 
-  constructor(opts: VirtioPciOptions, queues = 2) {
-    super(
-      {
-        name: 'echo',
-        deviceType: 42,
-        classCode: 0xff0000,
-        numQueues: queues,
-        queueSize: 64,
-        features: bit(3),
-      },
-      opts,
-    );
+  constructor(readonly numQueues = 2) {}
+
+  attach(queues: readonly SplitQueue[], transport: VirtioTransport): void {
+    this.queues = queues;
+    this.t = transport;
   }
 
-  protected onQueueNotify(q: SplitQueue): void {
+  queueNotify(q: SplitQueue): void {
     for (let c = q.pop(); c; c = q.pop()) {
-      if (this.hold) this.held.push({ q, c, epoch: this.epoch });
-      else this.echo(q, c, this.epoch);
+      if (this.hold) this.held.push({ q, c, epoch: this.t.epoch });
+      else this.echo(q, c, this.t.epoch);
     }
   }
 
@@ -74,33 +76,33 @@ class EchoDevice extends VirtioPciDevice {
 
   private echo(q: SplitQueue, c: Chain, epoch: number): void {
     const n = Math.min(c.readLength, c.writeLength);
-    if (epoch === this.epoch) c.write(0, c.read(0, n));
-    this.complete(q, c.head, n, epoch);
+    if (epoch === this.t.epoch) c.write(0, c.read(0, n));
+    this.t.complete(q, c.head, n, epoch);
   }
 
-  protected deviceConfig(): Uint8Array {
+  readConfig(): Uint8Array {
     return this.cfg;
   }
 
-  protected override onVirtioReset(): void {
+  reset(): void {
     this.resets++;
   }
 
-  protected override onStateLoaded(): void {
+  stateLoaded(): void {
     for (const q of this.queues)
-      if (q.active) for (const c of q.inflightChains()) this.echo(q, c, this.epoch);
+      if (q.active) for (const c of q.inflightChains()) this.echo(q, c, this.t.epoch);
   }
 
-  protected override validateFeatures(f: bigint): string | undefined {
+  validateFeatures(f: bigint): string | undefined {
     return f & bit(3) ? undefined : 'feature 3 is required by this device';
   }
 
   bumpConfig(): void {
-    this.configChanged();
+    this.t.configChanged();
   }
 
   breakIt(): void {
-    this.needsReset('test');
+    this.t.needsReset('test');
   }
 }
 
@@ -127,14 +129,18 @@ function make(opts: { queues?: number; mem?: GuestMemory; ioEvents?: IoEventHost
   const { ctx, log, irqs } = fakeCtx();
   const mem = opts.mem ?? guestRam();
   const sink = new RecordingSink();
-  const dev = new EchoDevice(
-    { ctx, mem, msi: sink, ioEvents: opts.ioEvents, defer: (fn) => fn() },
-    opts.queues,
-  );
+  const echo = new EchoDevice(opts.queues);
+  const dev = new VirtioPciTransport(echo, {
+    ctx,
+    mem,
+    msi: sink,
+    ioEvents: opts.ioEvents,
+    defer: (fn) => fn(),
+  });
   const intx: boolean[] = [];
   dev.attach({ setIntx: (l) => intx.push(l), remap: () => {} });
   const drv = new Driver(dev, mem);
-  return { dev, drv, mem, sink, log, irqs, intx };
+  return { dev, echo, drv, mem, sink, log, irqs, intx };
 }
 
 const ALL = () => bit(VIRTIO_F_VERSION_1) | bit(VIRTIO_F_INDIRECT_DESC) | bit(VIRTIO_F_EVENT_IDX) | bit(3);
@@ -198,16 +204,16 @@ describe('virtio-pci transport', () => {
   });
 
   it('DRIVER_OK needs FEATURES_OK; status 0 resets features, queues and vectors', () => {
-    const { drv, dev } = make();
+    const { drv, dev, echo } = make();
     drv.enablePci();
     drv.status = VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER | VIRTIO_STATUS_DRIVER_OK;
     expect(drv.status & VIRTIO_STATUS_DRIVER_OK).toBe(0);
     drv.bringUp({ features: ALL() });
     drv.write(CommonCfg.configMsixVector, 2, 2);
     expect(drv.status).toBe(15);
-    const resets = dev.resets;
+    const resets = echo.resets;
     drv.status = 0;
-    expect(dev.resets).toBe(resets + 1);
+    expect(echo.resets).toBe(resets + 1);
     expect(drv.status).toBe(0);
     expect(dev.negotiatedFeatures).toBe(0n);
     expect(drv.read(CommonCfg.configMsixVector, 2)).toBe(VIRTIO_MSI_NO_VECTOR);
@@ -282,7 +288,7 @@ describe('virtio-pci transport', () => {
   });
 
   it('interrupts through INTx and the ISR when MSI-X is off; reading the ISR clears it', async () => {
-    const { drv, dev, intx, sink } = make();
+    const { drv, dev, echo, intx, sink } = make();
     drv.bringUp();
     drv.addChain(0, [{ addr: drv.alloc(4), len: 4, write: true }]);
     drv.notify(0);
@@ -292,14 +298,14 @@ describe('virtio-pci transport', () => {
     expect(drv.read(ISR_CFG_OFFSET, 1)).toBe(VIRTIO_ISR_QUEUE);
     expect(intx).toEqual([true, false]);
     expect(drv.read(ISR_CFG_OFFSET, 1)).toBe(0);
-    dev.bumpConfig();
+    echo.bumpConfig();
     expect(drv.read(CommonCfg.configGeneration, 1)).toBe(1);
     expect(drv.read(ISR_CFG_OFFSET, 1)).toBe(VIRTIO_ISR_CONFIG);
     expect(sink.messages).toEqual([]);
   });
 
   it('interrupts through MSI-X: per-queue vectors, config vector, NO_VECTOR is silent', async () => {
-    const { drv, dev, intx, sink } = make();
+    const { drv, echo, intx, sink } = make();
     drv.enablePci();
     drv.enableMsix(3);
     drv.negotiate();
@@ -314,33 +320,33 @@ describe('virtio-pci transport', () => {
     await settle();
     expect(drv.takeUsed(1)).toHaveLength(1);
     expect(sink.messages).toEqual([[0xfee00000, 0, 0x40]]);
-    dev.bumpConfig();
+    echo.bumpConfig();
     expect(sink.messages[1]).toEqual([0xfee00020, 0, 0x42]);
     expect(intx).toEqual([]);
   });
 
   it('batches interrupts: one per queue per turn, suppressed by EVENT_IDX used_event', async () => {
-    const { drv, dev, intx } = make();
+    const { drv, echo, intx } = make();
     drv.bringUp();
-    dev.hold = true;
+    echo.hold = true;
     for (let i = 0; i < 3; i++) drv.addChain(0, [{ addr: drv.alloc(4), len: 4, write: true }]);
     drv.notify(0);
     await settle();
     expect(drv.availEvent(0)).toBe(3);
     drv.setUsedEvent(0, 0xffff); // not before the used index wraps
-    dev.finish();
-    dev.finish();
+    echo.finish();
+    echo.finish();
     await settle();
     expect(intx).toEqual([true]); // the first decision always interrupts
     drv.read(ISR_CFG_OFFSET, 1);
-    dev.finish();
+    echo.finish();
     await settle();
     expect(intx).toEqual([true, false]);
     expect(drv.takeUsed(0)).toHaveLength(3);
   });
 
   it('a broken ring sets DEVICE_NEEDS_RESET with a config interrupt and stops the queues', async () => {
-    const { drv, dev, log } = make();
+    const { drv, echo, log } = make();
     drv.bringUp();
     drv.setAvailIdx(0, 1000);
     drv.notify(0);
@@ -353,7 +359,7 @@ describe('virtio-pci transport', () => {
     expect(drv.status & VIRTIO_STATUS_NEEDS_RESET).toBeTruthy();
     drv.bringUp();
     expect(drv.status).toBe(15);
-    dev.breakIt();
+    echo.breakIt();
     expect(drv.status & VIRTIO_STATUS_NEEDS_RESET).toBeTruthy();
   });
 
@@ -368,9 +374,9 @@ describe('virtio-pci transport', () => {
   });
 
   it('reset mid-flight: completions of the old epoch touch neither memory nor the used ring', async () => {
-    const { drv, dev, intx } = make();
+    const { drv, echo, intx } = make();
     drv.bringUp();
-    dev.hold = true;
+    echo.hold = true;
     const dst = drv.alloc(4);
     drv.addChain(0, [
       { addr: drv.put([9, 9, 9, 9]), len: 4 },
@@ -378,9 +384,9 @@ describe('virtio-pci transport', () => {
     ]);
     drv.notify(0);
     await settle();
-    expect(dev.held).toHaveLength(1);
+    expect(echo.held).toHaveLength(1);
     drv.status = 0;
-    dev.finish();
+    echo.finish();
     await settle();
     expect(Array.from(drv.mem.read(dst, 4))).toEqual([0, 0, 0, 0]);
     expect(drv.usedIdx(0)).toBe(0);
@@ -465,7 +471,7 @@ describe('virtio-pci transport', () => {
     const a = make();
     a.drv.bringUp({ queues: 2 });
     a.drv.write(CommonCfg.queueSelect, 2, 1);
-    a.dev.hold = true;
+    a.echo.hold = true;
     const dst = a.drv.alloc(4);
     const head = a.drv.addChain(0, [
       { addr: a.drv.put([5, 6, 7, 8]), len: 4 },
@@ -473,7 +479,7 @@ describe('virtio-pci transport', () => {
     ]);
     a.drv.notify(0);
     await settle();
-    const saved = JSON.parse(JSON.stringify(a.dev.saveState())) as ReturnType<EchoDevice['saveState']>;
+    const saved = JSON.parse(JSON.stringify(a.dev.saveState())) as DeviceState;
     expect(saved.version).toBe(1);
 
     const b = make({ mem: a.mem });
@@ -493,9 +499,9 @@ describe('virtio-pci transport', () => {
     // A pending ISR (INTx asserted) survives the round trip.
     const c = make();
     c.drv.bringUp();
-    c.dev.bumpConfig();
+    c.echo.bumpConfig();
     const d = make({ mem: c.mem });
-    d.dev.loadState(JSON.parse(JSON.stringify(c.dev.saveState())) as ReturnType<EchoDevice['saveState']>);
+    d.dev.loadState(JSON.parse(JSON.stringify(c.dev.saveState())) as DeviceState);
     expect(d.dev.intxAsserted).toBe(true);
     expect(d.dev.readConfig(PCI_STATUS, 2) & PCI_STATUS_INTERRUPT).toBeTruthy();
     expect(new Driver(d.dev, c.mem).read(ISR_CFG_OFFSET, 1)).toBe(VIRTIO_ISR_CONFIG);

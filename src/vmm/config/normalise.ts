@@ -1,0 +1,416 @@
+/**
+ * Normalisation of a schema-valid VMM config into a ResolvedVmmConfig:
+ * sizes in bytes, absolute paths, defaults filled, devices placed, and the
+ * checks a schema cannot express (port clashes, files, image sharing).
+ */
+import { dirname } from 'node:path';
+import type {
+  AtaCdromDevice,
+  AtaDiskDevice,
+  CharSink,
+  DebugConsoleDevice,
+  DebugSink,
+  FloppyDevice,
+  IsaDebugExitDevice,
+  OptionRomDevice,
+  PciTestdevDevice,
+  SerialPortDevice,
+  VirtioBlockDevice,
+  VmmConfig,
+  VmmDevice,
+} from '../../generated/vmm-config.js';
+import { formatPath, hex, problem, type RawProblem, type Segment } from '../../common/yaml-schema-errors.js';
+import { cpuFeatures, parseCpuSpec } from '../../platform/cpu-spec.js';
+import {
+  COM1_PORTS,
+  DEBUG_CONSOLE_PORTS,
+  ISA_DEBUG_EXIT_DEFAULTS,
+  PCI_DEVICE_SLOTS,
+  PC_FIXED_PORTS,
+  PC_TESTDEV_MMIO,
+  PC_TESTDEV_PORTS,
+  storageControllerPorts,
+  type PortRange,
+} from '../../platform/pc-map.js';
+import { placeStorageDevices, storagePlacementRequest } from '../../platform/placement.js';
+import {
+  bootOrderProblems,
+  defaultVirtioBlockSerial,
+  deviceNameProblems,
+  directBootDeviceProblems,
+  fwCfgNameProblems,
+  imageSharingProblems,
+  type FieldProblem,
+} from '../../platform/rules.js';
+import { formatSize } from '../../platform/size.js';
+import { defaultVmUuid, normaliseUuid } from '../../platform/uuid.js';
+import { VMM_CONFIG_DEFAULTS, schemaAt, vmmExplainer as explainer } from '../../platform/vmm-schema.js';
+import {
+  DEFAULT_BIOS_PATH,
+  biosImageProblem,
+  diskImageProblem,
+  multibootProblem,
+  optionRomProblem,
+  readableFile,
+  resolvePath,
+  unreadable,
+} from './files.js';
+import type {
+  ResolvedBoot,
+  ResolvedCharSink,
+  ResolvedCpu,
+  ResolvedDebugSink,
+  ResolvedDevice,
+  ResolvedFirmware,
+  ResolvedFwCfgFile,
+  ResolvedImage,
+  ResolvedVmmConfig,
+} from './types.js';
+
+/** How a device appears in messages about other devices: `devices[2] (ata-disk "root")`. */
+function deviceLabel(d: VmmDevice, i: number): string {
+  return 'name' in d ? `devices[${i}] (${d.class} ${JSON.stringify(d.name)})` : `devices[${i}] (${d.class})`;
+}
+
+export function normalise(config: VmmConfig, configPath: string, problems: RawProblem[]): ResolvedVmmConfig {
+  const baseDir = dirname(configPath);
+  const abs = (p: string) => resolvePath(baseDir, p);
+
+  const memory = explainer.sizeCheck(
+    config.memory ?? VMM_CONFIG_DEFAULTS.memory,
+    schemaAt('/definitions/MemorySize'),
+  );
+  if (memory.problem !== undefined) problems.push(problem(['memory'], memory.problem));
+
+  let cpu: ResolvedCpu = { model: 'host', features: {} };
+  const cpuIn = config.cpu ?? VMM_CONFIG_DEFAULTS.cpu;
+  if (typeof cpuIn === 'string') {
+    try {
+      cpu = parseCpuSpec(cpuIn);
+    } catch (e) {
+      problems.push(problem(['cpu'], e instanceof Error ? e.message : String(e)));
+    }
+  } else {
+    const list = cpuIn.features ?? [];
+    try {
+      cpu = { model: cpuIn.model, features: cpuFeatures(list) };
+    } catch (e) {
+      problems.push(problem(['cpu', 'features'], e instanceof Error ? e.message : String(e)));
+    }
+  }
+
+  // Firmware: direct when a kernel is given, else the default BIOS.
+  const firmwareIn = config.firmware ?? (config.kernel !== undefined ? 'direct' : 'bios');
+  let firmware: ResolvedFirmware;
+  if (firmwareIn === 'direct') {
+    firmware = { kind: 'direct' };
+  } else if (firmwareIn === 'bios') {
+    firmware = { kind: 'bios', path: DEFAULT_BIOS_PATH };
+    const why = biosImageProblem(DEFAULT_BIOS_PATH);
+    if (why !== undefined) {
+      problems.push(
+        problem(
+          ['firmware'],
+          `${why} (the default BIOS image: install Debian's seabios package, or set firmware: {bios: PATH})`,
+        ),
+      );
+    }
+  } else {
+    firmware = { kind: 'bios', path: abs(firmwareIn.bios) };
+    const why = biosImageProblem(firmware.path);
+    if (why !== undefined) problems.push(problem(['firmware', 'bios'], why));
+  }
+
+  let kernel: string | undefined;
+  let initrd: string | undefined;
+  let modules: ResolvedVmmConfig['modules'];
+  if (firmware.kind === 'direct') {
+    if (config.kernel === undefined) {
+      problems.push(
+        problem(['kernel'], 'required for direct kernel boot (or use firmware: bios)', ['firmware']),
+      );
+    } else {
+      kernel = abs(config.kernel);
+      const kernelProblem = unreadable(kernel);
+      if (kernelProblem) problems.push(problem(['kernel'], `${kernel}: ${kernelProblem}`));
+    }
+    if (config.initrd !== undefined) {
+      initrd = abs(config.initrd);
+      const initrdProblem = unreadable(initrd);
+      if (initrdProblem) problems.push(problem(['initrd'], `${initrd}: ${initrdProblem}`));
+    }
+    if (config.modules !== undefined) {
+      modules = config.modules.map((m, i) => {
+        const path = abs(m.file);
+        const why = unreadable(path);
+        if (why !== undefined) problems.push(problem(['modules', i, 'file'], `${path}: ${why}`));
+        return { path, cmdline: m.cmdline ?? '' };
+      });
+      const why =
+        kernel !== undefined && unreadable(kernel) === undefined ? multibootProblem(kernel) : undefined;
+      if (why !== undefined) problems.push(problem(['modules'], why));
+      if (initrd !== undefined) {
+        problems.push(
+          problem(
+            ['modules'],
+            'a multiboot kernel takes its files as modules; remove initrd (or list it here)',
+          ),
+        );
+      }
+    }
+  } else if (config.kernel !== undefined) {
+    // firmware: bios with a kernel: SeaBIOS boots it through mvisor's
+    // multiboot option ROM (QEMU's -kernel); only multiboot kernels.
+    kernel = abs(config.kernel);
+    const kernelProblem = unreadable(kernel);
+    if (kernelProblem) problems.push(problem(['kernel'], `${kernel}: ${kernelProblem}`));
+    else if (multibootProblem(kernel) !== undefined) {
+      problems.push(
+        problem(
+          ['kernel'],
+          `${kernel}: with firmware bios the kernel must be a multiboot kernel (magic 0x1badb002 in its first 8 KiB); boot a Linux kernel with firmware: direct`,
+        ),
+      );
+    }
+    if (config.initrd !== undefined) {
+      problems.push(
+        problem(['initrd'], 'a multiboot kernel takes its files as modules; list it under modules instead'),
+      );
+    }
+    modules = config.modules?.map((m, i) => {
+      const path = abs(m.file);
+      const why = unreadable(path);
+      if (why !== undefined) problems.push(problem(['modules', i, 'file'], `${path}: ${why}`));
+      return { path, cmdline: m.cmdline ?? '' };
+    });
+  } else {
+    const which =
+      config.firmware === undefined ? 'firmware bios (the default without a kernel)' : 'firmware bios';
+    for (const field of ['initrd', 'modules', 'cmdline'] as const) {
+      if (config[field] !== undefined) {
+        problems.push(problem([field], `not used with ${which} and no kernel; remove it, or give a kernel`));
+      }
+    }
+  }
+
+  const cmdline = config.cmdline ?? VMM_CONFIG_DEFAULTS.cmdline;
+  const maxCmdline = schemaAt('/properties/cmdline').maxLength ?? Infinity;
+  const cmdlineBytes = Buffer.byteLength(cmdline, 'utf8');
+  if (cmdlineBytes > maxCmdline) {
+    problems.push(problem(['cmdline'], `too long: ${cmdlineBytes} bytes (at most ${maxCmdline})`));
+  }
+
+  const charSink = (s: CharSink): ResolvedCharSink => {
+    if (typeof s === 'string') return { kind: s };
+    return 'file' in s ? { kind: 'file', path: abs(s.file) } : { kind: 'socket', path: abs(s.socket) };
+  };
+  const debugSink = (s: DebugSink): ResolvedDebugSink => {
+    if (typeof s === 'string') return { kind: s };
+    return { kind: 'file', path: abs(s.file) };
+  };
+
+  // `machine: {type: pc, debug: true}` sends the firmware's debug port to stderr, unless debugConsole says otherwise.
+  const machineIn = config.machine ?? VMM_CONFIG_DEFAULTS.machine;
+  const machineDebug = typeof machineIn === 'object' && machineIn.debug === true;
+  const serial = charSink(config.serial ?? VMM_CONFIG_DEFAULTS.serial);
+  const debugConsole = debugSink(
+    config.debugConsole ?? (machineDebug ? 'stderr' : VMM_CONFIG_DEFAULTS.debugConsole),
+  );
+
+  // I/O port ranges in use, to catch two devices on the same ports.
+  const ports: PortRange[] = [...PC_FIXED_PORTS, COM1_PORTS];
+  if (debugConsole.kind !== 'none') ports.push(DEBUG_CONSOLE_PORTS);
+  const stdioUsers: string[] = serial.kind === 'stdio' ? ['serial'] : [];
+
+  const devices: ResolvedDevice[] = [];
+  const devicesIn = config.devices ?? [];
+  const labels = devicesIn.map(deviceLabel);
+  const fieldProblem = (p: FieldProblem) =>
+    problems.push(problem(['devices', p.index, ...(p.field !== undefined ? [p.field] : [])], p.message));
+
+  // Storage: controllers' ports, positions, images.
+  ports.push(...storageControllerPorts({ floppy: devicesIn.some((d) => d.class === 'floppy') }));
+  const placed = placeStorageDevices(devicesIn.map(storagePlacementRequest), labels);
+  placed.problems.forEach(fieldProblem);
+  const image = (
+    i: number,
+    d: { image: string; format?: 'raw' | 'qcow2'; readonly?: boolean; snapshot?: boolean },
+    alwaysReadOnly = false,
+  ): ResolvedImage => {
+    const readOnly = alwaysReadOnly || (d.readonly ?? false);
+    const snapshot = !alwaysReadOnly && (d.snapshot ?? false);
+    const out: ResolvedImage = { path: abs(d.image), readOnly, snapshot };
+    if (d.format !== undefined) out.format = d.format;
+    const why = diskImageProblem(out.path, {
+      writable: !readOnly && !snapshot,
+      ...(d.format !== undefined ? { format: d.format } : {}),
+      hint:
+        d.snapshot === undefined && devicesIn[i]?.class !== 'floppy'
+          ? 'set readonly: true or snapshot: true to use it unwritten'
+          : 'set readonly: true to use it unwritten',
+    });
+    if (why !== undefined) problems.push(problem(['devices', i, 'image'], why));
+    return out;
+  };
+  const ide = (i: number) => {
+    const p = placed.placements[i];
+    return p?.bus === 'ide'
+      ? { channel: p.channel, unit: p.unit }
+      : { channel: 0 as const, unit: 0 as const };
+  };
+
+  devicesIn.forEach((d, i) => {
+    const path: Segment[] = ['devices', i];
+    const label = `${formatPath(path)} (${d.class})`;
+    const claim = (start: number, len: number, field = 'port') => {
+      const clash = ports.find((r) => start < r.end && r.start < start + len);
+      if (clash) {
+        const at = Math.max(start, clash.start);
+        problems.push(problem([...path, field], `port ${hex(at)} is already used by ${clash.owner}`));
+      } else ports.push({ start, end: start + len, owner: label });
+    };
+    if (d.class === 'serial-port') {
+      const dev = d satisfies SerialPortDevice;
+      const sink = charSink(dev.serial ?? 'none');
+      if (sink.kind === 'stdio') {
+        if (stdioUsers.length > 0) {
+          problems.push(problem([...path, 'serial'], `stdio is already used by ${stdioUsers[0]}`));
+        }
+        stdioUsers.push(formatPath([...path, 'serial']));
+      }
+      claim(dev.port, 8);
+      devices.push({
+        class: 'serial-port',
+        port: dev.port,
+        irq: dev.irq ?? (dev.port === 0x3e8 ? 4 : 3),
+        serial: sink,
+      });
+    } else if (d.class === 'debug-console') {
+      const dev = d satisfies DebugConsoleDevice;
+      claim(dev.port, 1);
+      devices.push({ class: 'debug-console', port: dev.port, output: debugSink(dev.output ?? 'stderr') });
+    } else if (d.class === 'option-rom') {
+      const dev = d satisfies OptionRomDevice;
+      const file = abs(dev.file);
+      const why = optionRomProblem(file);
+      if (why !== undefined) problems.push(problem([...path, 'file'], why));
+      devices.push({ class: 'option-rom', name: dev.name, file });
+    } else if (d.class === 'virtio-block') {
+      const dev = d satisfies VirtioBlockDevice;
+      const p = placed.placements[i];
+      devices.push({
+        class: 'virtio-block',
+        name: dev.name,
+        image: image(i, dev),
+        serial: dev.serial ?? defaultVirtioBlockSerial(dev.name),
+        queues: dev.queues ?? 1,
+        slot: p?.bus === 'pci' ? p.slot : PCI_DEVICE_SLOTS.first,
+      });
+    } else if (d.class === 'isa-debug-exit') {
+      const dev = d satisfies IsaDebugExitDevice;
+      const iobase = dev.iobase ?? ISA_DEBUG_EXIT_DEFAULTS.iobase;
+      const iosize = dev.iosize ?? ISA_DEBUG_EXIT_DEFAULTS.iosize;
+      if (iobase + iosize > 0x10000) {
+        problems.push(
+          problem([...path, 'iobase'], `ports ${hex(iobase)}+${iosize} go beyond the last I/O port 0xffff`),
+        );
+      } else claim(iobase, iosize, 'iobase');
+      devices.push({ class: 'isa-debug-exit', iobase, iosize });
+    } else if (d.class === 'pc-testdev') {
+      for (const r of PC_TESTDEV_PORTS) claim(r.start, r.end - r.start, 'class');
+      if (firmware.kind === 'bios') {
+        const bios = readableFile(firmware.path);
+        const biosStart = bios.problem === undefined ? 2 ** 32 - bios.size : 2 ** 32;
+        if (biosStart < PC_TESTDEV_MMIO.end) {
+          problems.push(
+            problem(
+              [...path, 'class'],
+              `its test memory ${hex(PC_TESTDEV_MMIO.start)}-${hex(PC_TESTDEV_MMIO.end - 1)} overlaps the ` +
+                `BIOS image mapped from ${hex(biosStart)} (use a BIOS image of at most ${formatSize(2 ** 32 - PC_TESTDEV_MMIO.end)})`,
+            ),
+          );
+        }
+      }
+      devices.push({ class: 'pc-testdev' });
+    } else if (d.class === 'pci-testdev') {
+      d satisfies PciTestdevDevice;
+      const p = placed.placements[i];
+      devices.push({ class: 'pci-testdev', slot: p?.bus === 'pci' ? p.slot : PCI_DEVICE_SLOTS.first });
+    } else if (d.class === 'ata-disk') {
+      const dev = d satisfies AtaDiskDevice;
+      devices.push({ class: 'ata-disk', name: dev.name, image: image(i, dev), ...ide(i) });
+    } else if (d.class === 'ata-cdrom') {
+      const dev = d satisfies AtaCdromDevice;
+      const image_ = dev.image !== undefined ? { image: image(i, { ...dev, image: dev.image }, true) } : {};
+      devices.push({ class: 'ata-cdrom', name: dev.name, ...image_, ...ide(i) });
+    } else {
+      const dev = d satisfies FloppyDevice;
+      const p = placed.placements[i];
+      const image_ = dev.image !== undefined ? { image: image(i, { ...dev, image: dev.image }) } : {};
+      devices.push({ class: 'floppy', name: dev.name, ...image_, drive: p?.bus === 'floppy' ? p.drive : 0 });
+    }
+  });
+
+  const uses = devices.map((d) =>
+    'image' in d && d.image !== undefined
+      ? { path: d.image.path, writes: !d.image.readOnly && !d.image.snapshot }
+      : undefined,
+  );
+  imageSharingProblems(uses, labels).forEach(fieldProblem);
+
+  if (firmware.kind === 'direct') {
+    for (const p of directBootDeviceProblems(devicesIn.map((d) => d.class))) {
+      problems.push(problem(['devices', p.index], p.message));
+    }
+  }
+
+  const names = devicesIn.map((d) => ('name' in d ? d.name : undefined));
+  for (const p of deviceNameProblems(names)) problems.push(problem(['devices', p.index, 'name'], p.message));
+
+  const bootIn = config.boot ?? {};
+  const boot: ResolvedBoot = {
+    order: [...(bootIn.order ?? VMM_CONFIG_DEFAULTS.boot.order)],
+    menu: bootIn.menu ?? VMM_CONFIG_DEFAULTS.boot.menu,
+    menuTimeoutMs: bootIn.menuTimeout ?? VMM_CONFIG_DEFAULTS.boot.menuTimeout,
+  };
+  for (const p of bootOrderProblems(boot.order, names)) {
+    problems.push(problem(['boot', 'order', p.index], p.message));
+  }
+
+  const fwCfgIn = config.fwCfg ?? [];
+  for (const p of fwCfgNameProblems(fwCfgIn.map((f) => f.name))) {
+    problems.push(problem(['fwCfg', p.index, 'name'], p.message));
+  }
+  const fwCfgFiles = fwCfgIn.map((item, i): ResolvedFwCfgFile => {
+    if (!('file' in item)) return { name: item.name, text: item.string };
+    const path = abs(item.file);
+    const why = unreadable(path);
+    if (why !== undefined) problems.push(problem(['fwCfg', i, 'file'], `${path}: ${why}`));
+    return { name: item.name, path };
+  });
+
+  const resolved: ResolvedVmmConfig = {
+    name: config.name,
+    configPath,
+    memory: memory.bytes ?? 0,
+    vcpus: config.vcpus ?? VMM_CONFIG_DEFAULTS.vcpus,
+    cpu,
+    machine: 'pc',
+    firmware,
+    acpi: config.acpi ?? VMM_CONFIG_DEFAULTS.acpi,
+    uuid: config.uuid !== undefined ? normaliseUuid(config.uuid) : defaultVmUuid(config.name),
+    boot,
+    fwCfgFiles,
+    cmdline,
+    serial,
+    debugConsole,
+    onReset: config.onReset ?? VMM_CONFIG_DEFAULTS.onReset,
+    onTripleFault: config.onTripleFault ?? VMM_CONFIG_DEFAULTS.onTripleFault,
+    pitLostTicks: config.pitLostTicks ?? 'delay',
+    devices,
+  };
+  if (kernel !== undefined) resolved.kernel = kernel;
+  if (modules !== undefined) resolved.modules = modules;
+  if (initrd !== undefined) resolved.initrd = initrd;
+  return resolved;
+}
