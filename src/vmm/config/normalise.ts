@@ -4,6 +4,7 @@
  * checks a schema cannot express (port clashes, files, image sharing).
  */
 import { dirname } from 'node:path';
+import { claimsOf } from '../board/registry.js';
 import type {
   AtaCdromDevice,
   AtaDiskDevice,
@@ -28,7 +29,6 @@ import {
   PCI_DEVICE_SLOTS,
   PC_FIXED_PORTS,
   PC_TESTDEV_MMIO,
-  PC_TESTDEV_PORTS,
   storageControllerPorts,
   type PortRange,
 } from '../../platform/pc-map.js';
@@ -261,14 +261,6 @@ export function normalise(config: VmmConfig, configPath: string, problems: RawPr
 
   devicesIn.forEach((d, i) => {
     const path: Segment[] = ['devices', i];
-    const label = `${formatPath(path)} (${d.class})`;
-    const claim = (start: number, len: number, field = 'port') => {
-      const clash = ports.find((r) => start < r.end && r.start < start + len);
-      if (clash) {
-        const at = Math.max(start, clash.start);
-        problems.push(problem([...path, field], `port ${hex(at)} is already used by ${clash.owner}`));
-      } else ports.push({ start, end: start + len, owner: label });
-    };
     if (d.class === 'serial-port') {
       const dev = d satisfies SerialPortDevice;
       const sink = charSink(dev.serial ?? 'none');
@@ -278,7 +270,6 @@ export function normalise(config: VmmConfig, configPath: string, problems: RawPr
         }
         stdioUsers.push(formatPath([...path, 'serial']));
       }
-      claim(dev.port, 8);
       devices.push({
         class: 'serial-port',
         port: dev.port,
@@ -287,7 +278,6 @@ export function normalise(config: VmmConfig, configPath: string, problems: RawPr
       });
     } else if (d.class === 'debug-console') {
       const dev = d satisfies DebugConsoleDevice;
-      claim(dev.port, 1);
       devices.push({ class: 'debug-console', port: dev.port, output: debugSink(dev.output ?? 'stderr') });
     } else if (d.class === 'option-rom') {
       const dev = d satisfies OptionRomDevice;
@@ -314,10 +304,9 @@ export function normalise(config: VmmConfig, configPath: string, problems: RawPr
         problems.push(
           problem([...path, 'iobase'], `ports ${hex(iobase)}+${iosize} go beyond the last I/O port 0xffff`),
         );
-      } else claim(iobase, iosize, 'iobase');
+      }
       devices.push({ class: 'isa-debug-exit', iobase, iosize });
     } else if (d.class === 'pc-testdev') {
-      for (const r of PC_TESTDEV_PORTS) claim(r.start, r.end - r.start, 'class');
       if (firmware.kind === 'bios') {
         const bios = readableFile(firmware.path);
         const biosStart = bios.problem === undefined ? 2 ** 32 - bios.size : 2 ** 32;
@@ -348,6 +337,20 @@ export function normalise(config: VmmConfig, configPath: string, problems: RawPr
       const p = placed.placements[i];
       const image_ = dev.image !== undefined ? { image: image(i, { ...dev, image: dev.image }) } : {};
       devices.push({ class: 'floppy', name: dev.name, ...image_, drive: p?.bus === 'floppy' ? p.drive : 0 });
+    }
+  });
+
+  // The ports each device claims (its descriptor says which), against the fixed
+  // map and each other: the one place where port conflicts are found.
+  devices.forEach((d, i) => {
+    const label = `${formatPath(['devices', i])} (${d.class})`;
+    for (const r of claimsOf(d).ports ?? []) {
+      if (r.end > 0x10000) continue; // beyond the last port: reported above
+      const clash = ports.find((p) => r.start < p.end && p.start < r.end);
+      if (clash) {
+        const at = Math.max(r.start, clash.start);
+        problems.push(problem(['devices', i, r.field], `port ${hex(at)} is already used by ${clash.owner}`));
+      } else ports.push({ start: r.start, end: r.end, owner: label });
     }
   });
 

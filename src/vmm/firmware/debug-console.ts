@@ -8,6 +8,7 @@
  */
 import type { AccessSize, Device, DeviceContext, DeviceState, IoHandler } from '../core/device.js';
 import { expectVersion } from '../core/device.js';
+import type { DeviceDescriptor } from '../board/board.js';
 
 export const DEBUG_CONSOLE_PORT = 0x402;
 
@@ -96,3 +97,17 @@ export class DebugConsole implements Device, IoHandler {
     this.closed = true;
   }
 }
+
+/** `class: debug-console`: an extra write-only debug port (like 0x402). */
+export const debugConsoleDevice: DeviceDescriptor<'debug-console'> = {
+  class: 'debug-console',
+  schema: 'DebugConsoleDevice',
+  stateVersion: 1,
+  claims: (d) => ({ ports: [{ start: d.port, end: d.port + 1, owner: '', field: 'port' }] }),
+  create(d, board) {
+    const name = `debugcon-${d.port.toString(16)}`;
+    const sink = board.debugSink(d.output, name);
+    if (!sink) return;
+    board.pio(d.port, 1, board.add(new DebugConsole(board.ctx, { sink, name })), name);
+  },
+};

@@ -21,6 +21,7 @@
 import type { AccessSize, Device, DeviceContext, DeviceState, IoHandler } from '../core/device.js';
 import { expectVersion } from '../core/device.js';
 import { hex } from '../core/bus.js';
+import type { DeviceDescriptor } from '../board/board.js';
 
 /** QEMU's defaults (hw/misc/debugexit.c). */
 export const DEBUG_EXIT_DEFAULT_IOBASE = 0x501;
@@ -106,3 +107,21 @@ export class IsaDebugExit implements Device, IoHandler {
     expectVersion(this.name, state, 1);
   }
 }
+
+/** `class: isa-debug-exit`: QEMU's exit port (kvm-unit-tests end with it). */
+export const isaDebugExitDevice: DeviceDescriptor<'isa-debug-exit'> = {
+  class: 'isa-debug-exit',
+  schema: 'IsaDebugExitDevice',
+  stateVersion: 1,
+  claims: (d) => ({ ports: [{ start: d.iobase, end: d.iobase + d.iosize, owner: '', field: 'iobase' }] }),
+  create(d, board) {
+    const dev = board.add(
+      new IsaDebugExit(board.ctx, {
+        iobase: d.iobase,
+        iosize: d.iosize,
+        onExit: (code, reason) => board.requestStop(code, reason),
+      }),
+    );
+    board.pio(dev.iobase, dev.iosize, dev, dev.name);
+  },
+};

@@ -55,6 +55,8 @@
 import type { AccessSize, Device, DeviceContext, DeviceState, IoHandler } from '../core/device.js';
 import { DeviceStateError, expectVersion } from '../core/device.js';
 import { hex } from '../core/bus.js';
+import type { DeviceDescriptor } from '../board/board.js';
+import { PC_TESTDEV_MMIO, PC_TESTDEV_PORTS } from '../../platform/pc-map.js';
 
 export const PC_TESTDEV_IOPORT = 0xe0;
 export const PC_TESTDEV_FLUSH_PORT = 0xe4;
@@ -252,3 +254,19 @@ export class PcTestdev implements Device {
     }
   }
 }
+
+/** `class: pc-testdev`: QEMU's pc-testdev (kvm-unit-tests). */
+export const pcTestdevDevice: DeviceDescriptor<'pc-testdev'> = {
+  class: 'pc-testdev',
+  schema: 'PcTestdevDevice',
+  stateVersion: 1,
+  claims: () => ({
+    ports: PC_TESTDEV_PORTS.map((r) => ({ ...r, field: 'class' })),
+    mmio: [{ ...PC_TESTDEV_MMIO, owner: 'pc-testdev', field: 'class' }],
+  }),
+  create(_d, board) {
+    const dev = board.add(new PcTestdev(board.ctx));
+    for (const r of dev.pioRanges) board.pio(r.base, r.length, r.handler, r.name);
+    for (const r of dev.mmioRanges) board.mmio(r.base, r.length, r.handler, r.name);
+  },
+};

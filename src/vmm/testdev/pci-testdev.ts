@@ -43,6 +43,7 @@
 import type { AccessSize, DeviceContext, IoHandler } from '../core/device.js';
 import { DeviceStateError } from '../core/device.js';
 import { PciDevice } from '../pci/device.js';
+import type { DeviceDescriptor } from '../board/board.js';
 
 export const PCI_VENDOR_ID_REDHAT = 0x1b36;
 export const PCI_DEVICE_ID_REDHAT_TEST = 0x0005;
@@ -240,3 +241,12 @@ export class PciTestdev extends PciDevice {
     counts.forEach((c: number, i) => (this.counts[i] = c));
   }
 }
+
+/** `class: pci-testdev`: QEMU's pci-testdev, PCI 1b36:0005 (kvm-unit-tests). */
+export const pciTestdevDevice: DeviceDescriptor<'pci-testdev'> = {
+  class: 'pci-testdev',
+  schema: 'PciTestdevDevice',
+  create(d, board) {
+    board.pci(board.add(new PciTestdev(board.ctx)), d.slot);
+  },
+};

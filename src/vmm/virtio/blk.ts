@@ -24,6 +24,8 @@
 import { BlockError, type BlockImage } from '../../block/image.js';
 import { bit, type VirtioDevice, type VirtioTransport } from './device.js';
 import { ChainError, type Chain, type SplitQueue } from './virtqueue.js';
+import type { DeviceDescriptor } from '../board/board.js';
+import { BootError } from '../boot/errors.js';
 
 export const VIRTIO_ID_BLOCK = 2;
 
@@ -407,3 +409,25 @@ export class VirtioBlk implements VirtioDevice {
     this.t.complete(r.queue, chain.head, written + 1, r.epoch);
   }
 }
+
+/** `class: virtio-block`: a virtio-blk device, on a PCI transport of its own slot. */
+export const virtioBlockDevice: DeviceDescriptor<'virtio-block'> = {
+  class: 'virtio-block',
+  schema: 'VirtioBlockDevice',
+  stateVersion: 1,
+  create(d, board) {
+    const image = board.image(d.name);
+    if (!image) throw new BootError(`devices: ${d.name}: no image`);
+    const blk = new VirtioBlk({
+      image,
+      name: d.name,
+      serial: d.serial,
+      numQueues: d.queues,
+      readOnly: d.image.readOnly,
+    });
+    const slot = board.virtioPci(blk, d.slot);
+    board.storage(blk);
+    // SeaBIOS matches "/pci@i0cf8/*@<slot>" as QEMU names virtio-blk.
+    board.bootPath(d.name, `/pci@i0cf8/scsi@${slot.toString(16)}/disk@0,0`);
+  },
+};

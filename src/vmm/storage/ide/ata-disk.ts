@@ -32,6 +32,9 @@ import {
   type TransferMode,
 } from './ata.js';
 import { IdeDrive } from './drive.js';
+import type { DeviceDescriptor } from '../../board/board.js';
+import { BootError } from '../../boot/errors.js';
+import { ideBootPath } from './piix-ide.js';
 
 export const SECTOR_SIZE = 512;
 /** Sectors per DRQ block that READ/WRITE MULTIPLE may use (IDENTIFY word 47). */
@@ -440,3 +443,15 @@ export class AtaDisk extends IdeDrive {
     this.op = { lba: int(op[0], 0, this.sectors, 0), count: int(op[1], 0, 65536, 0) };
   }
 }
+
+/** `class: ata-disk`: an ATA hard disk on the PIIX3 IDE controller. */
+export const ataDiskDevice: DeviceDescriptor<'ata-disk'> = {
+  class: 'ata-disk',
+  schema: 'AtaDiskDevice',
+  create(d, board) {
+    const image = board.image(d.name);
+    if (!image) throw new BootError(`devices: ${d.name}: no image`);
+    board.ide.attachDrive(d.channel, d.unit, new AtaDisk({ name: d.name, image }));
+    board.bootPath(d.name, ideBootPath(d.channel, d.unit));
+  },
+};

@@ -1,0 +1,81 @@
+/**
+ * The board a device plugs into, and the descriptor each device file exports
+ * (after MVisor's DECLARE_DEVICE and QEMU's TypeInfo): the board
+ * (src/vmm/machine.ts) builds every device of a config's `devices` list from
+ * its descriptor in src/vmm/board/registry.ts, and the config loader asks the
+ * same descriptors which ports and memory a device claims, so that conflicts
+ * are found in one place, at config time.
+ *
+ * A descriptor sees the board through this small interface only: no KVM
+ * handles, no CLI, no manifests.
+ */
+import type { BlockImage } from '../../block/image.js';
+import type { PortRange } from '../../platform/pc-map.js';
+import type { CharBackend } from '../chardev/backend.js';
+import type { ResolvedCharSink, ResolvedDebugSink, ResolvedDevice } from '../config/types.js';
+import type { Device, DeviceContext, IoHandler } from '../core/device.js';
+import type { GuestMemory } from '../core/memory.js';
+import type { PciDevice } from '../pci/device.js';
+import type { VirtioDevice } from '../virtio/device.js';
+import type { PiixIde } from '../storage/ide/piix-ide.js';
+
+/** What the board offers a device being created. */
+export interface Board {
+  readonly ctx: DeviceContext;
+  /** Guest RAM, for devices that do DMA. */
+  readonly mem: GuestMemory;
+  /** Keeps a device for reset, state and close (in creation order). */
+  add<T extends Device>(d: T): T;
+  /** Puts a handler on `length` I/O ports from `base`. */
+  pio(base: number, length: number, handler: IoHandler, name: string): void;
+  /** Puts a handler on `length` bytes of guest-physical MMIO from `base`. */
+  mmio(base: number, length: number, handler: IoHandler, name: string): void;
+  /** Attaches a PCI device as function 0 of `slot` on bus 0 (chosen at config time; else the first free); returns the slot. */
+  pci(dev: PciDevice, slot: number | undefined): number;
+  /** The opened image of a storage device, by device name. */
+  image(device: string): BlockImage | undefined;
+  /** A character backend (serial ports). */
+  charBackend(sink: ResolvedCharSink): CharBackend;
+  /** Where a debug console's bytes go (undefined: nowhere). */
+  debugSink(out: ResolvedDebugSink, name: string): ((d: Uint8Array) => void) | undefined;
+  /** Records a device's fw_cfg boot path (boot.order). */
+  bootPath(device: string, path: string): void;
+  /** Offers the firmware a fw_cfg file. */
+  firmwareFile(name: string, data: Uint8Array): void;
+  /** Reads a file the VM needs (an unreadable one is a BootError naming it and `what`). */
+  readFile(path: string, what: string): Uint8Array;
+  /** Ends the VM with an exit code (test devices). */
+  requestStop(code: number, reason: string): void;
+  /** Puts a virtio device on a PCI transport of its own (`slot` chosen at config time); returns the slot. */
+  virtioPci(dev: VirtioDevice, slot: number | undefined): number;
+  /** The PIIX3 IDE controller (always there). */
+  readonly ide: PiixIde;
+  /** Adds a floppy drive; the board creates the controller when there is one. */
+  floppyDrive(drive: 0 | 1, d: { image?: BlockImage; readOnly?: boolean }): void;
+  /** A device with requests in flight that stopping the VM waits for. */
+  storage(d: { drain(): Promise<void> }): void;
+}
+
+/** What a device occupies, known from its config alone. */
+export interface DeviceClaims {
+  /** I/O ports; `field` is the config field that placed them (for messages). */
+  ports?: readonly (PortRange & { field: string })[];
+  /** Guest-physical MMIO ranges. */
+  mmio?: readonly (PortRange & { field: string })[];
+}
+
+export type DeviceClass = ResolvedDevice['class'];
+export type ResolvedDeviceOf<C extends DeviceClass> = Extract<ResolvedDevice, { class: C }>;
+
+export interface DeviceDescriptor<C extends DeviceClass = DeviceClass> {
+  /** The config's `class:`. */
+  readonly class: C;
+  /** The schema definition of its config (schema/vmm-config.schema.json). */
+  readonly schema: string;
+  /** The saved-state version its devices write (undefined: no state). */
+  readonly stateVersion?: number;
+  /** Ports and memory it takes (PCI slots and drive positions: src/platform/placement.ts). */
+  claims?(d: ResolvedDeviceOf<C>): DeviceClaims;
+  /** Builds the device onto the board. */
+  create(d: ResolvedDeviceOf<C>, board: Board): void;
+}
