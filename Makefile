@@ -60,7 +60,7 @@ test: deps guests lint typecheck
 # guests: here, or inside the nested test host ("nested" in every figure).
 bench: deps guests
 	node dist/bench/plan.js
-	./scripts/with-kvm.sh sh -c 'node dist/bench/exit.js && node dist/bench/boot.js'
+	./scripts/with-kvm.sh sh -c 'node dist/bench/startup.js && node dist/bench/exit.js && node dist/bench/boot.js'
 
 # mvctl and mvisor on PATH (symbolic links into this tree, in $(PREFIX)/bin).
 PREFIX ?= /usr/local

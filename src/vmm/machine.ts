@@ -15,7 +15,8 @@ import { buildE820, E820_RESERVED, type E820Entry } from './boot/e820.js';
 import { BootError } from './boot/errors.js';
 import { CmosRtc } from './chipset/cmos-rtc.js';
 import { PostPort } from './chipset/post-port.js';
-import { Port92, PORT_92 } from './chipset/port92.js';
+import { Port92 } from './chipset/port92.js';
+import { COM1_PORTS, DEBUG_CONSOLE_PORTS, PC_PORTS, portCount, type PortRange } from '../platform/pc-map.js';
 import {
   I8257Dma,
   DMA1_PORT_BASE,
@@ -222,14 +223,14 @@ export class PcMachine {
           extraBytes: ideCmosBytes(ideDisks),
         }),
       );
-      this.pio(0x70, 2, this.rtc);
+      this.fixed(PC_PORTS.rtc, this.rtc);
       const keyboard = this.add(new Ps2Keyboard(this.ctx));
       const mouse = this.add(new Ps2Mouse(this.ctx));
       this.i8042 = this.add(new I8042(this.ctx, { keyboard, mouse }));
-      vm.pio.register(0x60, 1, this.i8042.dataPort, 'i8042');
-      vm.pio.register(0x64, 1, this.i8042.commandPort, 'i8042');
-      this.pio(0x80, 1, this.add(new PostPort(this.ctx)));
-      this.pio(PORT_92, 1, this.add(new Port92(this.ctx)));
+      vm.pio.register(PC_PORTS.i8042Data.start, 1, this.i8042.dataPort, 'i8042');
+      vm.pio.register(PC_PORTS.i8042Command.start, 1, this.i8042.commandPort, 'i8042');
+      this.fixed(PC_PORTS.post, this.add(new PostPort(this.ctx)));
+      this.fixed(PC_PORTS.port92, this.add(new Port92(this.ctx)));
       // The two cascaded 8237 DMA controllers and their page registers
       // (0x81-0x8F, so the POST port 0x80 stays apart).
       this.dma = this.add(new I8257Dma(this.ctx, { memory: vm.mem }));
@@ -243,10 +244,13 @@ export class PcMachine {
       this.com1 = this.add(
         new Uart16550a('com1', this.ctx, { irq: 4, backend: this.charBackend(config.serial) }),
       );
-      this.pio(0x3f8, 8, this.com1);
+      this.fixed(COM1_PORTS, this.com1);
       const debugSink = this.debugSink(config.debugConsole, 'debugcon');
       if (debugSink)
-        this.pio(0x402, 1, this.add(new DebugConsole(this.ctx, { sink: debugSink, name: 'debugcon' })));
+        this.fixed(
+          DEBUG_CONSOLE_PORTS,
+          this.add(new DebugConsole(this.ctx, { sink: debugSink, name: 'debugcon' })),
+        );
       // PCI: the i440FX host bridge at 00:00.0, the PIIX3 ISA bridge at
       // 00:01.0 and the PIIX4 power management function at 00:01.3, as in
       // QEMU's pc machine. The reset control register 0xCF9 sits inside
@@ -368,8 +372,9 @@ export class PcMachine {
     return d;
   }
 
-  private pio(base: number, length: number, d: IoHandler & Device): void {
-    this.vm.pio.register(base, length, d, d.name);
+  /** Registers a device on its range of the fixed map (platform/pc-map.ts). */
+  private fixed(r: PortRange, d: IoHandler & Device): void {
+    this.vm.pio.register(r.start, portCount(r), d, d.name);
   }
 
   private charBackend(sink: ResolvedCharSink): CharBackend {

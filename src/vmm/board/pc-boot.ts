@@ -6,6 +6,7 @@
  * option ROM.
  */
 import { readFileSync } from 'node:fs';
+import { PC_PORTS } from '../../platform/pc-map.js';
 import type { ResolvedVmmConfig } from '../config/types.js';
 import type { KvmVm } from '../core/kvm-vm.js';
 import type { DeviceContext } from '../core/device.js';
@@ -47,7 +48,7 @@ import { PCI_BAR0, PCI_COMMAND, PCI_COMMAND_IO, PCI_COMMAND_MEMORY } from '../pc
 import type { PciHostBus } from '../pci/host-bus.js';
 
 /** I/O base of the ACPI PM registers (what SeaBIOS programs and the FADT names). */
-export const PM_IO_BASE = 0x600;
+export const PM_IO_BASE = PC_PORTS.pm.start;
 /** Direct boot: the ACPI tables and the RSDP in the reserved 0xE0000 segment. */
 export const DIRECT_BOOT_ACPI_RSDP = 0xe0000;
 export const DIRECT_BOOT_ACPI_TABLES = 0xe0040;

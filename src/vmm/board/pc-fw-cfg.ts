@@ -14,11 +14,12 @@ import { TableLoader, TABLE_LOADER_FILE } from '../firmware/table-loader.js';
 import { acpiTableLoader } from '../firmware/acpi/tables.js';
 import { buildSmbios } from '../firmware/smbios.js';
 import { E820_RAM } from '../boot/e820.js';
+import { COM1_PORTS } from '../../platform/pc-map.js';
 import { BootError } from '../boot/errors.js';
 import { offerMultibootKernel, pcAcpiTables, readBootFile, type PcParts } from './pc-boot.js';
 
 /** What a SeaBIOS without a display sends its text output (INT 10h) to: COM1 (fw_cfg etc/sercon-port). */
-const SERCON_PORT = 0x3f8;
+const SERCON_PORT = COM1_PORTS.start;
 
 /**
  * fw_cfg for the firmware, as QEMU's pc machine fills it: CPU count and

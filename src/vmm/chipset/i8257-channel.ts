@@ -4,15 +4,16 @@
  * per-controller registers, the register reads and terminal-count logic
  * that need no device context, and the saved-state layout with its checks.
  */
+import { PC_PORTS, portCount } from '../../platform/pc-map.js';
 import { DeviceStateError, type AccessSize, type DeviceState } from '../core/device.js';
 
-export const DMA1_PORT_BASE = 0x00;
-export const DMA1_PORT_COUNT = 16;
-export const DMA2_PORT_BASE = 0xc0;
-export const DMA2_PORT_COUNT = 32;
+export const DMA1_PORT_BASE = PC_PORTS.dma1.start;
+export const DMA1_PORT_COUNT = portCount(PC_PORTS.dma1);
+export const DMA2_PORT_BASE = PC_PORTS.dma2.start;
+export const DMA2_PORT_COUNT = portCount(PC_PORTS.dma2);
 /** Port 0x80 (the POST port) is not part of the page register block. */
-export const DMA_PAGE_PORT_BASE = 0x81;
-export const DMA_PAGE_PORT_COUNT = 15;
+export const DMA_PAGE_PORT_BASE = PC_PORTS.dmaPages.start;
+export const DMA_PAGE_PORT_COUNT = portCount(PC_PORTS.dmaPages);
 
 /** The cascade channel (DMA1 feeds DMA2's channel 0). */
 export const DMA_CASCADE_CHANNEL = 4;

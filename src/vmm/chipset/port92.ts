@@ -5,10 +5,11 @@
  * the A20 bit is stored and read back (it reads 1 after power-on, as on
  * QEMU, since address line 20 is never masked).
  */
+import { PC_PORTS } from '../../platform/pc-map.js';
 import type { AccessSize, Device, DeviceContext, DeviceState, IoHandler } from '../core/device.js';
 import { expectVersion } from '../core/device.js';
 
-export const PORT_92 = 0x92;
+export const PORT_92 = PC_PORTS.port92.start;
 const FAST_RESET = 0x01;
 const A20 = 0x02;
 

@@ -6,11 +6,12 @@
  * buffer fills, or on close). Register with
  * `pio.register(0x402, 1, debugcon, 'debugcon')`.
  */
+import { DEBUG_CONSOLE_PORTS } from '../../platform/pc-map.js';
 import type { AccessSize, Device, DeviceContext, DeviceState, IoHandler } from '../core/device.js';
 import { expectVersion } from '../core/device.js';
 import type { DeviceDescriptor } from '../board/board.js';
 
-export const DEBUG_CONSOLE_PORT = 0x402;
+export const DEBUG_CONSOLE_PORT = DEBUG_CONSOLE_PORTS.start;
 
 export interface DebugConsoleOptions {
   /** Receives the output; the array is the sink's to keep. */

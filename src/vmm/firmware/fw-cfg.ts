@@ -25,6 +25,7 @@
  * unreadable descriptor, drops the request), logs a guest error and never
  * throws.
  */
+import { PC_PORTS, portCount } from '../../platform/pc-map.js';
 import {
   DeviceStateError,
   expectVersion,
@@ -37,11 +38,11 @@ import {
 import type { GuestMemory } from '../core/memory.js';
 import { hex } from '../core/bus.js';
 
-export const FW_CFG_SELECTOR_PORT = 0x510;
-export const FW_CFG_DATA_PORT = 0x511;
-export const FW_CFG_DMA_PORT = 0x514;
+export const FW_CFG_SELECTOR_PORT = PC_PORTS.fwCfg.start;
+export const FW_CFG_DATA_PORT = PC_PORTS.fwCfg.start + 1;
+export const FW_CFG_DMA_PORT = PC_PORTS.fwCfgDma.start;
 /** Bytes of port space the DMA address register takes (0x514-0x51b). */
-export const FW_CFG_DMA_PORT_LENGTH = 8;
+export const FW_CFG_DMA_PORT_LENGTH = portCount(PC_PORTS.fwCfgDma);
 
 // Item keys (QEMU include/standard-headers/linux/qemu_fw_cfg.h)
 export const FW_CFG_SIGNATURE = 0x0000;

@@ -20,16 +20,17 @@
  * through `intxRoute(slot, pin)` to a GSI (PIIX PIRQ routing supplies it
  * later), and a GSI is the OR of the functions driving it.
  */
+import { PC_PORTS, portCount } from '../../platform/pc-map.js';
 import type { AccessSize, Device, DeviceContext, DeviceState, IoHandler } from '../core/device.js';
 import { DeviceStateError, expectVersion } from '../core/device.js';
 import { Bus, BusOverlapError, hex } from '../core/bus.js';
 import { PCI_COMMAND_IO, PCI_COMMAND_MEMORY, type IntxPin } from './config-space.js';
 import type { PciDevice } from './device.js';
 
-export const PCI_CONFIG_ADDRESS_PORT = 0xcf8;
-export const PCI_CONFIG_DATA_PORT = 0xcfc;
+export const PCI_CONFIG_ADDRESS_PORT = PC_PORTS.pciHost.start;
+export const PCI_CONFIG_DATA_PORT = PC_PORTS.pciHost.start + 4;
 /** The host bus claims 0xCF8-0xCFF. */
-export const PCI_HOST_PORT_COUNT = 8;
+export const PCI_HOST_PORT_COUNT = portCount(PC_PORTS.pciHost);
 export const PCI_SLOTS = 32;
 export const PCI_FUNCTIONS = 8;
 

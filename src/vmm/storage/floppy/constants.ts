@@ -4,12 +4,13 @@
  * DSR, MSR, DIR), the ST0-ST3 status bits of the result phase, and the
  * controller's identification and reset values.
  */
+import { FLOPPY_PORTS, portCount } from '../../../platform/pc-map.js';
 
-export const FDC_PORT_BASE = 0x3f0;
+export const FDC_PORT_BASE = FLOPPY_PORTS[0]!.start;
 /** 0x3F0-0x3F5. */
-export const FDC_PORT_COUNT = 6;
+export const FDC_PORT_COUNT = portCount(FLOPPY_PORTS[0]!);
 /** DIR (read) / CCR (write). */
-export const FDC_DIR_PORT = 0x3f7;
+export const FDC_DIR_PORT = FLOPPY_PORTS[1]!.start;
 export const FDC_IRQ = 6;
 export const FDC_DMA_CHANNEL = 2;
 

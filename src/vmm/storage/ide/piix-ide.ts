@@ -24,6 +24,7 @@
  * interrupt on ISA IRQ 14 and 15 through `ctx.irq`; the function itself
  * has no INTx pin, as in compatibility mode.
  */
+import { IDE_PORTS } from '../../../platform/pc-map.js';
 import type { AccessSize, DeviceContext, IoHandler } from '../../core/device.js';
 import { DeviceStateError } from '../../core/device.js';
 import type { GuestMemory } from '../../core/memory.js';
@@ -46,8 +47,8 @@ export const BMIBA_SIZE = 16;
 
 /** The ISA resources of the two channels in compatibility mode. */
 export const IDE_LEGACY = [
-  { command: 0x1f0, control: 0x3f6, irq: 14 },
-  { command: 0x170, control: 0x376, irq: 15 },
+  { command: IDE_PORTS[0]!.start, control: IDE_PORTS[1]!.start, irq: 14 },
+  { command: IDE_PORTS[2]!.start, control: IDE_PORTS[3]!.start, irq: 15 },
 ] as const;
 
 export interface LegacyPortRange {

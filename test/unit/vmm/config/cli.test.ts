@@ -43,7 +43,7 @@ describe.skipIf(!built)('mvisor / mvctl vm run (child process)', () => {
   });
 
   it('the one-file bundle bin/mvisor.js loads (scripts/bundle.mjs) is fresh and behaves as the modules do', () => {
-    const bundle = `${root}dist/src/cli/vm-run.bundle.js`;
+    const bundle = `${root}dist/src/cli/vm-run.bundle.cjs`;
     expect(existsSync(bundle), 'make build writes the bundle').toBe(true);
     expect(statSync(bundle).mtimeMs).toBeGreaterThanOrEqual(
       statSync(`${root}dist/src/cli/vm-run.js`).mtimeMs,
