@@ -21,7 +21,7 @@
  * not conflict with flock(2) on local file systems, so this keeps mvisor
  * processes apart but not mvisor and a QEMU using the same image.
  */
-import { spawn } from 'node:child_process';
+import { lazyChildProcess } from '../common/builtins.js';
 import type { FileHandle } from 'node:fs/promises';
 import { BlockError } from './image.js';
 
@@ -87,7 +87,7 @@ function flockCommand(fd: number, path: string, mode: LockMode): Promise<void> {
       String(CONFLICT_EXIT),
       '3',
     ];
-    const child = spawn('flock', args, { stdio: ['ignore', 'ignore', 'pipe', fd] });
+    const child = lazyChildProcess().spawn('flock', args, { stdio: ['ignore', 'ignore', 'pipe', fd] });
     let stderr = '';
     child.stderr!.setEncoding('utf8');
     child.stderr!.on('data', (s: string) => (stderr += s));

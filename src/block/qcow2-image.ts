@@ -9,7 +9,7 @@
 import { open, type FileHandle } from 'node:fs/promises';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { promisify } from 'node:util';
-import { constants as zconst, inflateRaw } from 'node:zlib';
+import { lazyZlib } from '../common/builtins.js';
 import { BlockError, type BlockImage, type ImageFormat } from './image.js';
 import { checkRange, preadFull, pwriteFull, toBlockError, ZEROES } from './io.js';
 import { lockImage } from './lock.js';
@@ -26,7 +26,8 @@ import {
 import { type ClusterRange } from './qcow2-refcount.js';
 import { Qcow2Tables } from './qcow2-tables.js';
 
-const inflateRawAsync = promisify(inflateRaw);
+let inflateRawAsync:
+  ((buf: Uint8Array, opts: import('node:zlib').ZlibOptions) => Promise<Buffer>) | undefined;
 
 export interface Qcow2OpenOptions {
   readOnly?: boolean;
@@ -246,7 +247,12 @@ export class Qcow2Image extends Qcow2Tables implements BlockImage {
     await preadFull(this.fh, src, e.host);
     let out: Buffer;
     try {
-      out = await inflateRawAsync(src, { finishFlush: zconst.Z_SYNC_FLUSH, maxOutputLength: this.cs });
+      const zlib = lazyZlib();
+      inflateRawAsync ??= promisify(zlib.inflateRaw);
+      out = await inflateRawAsync(src, {
+        finishFlush: zlib.constants.Z_SYNC_FLUSH,
+        maxOutputLength: this.cs,
+      });
     } catch (err) {
       throw this.corruptError(`compressed cluster at 0x${e.host.toString(16)}: ${(err as Error).message}`);
     }

@@ -12,7 +12,8 @@
  * it; it is also handy with `socat - UNIX-CONNECT:path`. Bad requests get
  * {"ok":false,"error":...}, never a crash.
  */
-import { createServer, type Server, type Socket } from 'node:net';
+import type { Server, Socket } from 'node:net';
+import { lazyNet } from '../common/builtins.js';
 import { existsSync, lstatSync, unlinkSync } from 'node:fs';
 import type { Logger } from './core/log.js';
 import {
@@ -49,7 +50,7 @@ export class ControlServer {
       if (!lstatSync(this.path).isSocket()) throw new Error(`${this.path}: exists and is not a socket`);
       unlinkSync(this.path);
     }
-    const server = createServer((s) => this.serve(s));
+    const server = lazyNet().createServer((s) => this.serve(s));
     this.server = server;
     return new Promise((resolve, reject) => {
       server.once('error', reject);

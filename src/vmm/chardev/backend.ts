@@ -15,7 +15,8 @@
  * is re-exported here.
  */
 import * as fs from 'node:fs';
-import * as net from 'node:net';
+import type * as net from 'node:net';
+import { lazyNet } from '../../common/builtins.js';
 import type { Logger } from '../core/log.js';
 import { DEFAULT_HOLD_BYTES, InputDispatcher, OutputBatcher, type CharBackend } from './base.js';
 import { StdioBackend } from './stdio.js';
@@ -174,7 +175,7 @@ export class UnixSocketBackend implements CharBackend {
     this.backlogLimit = opts.clientBacklogLimit ?? 1024 * 1024;
     removeStaleSocket(opts.path);
     this.batcher = new OutputBatcher((chunk) => this.sink(chunk));
-    this.server = net.createServer((sock) => this.accept(sock));
+    this.server = lazyNet().createServer((sock) => this.accept(sock));
     this.ready = new Promise<void>((resolve, reject) => {
       this.server.once('listening', () => {
         this.listening = true;

@@ -47,7 +47,16 @@ it('imports a running VMM that matches the manifest (then plans no change), and 
       'spec: {memory: 64M, vcpus: 2, firmware: {kernel: vmlinux, cmdline: console=ttyS0}}\n',
   );
   const state = ['--state', join(dir, 'state.db')];
-  const running = { state: 'running', vcpus: 2, memory: 64 * 2 ** 20, uuid: defaultVmUuid('web') };
+  // A whole status as the control protocol has it (src/platform/control-protocol.ts).
+  const running = {
+    state: 'running',
+    vcpus: 2,
+    memory: 64 * 2 ** 20,
+    uuid: defaultVmUuid('web'),
+    images: [],
+    uptimeMs: 5,
+    exits: { io: 0, mmio: 0, other: 0 },
+  };
 
   // A named state file that does not exist is an error for import too (a typo must not start a new state).
   const typo = mvctl(dir, ['import', 'VirtualMachine/web', join(dir, 'x.sock'), '-f', 'vm.yaml', ...state]);
