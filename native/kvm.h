@@ -158,4 +158,7 @@ class Vcpu : public Napi::ObjectWrap<Vcpu> {
   Napi::ObjectReference vm_ref_;
 };
 
+// The real-time signal that kicks a vCPU thread out of KVM_RUN (kvm_vm_exits.cc).
+int KickSignal();
+
 }  // namespace mv
