@@ -48,7 +48,7 @@ interface Traced {
 function traced(cmd: string, args: string[], dir: string): Traced {
   const log = join(dir, 'strace.log');
   const trace = (calls: string) => {
-    spawnSync('strace', ['-f', '-ttt', '-e', `trace=${calls}`, '-o', log, cmd, ...args], {
+    spawnSync('strace', ['-f', '--seccomp-bpf', '-ttt', '-e', `trace=${calls}`, '-o', log, cmd, ...args], {
       stdio: 'ignore',
       timeout: 60_000,
     });

@@ -77,9 +77,13 @@ export function loadStartupBundle(): unknown {
 
 /** Writes the `.v8cache` of each start-up file (`make build`, after the bundle). */
 export function writeStartupCodeCache(): string[] {
-  return [...STARTUP_PRELOADS, STARTUP_BUNDLE].map((file) => {
-    const { script } = requireWithCodeCache(file);
-    writeFileSync(`${file}.v8cache`, script.createCachedData());
-    return file;
-  });
+  const loaded = [...STARTUP_PRELOADS, STARTUP_BUNDLE].map((file) => ({
+    file,
+    ...requireWithCodeCache(file),
+  }));
+  // Run the config path once, so that the cache holds the functions it compiles.
+  const bundle = loaded[loaded.length - 1]!.exports as { warmUpForCodeCache?: () => void };
+  bundle.warmUpForCodeCache?.();
+  for (const { file, script } of loaded) writeFileSync(`${file}.v8cache`, script.createCachedData());
+  return loaded.map((l) => l.file);
 }
