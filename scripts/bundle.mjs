@@ -9,7 +9,7 @@
 // separate file; the bundle sits beside vm-run.js so that paths relative to
 // the module resolve the same. Run by `make build` after tsc and validators.
 import { build } from 'esbuild';
-import { rmSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import process from 'node:process';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -30,6 +30,15 @@ const result = await build({
   logLevel: 'warning',
   metafile: true,
 });
+// A dynamic import() would fail where the bundle runs from its code cache (src/cli/code-cache.ts).
+const bundled = readFileSync(join(cli, 'vm-run.bundle.cjs'), 'utf8');
+const dynamic = /[^\w$.]import\(/.exec(bundled);
+if (dynamic) {
+  process.stderr.write(
+    `vm-run.bundle.cjs: a dynamic import() at offset ${dynamic.index}; bundle it statically\n`,
+  );
+  process.exit(1);
+}
 // The ES module bundle of earlier builds.
 rmSync(join(cli, 'vm-run.bundle.js'), { force: true });
 const { writeStartupCodeCache } = await import(pathToFileURL(join(cli, 'code-cache.js')).href);

@@ -10,6 +10,12 @@
  * build` writes each file's cache beside it (`<file>.v8cache`) and this loads
  * the files through `vm.Script` with it. V8 checks a cache against its
  * version, flags and the source, and compiles as usual when it does not fit.
+ *
+ * A file loaded so cannot use `import()`: Node 20 drops a script's dynamic
+ * import callback when the script comes from a code cache
+ * (ERR_VM_DYNAMIC_IMPORT_CALLBACK_MISSING), so scripts/bundle.mjs refuses a
+ * bundle with one. (That is also why mvctl cannot start this way: oclif
+ * imports its commands.)
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import Module, { createRequire } from 'node:module';
@@ -46,7 +52,6 @@ export function requireWithCodeCache(file: string): Loaded {
   const script = new vm.Script(Module.wrap(source), {
     filename: file,
     ...(cachedData ? { cachedData } : {}),
-    importModuleDynamically: vm.constants.USE_MAIN_CONTEXT_DEFAULT_LOADER,
   });
   const require = createRequire(file);
   const mod = new Module(file);
