@@ -3,10 +3,8 @@
  * or one derived from the VM name, so that a VM keeps its UUID across
  * restarts (guests and licensing tools key on it) without state.
  */
-import { createRequire } from 'node:module';
-
 // node:crypto on first use: a config with its uuid does not need it, and it costs start-up 6 ms.
-const requireBuiltin = createRequire(import.meta.url);
+import { lazyCrypto } from '../common/builtins.js';
 
 /** 8-4-4-4-12 hex digits, either case. */
 export const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -31,8 +29,9 @@ export function uuidV5(namespace: string, name: string): string {
     ns = Buffer.from(normaliseUuid(namespace).replace(/-/g, ''), 'hex');
     NAMESPACES.set(namespace, ns);
   }
-  const { hash } = requireBuiltin('node:crypto') as typeof import('node:crypto');
-  const b = hash('sha1', Buffer.concat([ns, Buffer.from(name, 'utf8')]), 'buffer').subarray(0, 16);
+  const b = lazyCrypto()
+    .hash('sha1', Buffer.concat([ns, Buffer.from(name, 'utf8')]), 'buffer')
+    .subarray(0, 16);
   b[6] = ((b[6] ?? 0) & 0x0f) | 0x50; // version 5
   b[8] = ((b[8] ?? 0) & 0x3f) | 0x80; // variant 10 (RFC 9562)
   const h = b.toString('hex');

@@ -53,6 +53,7 @@ import {
   type PcParts,
 } from './board/pc-boot.js';
 import { VirtioPciTransport } from './virtio/pci-transport.js';
+import type { PciDevice } from './pci/device.js';
 import { KvmIoEvents, kvmMsiSink } from './virtio/ioevent.js';
 import { PciHostBus, BusBarMapper, PCI_CONFIG_ADDRESS_PORT, PCI_HOST_PORT_COUNT } from './pci/host-bus.js';
 import type { FwCfg } from './firmware/fw-cfg.js';
@@ -312,11 +313,7 @@ export class PcMachine {
       add: (d) => this.add(d),
       pio: (base, length, handler, name) => vm.pio.register(base, length, handler, name),
       mmio: (base, length, handler, name) => vm.mmio.register(base, length, handler, name),
-      pci: (dev, slot) => {
-        const at = slot ?? this.freePciSlot();
-        this.pci.attach(dev, at, 0);
-        return at;
-      },
+      pci: (dev, slot) => this.attachPci(dev, slot),
       virtioPci: (dev, slot) => {
         this.ioEvents ??= new KvmIoEvents(vm);
         const transport = new VirtioPciTransport(dev, {
@@ -325,9 +322,7 @@ export class PcMachine {
           msi: kvmMsiSink(vm.native),
           ioEvents: this.ioEvents,
         });
-        const at = slot ?? this.freePciSlot();
-        this.pci.attach(this.add(transport), at, 0);
-        return at;
+        return this.attachPci(this.add(transport), slot);
       },
       image: (name) => images.get(name),
       charBackend: (sink) => this.charBackend(sink),
@@ -355,6 +350,13 @@ export class PcMachine {
     this.vm.pio.register(FDC_DIR_PORT, 1, fdc.dirPort, fdc.name);
     this.storage.push({ drain: () => fdc.whenIdle() });
     return fdc;
+  }
+
+  /** Attaches a PCI device as function 0 of `slot`, or of the first free slot; returns the slot. */
+  private attachPci(dev: PciDevice, slot: number | undefined): number {
+    const at = slot ?? this.freePciSlot();
+    this.pci.attach(dev, at, 0);
+    return at;
   }
 
   private freePciSlot(): number {
