@@ -71,7 +71,7 @@ describe('shards', () => {
       { id: CONFORMANCE, seconds: 1, only: ['s3', 'setjmp'] },
     ]);
     expect(script).toMatch(
-      /^\(node node_modules\/vitest\/vitest\.mjs run --configLoader runner --no-isolate --maxWorkers 1 --retry 1 .*'test\/integration\/a\.test\.ts' \|\| echo "\$\?" >> '\/s\/failed'\) 2>&1 \| cat$/m,
+      /^\(node node_modules\/vitest\/vitest\.mjs run --configLoader runner --no-isolate --maxWorkers 1 --retry 2 .*'test\/integration\/a\.test\.ts' \|\| echo "\$\?" >> '\/s\/failed'\) 2>&1 \| cat$/m,
     );
     expect(script).toMatch(
       /^\(node dist\/test\/conformance\/run\.js --ci --jobs 2 --timeout-scale 2 --retries 1 --results-jsonl '\/s\/conformance\.jsonl'.* --only 's3,setjmp' \|\| echo .*\| cat$/m,
