@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 /**
- * Generates TypeScript types from the JSON Schemas: every `schema/[DIR/]NAME.schema.json`
- * becomes `src/generated/[DIR/]NAME.ts` (e.g. `schema/manifests/disk.schema.json` ->
+ * Writes the device part of schema/vmm-config.schema.json from the device
+ * descriptors (scripts/device-schemas.mjs), then generates TypeScript types
+ * from the JSON Schemas: every `schema/[DIR/]NAME.schema.json` becomes `src/generated/[DIR/]NAME.ts` (e.g. `schema/manifests/disk.schema.json` ->
  * `src/generated/manifests/disk.ts`). The schemas are the single source of truth;
  * the generated files are checked in (a unit test fails when they are stale).
  *
@@ -13,15 +14,16 @@ import { basename, dirname, isAbsolute, join, relative, resolve } from 'node:pat
 import { fileURLToPath } from 'node:url';
 import process from 'node:process';
 import { compile } from 'json-schema-to-typescript';
+import { deviceSchemas, withDeviceSchemas } from './device-schemas.mjs';
 import * as prettier from 'prettier';
 
 export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 export const schemaDir = join(repoRoot, 'schema');
 export const generatedDir = join(repoRoot, 'src', 'generated');
 
-/** Generates the TypeScript source for one schema file (absolute path). */
-export async function generateTypes(schemaPath) {
-  const schema = JSON.parse(await readFile(schemaPath, 'utf8'));
+/** Generates the TypeScript source for one schema file (absolute path), or for `schema` as that file. */
+export async function generateTypes(schemaPath, schema = undefined) {
+  schema ??= JSON.parse(await readFile(schemaPath, 'utf8'));
   const source = relative(repoRoot, schemaPath);
   const banner =
     `/* eslint-disable */\n` +
@@ -68,15 +70,40 @@ function byName(a, b) {
   return a.name < b.name ? -1 : a.name > b.name ? 1 : 0;
 }
 
-/** Map of output path -> generated content, for every schema. */
+/** schema/vmm-config.schema.json: its device definitions come from the device descriptors. */
+export const vmmConfigSchemaPath = join(schemaDir, 'vmm-config.schema.json');
+
+/** The VMM config schema with the device descriptors' definitions, and its text as written. */
+export async function vmmConfigSchema() {
+  const current = JSON.parse(await readFile(vmmConfigSchemaPath, 'utf8'));
+  const schema = withDeviceSchemas(current, await deviceSchemas(repoRoot));
+  const options = (await prettier.resolveConfig(vmmConfigSchemaPath)) ?? {};
+  const text = await prettier.format(JSON.stringify(schema, null, 2), {
+    ...options,
+    filepath: vmmConfigSchemaPath,
+  });
+  return { schema, text };
+}
+
+/**
+ * Map of output path -> generated content: schema/vmm-config.schema.json
+ * (device part from the descriptors), then the types of every schema.
+ */
 export async function generateAll() {
   const out = new Map();
-  for (const file of await schemaFiles()) out.set(outputPathFor(file), await generateTypes(file));
+  const vmm = await vmmConfigSchema();
+  out.set(vmmConfigSchemaPath, vmm.text);
+  for (const file of await schemaFiles()) {
+    const own = file === vmmConfigSchemaPath ? vmm.schema : undefined;
+    out.set(outputPathFor(file), await generateTypes(file, own));
+  }
   return out;
 }
 
 async function main(argv) {
   const check = argv.includes('--check');
+  // The manifest schemas' types read the VMM schema's definitions from the file: it goes first.
+  if (!check) await writeFile(vmmConfigSchemaPath, (await vmmConfigSchema()).text);
   const files = await generateAll();
   let stale = 0;
   for (const [path, content] of files) {

@@ -54,11 +54,11 @@ export type CharSink = ('stdio' | 'none') | FileSink | SocketSink;
  */
 export type DebugSink = ('none' | 'stderr') | FileSink;
 /**
- * A device of the VMM config, chosen by its class: a Device, or one of QEMU's test devices (isa-debug-exit, pc-testdev, pci-testdev), which only a VMM config can have.
+ * A device of the VMM config, chosen by its class: a Device, or one that only a VMM config can have (isa-debug-exit, pc-testdev, pci-testdev).
  */
 export type VmmDevice = Device | IsaDebugExitDevice | PcTestdevDevice | PciTestdevDevice;
 /**
- * An extra device, chosen by its class: serial-port, debug-console, option-rom, or a storage device (virtio-block, ata-disk, ata-cdrom, floppy).
+ * An extra device, chosen by its class: serial-port, debug-console, option-rom, virtio-block, ata-disk, ata-cdrom, floppy.
  */
 export type Device =
   | SerialPortDevice

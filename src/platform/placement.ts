@@ -4,6 +4,7 @@
  * and the manifest normaliser, so that a manifest places devices exactly
  * where the VMM will.
  */
+import schemaJson from '../../schema/vmm-config.schema.json' with { type: 'json' };
 import type { VmmDevice } from '../generated/vmm-config.js';
 import { IDE_POSITIONS, PCI_DEVICE_SLOTS } from './pc-map.js';
 import type { FieldProblem } from './rules.js';
@@ -20,24 +21,66 @@ export type Placement =
   | { bus: 'ide'; channel: 0 | 1; unit: 0 | 1 }
   | { bus: 'floppy'; drive: 0 | 1 };
 
+/** A bus a device takes a position on. */
+export type Bus = PlacementRequest['bus'];
+
+type DefinitionNode = { properties?: Record<string, unknown> & { class?: { const?: string } } };
+let busByClass: Map<string, Bus> | undefined;
+
+/**
+ * The bus a device class takes a position on, from its schema definition's
+ * fields: `slot` a PCI slot, `channel` and `unit` an IDE position, `drive` a
+ * floppy drive; undefined for a device that has none. A new device's schema
+ * alone says where it goes.
+ */
+export function busOf(cls: string): Bus | undefined {
+  if (!busByClass) {
+    busByClass = new Map();
+    const defs = (schemaJson as { definitions: Record<string, DefinitionNode> }).definitions;
+    for (const def of Object.values(defs)) {
+      const props = def.properties;
+      const c = props?.class?.const;
+      if (c === undefined || props === undefined) continue;
+      const bus: Bus | undefined =
+        'slot' in props ? 'pci' : 'channel' in props ? 'ide' : 'drive' in props ? 'floppy' : undefined;
+      if (bus) busByClass.set(c, bus);
+    }
+  }
+  return busByClass.get(cls);
+}
+
 /**
  * What a device of the VMM config asks for, or undefined for a device that
- * has no position: storage devices, and pci-testdev, which takes a PCI slot
- * as virtio-block devices do.
+ * has no position (see busOf): storage devices, and pci-testdev, which takes
+ * a PCI slot as virtio-block devices do.
  */
 export function storagePlacementRequest(d: VmmDevice): PlacementRequest | undefined {
-  switch (d.class) {
-    case 'virtio-block':
-    case 'pci-testdev':
-      return d.slot === undefined ? { bus: 'pci' } : { bus: 'pci', slot: d.slot };
-    case 'ata-disk':
-    case 'ata-cdrom':
-      return { bus: 'ide', ...pick(d, 'channel'), ...pick(d, 'unit') };
+  const f = d as { slot?: number; channel?: 0 | 1; unit?: 0 | 1; drive?: 0 | 1 };
+  switch (busOf(d.class)) {
+    case 'pci':
+      return f.slot === undefined ? { bus: 'pci' } : { bus: 'pci', slot: f.slot };
+    case 'ide':
+      return { bus: 'ide', ...pick(f, 'channel'), ...pick(f, 'unit') };
     case 'floppy':
-      return d.drive === undefined ? { bus: 'floppy' } : { bus: 'floppy', drive: d.drive };
+      return f.drive === undefined ? { bus: 'floppy' } : { bus: 'floppy', drive: f.drive };
     default:
       return undefined;
   }
+}
+
+/** The PCI slot a placement gave (the first device slot when it gave none: a config with problems). */
+export function pciSlotOf(p: Placement | undefined): number {
+  return p?.bus === 'pci' ? p.slot : PCI_DEVICE_SLOTS.first;
+}
+
+/** The IDE position a placement gave (0/0 when it gave none: a config with problems). */
+export function idePositionOf(p: Placement | undefined): { channel: 0 | 1; unit: 0 | 1 } {
+  return p?.bus === 'ide' ? { channel: p.channel, unit: p.unit } : { channel: 0, unit: 0 };
+}
+
+/** The floppy drive a placement gave (0 when it gave none). */
+export function floppyDriveOf(p: Placement | undefined): 0 | 1 {
+  return p?.bus === 'floppy' ? p.drive : 0;
 }
 
 function pick<T extends object, K extends keyof T>(o: T, k: K): Partial<Pick<T, K>> {

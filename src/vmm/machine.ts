@@ -41,7 +41,7 @@ import {
   FDC_DIR_PORT,
   cmosFloppyType,
 } from './storage/floppy.js';
-import type { Board, DeviceDescriptor } from './board/board.js';
+import type { Board } from './board/board.js';
 import { descriptorOf } from './board/registry.js';
 import { buildPcFwCfg } from './board/pc-fw-cfg.js';
 import {
@@ -292,7 +292,7 @@ export class PcMachine {
       this.storage.push(this.ide);
       // The configured devices, each built by its descriptor (board/registry.ts).
       const board = this.board(images);
-      for (const d of config.devices) (descriptorOf(d) as DeviceDescriptor).create(d, board);
+      for (const d of config.devices) descriptorOf(d.class)?.create(d, board);
       this.fdc = this.floppyController();
       // fw_cfg is there for a direct boot too (QEMU has it always): its
       // CPU count, RAM size and files serve test kernels and guest tools.

@@ -12,7 +12,14 @@
 import type { BlockImage } from '../../block/image.js';
 import type { PortRange } from '../../platform/pc-map.js';
 import type { CharBackend } from '../chardev/backend.js';
-import type { ResolvedCharSink, ResolvedDebugSink, ResolvedDevice } from '../config/types.js';
+import type { CharSink, DebugSink } from '../../generated/vmm-config.js';
+import type { Placement } from '../../platform/placement.js';
+import type {
+  ResolvedCharSink,
+  ResolvedDebugSink,
+  ResolvedFirmware,
+  ResolvedImage,
+} from '../config/types.js';
 import type { Device, DeviceContext, IoHandler } from '../core/device.js';
 import type { GuestMemory } from '../core/memory.js';
 import type { PciDevice } from '../pci/device.js';
@@ -64,18 +71,64 @@ export interface DeviceClaims {
   mmio?: readonly (PortRange & { field: string })[];
 }
 
-export type DeviceClass = ResolvedDevice['class'];
-export type ResolvedDeviceOf<C extends DeviceClass> = Extract<ResolvedDevice, { class: C }>;
+/**
+ * A device's config schema: one definition of schema/vmm-config.schema.json,
+ * which scripts/gen-types.mjs writes from the descriptors (npm run gen:types)
+ * together with the `Device`/`VmmDevice` unions that list them.
+ */
+export interface DeviceSchema {
+  /** The definition's name, and so its generated type's (src/generated/vmm-config.ts). */
+  readonly name: string;
+  /** A VirtualMachine manifest may have it (`Device`); else only a VMM config may (`VmmDevice`). */
+  readonly manifest: boolean;
+  /** The JSON Schema (draft-07) of its config; `properties.class` is a const. */
+  readonly definition: Readonly<Record<string, unknown>>;
+}
 
-export interface DeviceDescriptor<C extends DeviceClass = DeviceClass> {
+/** What a device's `resolve` is given besides its own config. */
+export interface ResolveContext {
+  /** Reports a problem of one of its fields (undefined: of the device as a whole). */
+  problem(field: string | undefined, message: string): void;
+  /** A path of the config made absolute (relative to the config file's directory). */
+  abs(path: string): string;
+  /** Where it was placed, on the bus its schema's fields name (src/platform/placement.ts busOf). */
+  readonly placement: Placement | undefined;
+  /** Its image, checked (exists, format, writable unless read-only; `alwaysReadOnly`: a CD-ROM). */
+  image(d: ImageFields, alwaysReadOnly?: boolean): ResolvedImage;
+  /** A character sink; `field` names it when a second device asks for stdio. */
+  charSink(s: CharSink, field: string): ResolvedCharSink;
+  /** A debug output. */
+  debugSink(s: DebugSink): ResolvedDebugSink;
+  /** The VM's firmware (resolved before its devices). */
+  readonly firmware: ResolvedFirmware;
+}
+
+/** The image fields of a storage device's config. */
+export interface ImageFields {
+  image: string;
+  format?: 'raw' | 'qcow2';
+  readonly?: boolean;
+  snapshot?: boolean;
+}
+
+/**
+ * A device, as its own file describes it to the board: adding a device is
+ * that file plus one line in src/vmm/board/registry.ts.
+ */
+export interface DeviceDescriptor<Raw extends { class: string }, Resolved extends { class: Raw['class'] }> {
   /** The config's `class:`. */
-  readonly class: C;
-  /** The schema definition of its config (schema/vmm-config.schema.json). */
-  readonly schema: string;
+  readonly class: Raw['class'];
+  /** Its config's schema. */
+  readonly schema: DeviceSchema;
   /** The saved-state version its devices write (undefined: no state). */
   readonly stateVersion?: number;
-  /** Ports and memory it takes (PCI slots and drive positions: src/platform/placement.ts). */
-  claims?(d: ResolvedDeviceOf<C>): DeviceClaims;
+  /** Its schema-valid config, checked and with defaults filled (problems go to `ctx`). */
+  resolve(raw: Raw, ctx: ResolveContext): Resolved;
+  /** Ports and memory it takes (PCI slots and drive positions: placement). */
+  claims?(d: Resolved): DeviceClaims;
   /** Builds the device onto the board. */
-  create(d: ResolvedDeviceOf<C>, board: Board): void;
+  create(d: Resolved, board: Board): void;
 }
+
+/** Any descriptor (method parameters are bivariant, so every descriptor is one). */
+export type AnyDeviceDescriptor = DeviceDescriptor<{ class: string }, { class: string }>;

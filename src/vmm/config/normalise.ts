@@ -4,45 +4,27 @@
  * checks a schema cannot express (port clashes, files, image sharing).
  */
 import { dirname } from 'node:path';
-import { claimsOf } from '../board/registry.js';
-import type {
-  AtaCdromDevice,
-  AtaDiskDevice,
-  CharSink,
-  DebugConsoleDevice,
-  DebugSink,
-  FloppyDevice,
-  IsaDebugExitDevice,
-  OptionRomDevice,
-  PciTestdevDevice,
-  SerialPortDevice,
-  VirtioBlockDevice,
-  VmmConfig,
-  VmmDevice,
-} from '../../generated/vmm-config.js';
-import { formatPath, hex, problem, type RawProblem, type Segment } from '../../common/yaml-schema-errors.js';
+import type { ImageFields, ResolveContext } from '../board/board.js';
+import { claimsOf, descriptorOf } from '../board/registry.js';
+import type { CharSink, DebugSink, VmmConfig, VmmDevice } from '../../generated/vmm-config.js';
+import { formatPath, hex, problem, type RawProblem } from '../../common/yaml-schema-errors.js';
 import { cpuFeatures, parseCpuSpec } from '../../platform/cpu-spec.js';
 import {
   COM1_PORTS,
   DEBUG_CONSOLE_PORTS,
-  ISA_DEBUG_EXIT_DEFAULTS,
-  PCI_DEVICE_SLOTS,
   PC_FIXED_PORTS,
-  PC_TESTDEV_MMIO,
   storageControllerPorts,
   type PortRange,
 } from '../../platform/pc-map.js';
 import { placeStorageDevices, storagePlacementRequest } from '../../platform/placement.js';
 import {
   bootOrderProblems,
-  defaultVirtioBlockSerial,
   deviceNameProblems,
   directBootDeviceProblems,
   fwCfgNameProblems,
   imageSharingProblems,
   type FieldProblem,
 } from '../../platform/rules.js';
-import { formatSize } from '../../platform/size.js';
 import { defaultVmUuid, normaliseUuid } from '../../platform/uuid.js';
 import { VMM_CONFIG_DEFAULTS, schemaAt, vmmExplainer as explainer } from '../../platform/vmm-schema.js';
 import {
@@ -50,8 +32,6 @@ import {
   biosImageProblem,
   diskImageProblem,
   multibootProblem,
-  optionRomProblem,
-  readableFile,
   resolvePath,
   unreadable,
 } from './files.js';
@@ -232,112 +212,43 @@ export function normalise(config: VmmConfig, configPath: string, problems: RawPr
   ports.push(...storageControllerPorts({ floppy: devicesIn.some((d) => d.class === 'floppy') }));
   const placed = placeStorageDevices(devicesIn.map(storagePlacementRequest), labels);
   placed.problems.forEach(fieldProblem);
-  const image = (
-    i: number,
-    d: { image: string; format?: 'raw' | 'qcow2'; readonly?: boolean; snapshot?: boolean },
-    alwaysReadOnly = false,
-  ): ResolvedImage => {
-    const readOnly = alwaysReadOnly || (d.readonly ?? false);
-    const snapshot = !alwaysReadOnly && (d.snapshot ?? false);
-    const out: ResolvedImage = { path: abs(d.image), readOnly, snapshot };
-    if (d.format !== undefined) out.format = d.format;
-    const why = diskImageProblem(out.path, {
-      writable: !readOnly && !snapshot,
-      ...(d.format !== undefined ? { format: d.format } : {}),
-      hint:
-        d.snapshot === undefined && devicesIn[i]?.class !== 'floppy'
-          ? 'set readonly: true or snapshot: true to use it unwritten'
-          : 'set readonly: true to use it unwritten',
-    });
-    if (why !== undefined) problems.push(problem(['devices', i, 'image'], why));
-    return out;
-  };
-  const ide = (i: number) => {
-    const p = placed.placements[i];
-    return p?.bus === 'ide'
-      ? { channel: p.channel, unit: p.unit }
-      : { channel: 0 as const, unit: 0 as const };
-  };
-
   devicesIn.forEach((d, i) => {
-    const path: Segment[] = ['devices', i];
-    if (d.class === 'serial-port') {
-      const dev = d satisfies SerialPortDevice;
-      const sink = charSink(dev.serial ?? 'none');
-      if (sink.kind === 'stdio') {
-        if (stdioUsers.length > 0) {
-          problems.push(problem([...path, 'serial'], `stdio is already used by ${stdioUsers[0]}`));
+    const descriptor = descriptorOf(d.class);
+    if (!descriptor) throw new Error(`no descriptor for device class ${d.class}`); // the schema allows none
+    const ctx: ResolveContext = {
+      problem: (field, message) =>
+        problems.push(problem(['devices', i, ...(field !== undefined ? [field] : [])], message)),
+      abs,
+      placement: placed.placements[i],
+      image(img: ImageFields, alwaysReadOnly = false): ResolvedImage {
+        const readOnly = alwaysReadOnly || (img.readonly ?? false);
+        const snapshot = !alwaysReadOnly && (img.snapshot ?? false);
+        const out: ResolvedImage = { path: abs(img.image), readOnly, snapshot };
+        if (img.format !== undefined) out.format = img.format;
+        const why = diskImageProblem(out.path, {
+          writable: !readOnly && !snapshot,
+          ...(img.format !== undefined ? { format: img.format } : {}),
+          hint:
+            img.snapshot === undefined && d.class !== 'floppy'
+              ? 'set readonly: true or snapshot: true to use it unwritten'
+              : 'set readonly: true to use it unwritten',
+        });
+        if (why !== undefined) problems.push(problem(['devices', i, 'image'], why));
+        return out;
+      },
+      charSink(s, field) {
+        const sink = charSink(s);
+        if (sink.kind === 'stdio') {
+          if (stdioUsers.length > 0)
+            problems.push(problem(['devices', i, field], `stdio is already used by ${stdioUsers[0]}`));
+          stdioUsers.push(formatPath(['devices', i, field]));
         }
-        stdioUsers.push(formatPath([...path, 'serial']));
-      }
-      devices.push({
-        class: 'serial-port',
-        port: dev.port,
-        irq: dev.irq ?? (dev.port === 0x3e8 ? 4 : 3),
-        serial: sink,
-      });
-    } else if (d.class === 'debug-console') {
-      const dev = d satisfies DebugConsoleDevice;
-      devices.push({ class: 'debug-console', port: dev.port, output: debugSink(dev.output ?? 'stderr') });
-    } else if (d.class === 'option-rom') {
-      const dev = d satisfies OptionRomDevice;
-      const file = abs(dev.file);
-      const why = optionRomProblem(file);
-      if (why !== undefined) problems.push(problem([...path, 'file'], why));
-      devices.push({ class: 'option-rom', name: dev.name, file });
-    } else if (d.class === 'virtio-block') {
-      const dev = d satisfies VirtioBlockDevice;
-      const p = placed.placements[i];
-      devices.push({
-        class: 'virtio-block',
-        name: dev.name,
-        image: image(i, dev),
-        serial: dev.serial ?? defaultVirtioBlockSerial(dev.name),
-        queues: dev.queues ?? 1,
-        slot: p?.bus === 'pci' ? p.slot : PCI_DEVICE_SLOTS.first,
-      });
-    } else if (d.class === 'isa-debug-exit') {
-      const dev = d satisfies IsaDebugExitDevice;
-      const iobase = dev.iobase ?? ISA_DEBUG_EXIT_DEFAULTS.iobase;
-      const iosize = dev.iosize ?? ISA_DEBUG_EXIT_DEFAULTS.iosize;
-      if (iobase + iosize > 0x10000) {
-        problems.push(
-          problem([...path, 'iobase'], `ports ${hex(iobase)}+${iosize} go beyond the last I/O port 0xffff`),
-        );
-      }
-      devices.push({ class: 'isa-debug-exit', iobase, iosize });
-    } else if (d.class === 'pc-testdev') {
-      if (firmware.kind === 'bios') {
-        const bios = readableFile(firmware.path);
-        const biosStart = bios.problem === undefined ? 2 ** 32 - bios.size : 2 ** 32;
-        if (biosStart < PC_TESTDEV_MMIO.end) {
-          problems.push(
-            problem(
-              [...path, 'class'],
-              `its test memory ${hex(PC_TESTDEV_MMIO.start)}-${hex(PC_TESTDEV_MMIO.end - 1)} overlaps the ` +
-                `BIOS image mapped from ${hex(biosStart)} (use a BIOS image of at most ${formatSize(2 ** 32 - PC_TESTDEV_MMIO.end)})`,
-            ),
-          );
-        }
-      }
-      devices.push({ class: 'pc-testdev' });
-    } else if (d.class === 'pci-testdev') {
-      d satisfies PciTestdevDevice;
-      const p = placed.placements[i];
-      devices.push({ class: 'pci-testdev', slot: p?.bus === 'pci' ? p.slot : PCI_DEVICE_SLOTS.first });
-    } else if (d.class === 'ata-disk') {
-      const dev = d satisfies AtaDiskDevice;
-      devices.push({ class: 'ata-disk', name: dev.name, image: image(i, dev), ...ide(i) });
-    } else if (d.class === 'ata-cdrom') {
-      const dev = d satisfies AtaCdromDevice;
-      const image_ = dev.image !== undefined ? { image: image(i, { ...dev, image: dev.image }, true) } : {};
-      devices.push({ class: 'ata-cdrom', name: dev.name, ...image_, ...ide(i) });
-    } else {
-      const dev = d satisfies FloppyDevice;
-      const p = placed.placements[i];
-      const image_ = dev.image !== undefined ? { image: image(i, { ...dev, image: dev.image }) } : {};
-      devices.push({ class: 'floppy', name: dev.name, ...image_, drive: p?.bus === 'floppy' ? p.drive : 0 });
-    }
+        return sink;
+      },
+      debugSink,
+      firmware,
+    };
+    devices.push(descriptor.resolve(d, ctx) as ResolvedDevice);
   });
 
   // The ports each device claims (its descriptor says which), against the fixed

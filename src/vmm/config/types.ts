@@ -8,6 +8,8 @@
  * to another process as is.
  */
 
+import type { ResolvedDevice } from '../board/registry.js';
+
 /** `host`: the host CPU as KVM reports it; `baseline`: a fixed, portable x86-64 model. */
 export type CpuModel = 'host' | 'baseline';
 
@@ -133,12 +135,11 @@ export interface ResolvedPciTestdevDevice {
 export type ResolvedTestDevice =
   ResolvedIsaDebugExitDevice | ResolvedPcTestdevDevice | ResolvedPciTestdevDevice;
 
-export type ResolvedDevice =
-  | ResolvedSerialPortDevice
-  | ResolvedDebugConsoleDevice
-  | ResolvedOptionRomDevice
-  | ResolvedStorageDevice
-  | ResolvedTestDevice;
+/**
+ * A resolved device of any class: the union of what the registry's
+ * descriptors resolve to (a new device's resolved type may live in its file).
+ */
+export type { ResolvedDevice };
 
 /** How the VM starts: SeaBIOS (or another BIOS image) or a direct kernel boot. */
 export type ResolvedFirmware =

@@ -9,7 +9,9 @@
 import { DEBUG_CONSOLE_PORTS } from '../../platform/pc-map.js';
 import type { AccessSize, Device, DeviceContext, DeviceState, IoHandler } from '../core/device.js';
 import { expectVersion } from '../core/device.js';
+import type { DebugConsoleDevice } from '../../generated/vmm-config.js';
 import type { DeviceDescriptor } from '../board/board.js';
+import type { ResolvedDebugConsoleDevice } from '../config/types.js';
 
 export const DEBUG_CONSOLE_PORT = DEBUG_CONSOLE_PORTS.start;
 
@@ -100,9 +102,47 @@ export class DebugConsole implements Device, IoHandler {
 }
 
 /** `class: debug-console`: an extra write-only debug port (like 0x402). */
-export const debugConsoleDevice: DeviceDescriptor<'debug-console'> = {
+export const debugConsoleDevice: DeviceDescriptor<DebugConsoleDevice, ResolvedDebugConsoleDevice> = {
   class: 'debug-console',
-  schema: 'DebugConsoleDevice',
+  schema: {
+    name: 'DebugConsoleDevice',
+    manifest: true,
+    definition: {
+      description: 'An extra write-only debug console on one I/O port.',
+      type: 'object',
+      additionalProperties: false,
+      required: ['class', 'port'],
+      properties: {
+        class: {
+          const: 'debug-console',
+        },
+        port: {
+          description: 'I/O port.',
+          type: 'integer',
+          minimum: 0,
+          maximum: 65535,
+        },
+        output: {
+          description: 'stderr (default) or {file: path}.',
+          oneOf: [
+            {
+              type: 'string',
+              enum: ['stderr'],
+            },
+            {
+              $ref: '#/definitions/FileSink',
+            },
+          ],
+          default: 'stderr',
+        },
+      },
+    },
+  },
+  resolve: (d, ctx) => ({
+    class: 'debug-console',
+    port: d.port,
+    output: ctx.debugSink(d.output ?? 'stderr'),
+  }),
   stateVersion: 1,
   claims: (d) => ({ ports: [{ start: d.port, end: d.port + 1, owner: '', field: 'port' }] }),
   create(d, board) {

@@ -73,7 +73,6 @@ import {
   modemDeltas,
   parseUartState,
 } from './uart-16550a-regs.js';
-import type { DeviceDescriptor } from '../board/board.js';
 
 /** Number of I/O ports a 16550A occupies. */
 export const UART_16550A_PORTS = 8;
@@ -545,18 +544,3 @@ export class Uart16550a implements Device, IoHandler {
     this.backend.close();
   }
 }
-
-/** `class: serial-port`: an extra 16550A UART (COM2..COM4) on 8 ports. */
-export const serialPortDevice: DeviceDescriptor<'serial-port'> = {
-  class: 'serial-port',
-  schema: 'SerialPortDevice',
-  stateVersion: 1,
-  claims: (d) => ({ ports: [{ start: d.port, end: d.port + 8, owner: '', field: 'port' }] }),
-  create(d, board) {
-    const name = `serial-${d.port.toString(16)}`;
-    const uart = board.add(
-      new Uart16550a(name, board.ctx, { irq: d.irq, backend: board.charBackend(d.serial) }),
-    );
-    board.pio(d.port, 8, uart, name);
-  },
-};

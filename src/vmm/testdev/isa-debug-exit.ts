@@ -22,6 +22,9 @@ import type { AccessSize, Device, DeviceContext, DeviceState, IoHandler } from '
 import { expectVersion } from '../core/device.js';
 import { hex } from '../core/bus.js';
 import type { DeviceDescriptor } from '../board/board.js';
+import type { IsaDebugExitDevice } from '../../generated/vmm-config.js';
+import { ISA_DEBUG_EXIT_DEFAULTS } from '../../platform/pc-map.js';
+import type { ResolvedIsaDebugExitDevice } from '../config/types.js';
 
 /** QEMU's defaults (hw/misc/debugexit.c). */
 export const DEBUG_EXIT_DEFAULT_IOBASE = 0x501;
@@ -109,9 +112,44 @@ export class IsaDebugExit implements Device, IoHandler {
 }
 
 /** `class: isa-debug-exit`: QEMU's exit port (kvm-unit-tests end with it). */
-export const isaDebugExitDevice: DeviceDescriptor<'isa-debug-exit'> = {
+export const isaDebugExitDevice: DeviceDescriptor<IsaDebugExitDevice, ResolvedIsaDebugExitDevice> = {
   class: 'isa-debug-exit',
-  schema: 'IsaDebugExitDevice',
+  schema: {
+    name: 'IsaDebugExitDevice',
+    manifest: false,
+    definition: {
+      description:
+        "QEMU's isa-debug-exit: a write of v to its ports ends the VMM with exit status (v << 1) | 1 (kvm-unit-tests uses iobase 0xf4, iosize 4).",
+      type: 'object',
+      additionalProperties: false,
+      required: ['class'],
+      properties: {
+        class: {
+          const: 'isa-debug-exit',
+        },
+        iobase: {
+          description: 'First I/O port. Default 0x501 (as QEMU).',
+          type: 'integer',
+          minimum: 0,
+          maximum: 65535,
+          default: 1281,
+        },
+        iosize: {
+          description: 'Number of I/O ports from iobase: 1, 2 or 4. Default 2 (as QEMU).',
+          type: 'integer',
+          enum: [1, 2, 4],
+          default: 2,
+        },
+      },
+    },
+  },
+  resolve(d, ctx) {
+    const iobase = d.iobase ?? ISA_DEBUG_EXIT_DEFAULTS.iobase;
+    const iosize = d.iosize ?? ISA_DEBUG_EXIT_DEFAULTS.iosize;
+    if (iobase + iosize > 0x10000)
+      ctx.problem('iobase', `ports ${hex(iobase)}+${iosize} go beyond the last I/O port 0xffff`);
+    return { class: 'isa-debug-exit', iobase, iosize };
+  },
   stateVersion: 1,
   claims: (d) => ({ ports: [{ start: d.iobase, end: d.iobase + d.iosize, owner: '', field: 'iobase' }] }),
   create(d, board) {

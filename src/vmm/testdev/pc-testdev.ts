@@ -56,6 +56,10 @@ import type { AccessSize, Device, DeviceContext, DeviceState, IoHandler } from '
 import { DeviceStateError, expectVersion } from '../core/device.js';
 import { hex } from '../core/bus.js';
 import type { DeviceDescriptor } from '../board/board.js';
+import type { PcTestdevDevice } from '../../generated/vmm-config.js';
+import { formatSize } from '../../platform/size.js';
+import { readableFile } from '../config/files.js';
+import type { ResolvedPcTestdevDevice } from '../config/types.js';
 import { PC_TESTDEV_MMIO, PC_TESTDEV_PORTS } from '../../platform/pc-map.js';
 
 export const PC_TESTDEV_IOPORT = 0xe0;
@@ -256,9 +260,38 @@ export class PcTestdev implements Device {
 }
 
 /** `class: pc-testdev`: QEMU's pc-testdev (kvm-unit-tests). */
-export const pcTestdevDevice: DeviceDescriptor<'pc-testdev'> = {
+export const pcTestdevDevice: DeviceDescriptor<PcTestdevDevice, ResolvedPcTestdevDevice> = {
   class: 'pc-testdev',
-  schema: 'PcTestdevDevice',
+  schema: {
+    name: 'PcTestdevDevice',
+    manifest: false,
+    definition: {
+      description:
+        "QEMU's pc-testdev, as kvm-unit-tests uses it: I/O ports 0xe0-0xeb (a scratch register, page flush, byte-wise scratch register), 0x2000-0x2017 (ISA IRQ lines) and 64 KiB of test memory at 0xff000000.",
+      type: 'object',
+      additionalProperties: false,
+      required: ['class'],
+      properties: {
+        class: {
+          const: 'pc-testdev',
+        },
+      },
+    },
+  },
+  resolve(_d, ctx) {
+    if (ctx.firmware.kind === 'bios') {
+      const bios = readableFile(ctx.firmware.path);
+      const biosStart = bios.problem === undefined ? 2 ** 32 - bios.size : 2 ** 32;
+      if (biosStart < PC_TESTDEV_MMIO.end) {
+        ctx.problem(
+          'class',
+          `its test memory ${hex(PC_TESTDEV_MMIO.start)}-${hex(PC_TESTDEV_MMIO.end - 1)} overlaps the ` +
+            `BIOS image mapped from ${hex(biosStart)} (use a BIOS image of at most ${formatSize(2 ** 32 - PC_TESTDEV_MMIO.end)})`,
+        );
+      }
+    }
+    return { class: 'pc-testdev' };
+  },
   stateVersion: 1,
   claims: () => ({
     ports: PC_TESTDEV_PORTS.map((r) => ({ ...r, field: 'class' })),

@@ -44,6 +44,9 @@ import type { AccessSize, DeviceContext, IoHandler } from '../core/device.js';
 import { DeviceStateError } from '../core/device.js';
 import { PciDevice } from '../pci/device.js';
 import type { DeviceDescriptor } from '../board/board.js';
+import type { PciTestdevDevice } from '../../generated/vmm-config.js';
+import { pciSlotOf } from '../../platform/placement.js';
+import type { ResolvedPciTestdevDevice } from '../config/types.js';
 
 export const PCI_VENDOR_ID_REDHAT = 0x1b36;
 export const PCI_DEVICE_ID_REDHAT_TEST = 0x0005;
@@ -243,9 +246,31 @@ export class PciTestdev extends PciDevice {
 }
 
 /** `class: pci-testdev`: QEMU's pci-testdev, PCI 1b36:0005 (kvm-unit-tests). */
-export const pciTestdevDevice: DeviceDescriptor<'pci-testdev'> = {
+export const pciTestdevDevice: DeviceDescriptor<PciTestdevDevice, ResolvedPciTestdevDevice> = {
   class: 'pci-testdev',
-  schema: 'PciTestdevDevice',
+  schema: {
+    name: 'PciTestdevDevice',
+    manifest: false,
+    definition: {
+      description: "QEMU's pci-testdev (PCI 1b36:0005), as kvm-unit-tests uses it.",
+      type: 'object',
+      additionalProperties: false,
+      required: ['class'],
+      properties: {
+        class: {
+          const: 'pci-testdev',
+        },
+        slot: {
+          description:
+            'PCI slot on bus 0 (2..31; 0 is the host bridge, 1 the PIIX). Default: the first free slot from 2 up, in device order (shared with virtio-block devices).',
+          type: 'integer',
+          minimum: 2,
+          maximum: 31,
+        },
+      },
+    },
+  },
+  resolve: (_d, ctx) => ({ class: 'pci-testdev', slot: pciSlotOf(ctx.placement) }),
   create(d, board) {
     board.pci(board.add(new PciTestdev(board.ctx)), d.slot);
   },

@@ -25,6 +25,10 @@ import { BlockError, type BlockImage } from '../../block/image.js';
 import { bit, type VirtioDevice, type VirtioTransport } from './device.js';
 import { ChainError, type Chain, type SplitQueue } from './virtqueue.js';
 import type { DeviceDescriptor } from '../board/board.js';
+import type { VirtioBlockDevice } from '../../generated/vmm-config.js';
+import { pciSlotOf } from '../../platform/placement.js';
+import { defaultVirtioBlockSerial } from '../../platform/rules.js';
+import type { ResolvedVirtioBlockDevice } from '../config/types.js';
 import { BootError } from '../boot/errors.js';
 
 export const VIRTIO_ID_BLOCK = 2;
@@ -411,9 +415,68 @@ export class VirtioBlk implements VirtioDevice {
 }
 
 /** `class: virtio-block`: a virtio-blk device, on a PCI transport of its own slot. */
-export const virtioBlockDevice: DeviceDescriptor<'virtio-block'> = {
+export const virtioBlockDevice: DeviceDescriptor<VirtioBlockDevice, ResolvedVirtioBlockDevice> = {
   class: 'virtio-block',
-  schema: 'VirtioBlockDevice',
+  schema: {
+    name: 'VirtioBlockDevice',
+    manifest: true,
+    definition: {
+      description: 'A virtio-blk disk (virtio-pci modern) on its own PCI slot.',
+      type: 'object',
+      additionalProperties: false,
+      required: ['class', 'name', 'image'],
+      properties: {
+        class: {
+          const: 'virtio-block',
+        },
+        name: {
+          $ref: '#/definitions/DeviceName',
+        },
+        image: {
+          $ref: '#/definitions/ImagePath',
+        },
+        format: {
+          $ref: '#/definitions/ImageFormat',
+        },
+        readonly: {
+          $ref: '#/definitions/ReadOnly',
+        },
+        snapshot: {
+          $ref: '#/definitions/Snapshot',
+        },
+        serial: {
+          description:
+            'Serial number the guest reads (VIRTIO_BLK_T_GET_ID; /dev/disk/by-id): 1-20 printable ASCII characters. Default: the device name (its first 20 characters).',
+          type: 'string',
+          minLength: 1,
+          maxLength: 20,
+          pattern: '^[ -~]+$',
+        },
+        queues: {
+          description: 'Request queues (1..16). Default 1.',
+          type: 'integer',
+          minimum: 1,
+          maximum: 16,
+          default: 1,
+        },
+        slot: {
+          description:
+            'PCI slot on bus 0 (2..31; 0 is the host bridge, 1 the PIIX). Default: the first free slot from 2 up, in device order.',
+          type: 'integer',
+          minimum: 2,
+          maximum: 31,
+        },
+      },
+    },
+  },
+  resolve: (d, ctx) => ({
+    class: 'virtio-block',
+    name: d.name,
+    image: ctx.image(d),
+    serial: d.serial ?? defaultVirtioBlockSerial(d.name),
+    queues: d.queues ?? 1,
+    slot: pciSlotOf(ctx.placement),
+  }),
   stateVersion: 1,
   create(d, board) {
     const image = board.image(d.name);

@@ -32,7 +32,10 @@ import {
   type TransferMode,
 } from './ata.js';
 import { IdeDrive } from './drive.js';
+import type { AtaDiskDevice } from '../../../generated/vmm-config.js';
+import { idePositionOf } from '../../../platform/placement.js';
 import type { DeviceDescriptor } from '../../board/board.js';
+import type { ResolvedAtaDiskDevice } from '../../config/types.js';
 import { BootError } from '../../boot/errors.js';
 import { ideBootPath } from './piix-ide.js';
 
@@ -445,9 +448,50 @@ export class AtaDisk extends IdeDrive {
 }
 
 /** `class: ata-disk`: an ATA hard disk on the PIIX3 IDE controller. */
-export const ataDiskDevice: DeviceDescriptor<'ata-disk'> = {
+export const ataDiskDevice: DeviceDescriptor<AtaDiskDevice, ResolvedAtaDiskDevice> = {
   class: 'ata-disk',
-  schema: 'AtaDiskDevice',
+  schema: {
+    name: 'AtaDiskDevice',
+    manifest: true,
+    definition: {
+      description: 'An ATA hard disk on the PIIX3 IDE controller.',
+      type: 'object',
+      additionalProperties: false,
+      required: ['class', 'name', 'image'],
+      properties: {
+        class: {
+          const: 'ata-disk',
+        },
+        name: {
+          $ref: '#/definitions/DeviceName',
+        },
+        image: {
+          $ref: '#/definitions/ImagePath',
+        },
+        format: {
+          $ref: '#/definitions/ImageFormat',
+        },
+        readonly: {
+          $ref: '#/definitions/ReadOnly',
+        },
+        snapshot: {
+          $ref: '#/definitions/Snapshot',
+        },
+        channel: {
+          $ref: '#/definitions/IdeChannel',
+        },
+        unit: {
+          $ref: '#/definitions/IdeUnit',
+        },
+      },
+    },
+  },
+  resolve: (d, ctx) => ({
+    class: 'ata-disk',
+    name: d.name,
+    image: ctx.image(d),
+    ...idePositionOf(ctx.placement),
+  }),
   create(d, board) {
     const image = board.image(d.name);
     if (!image) throw new BootError(`devices: ${d.name}: no image`);

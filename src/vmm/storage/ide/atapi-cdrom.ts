@@ -57,8 +57,6 @@ import {
   type MmcResult,
   type Sense,
 } from './atapi-mmc.js';
-import type { DeviceDescriptor } from '../../board/board.js';
-import { ideBootPath } from './piix-ide.js';
 
 export { ASC, CD_SECTOR_SIZE, MEDIA_EVENT, SCSI, SENSE } from './atapi-mmc.js';
 
@@ -554,13 +552,3 @@ export class AtapiCdrom extends IdeDrive {
     if ((s.hadMedium === true) !== (this.disc !== undefined)) this.mediumChanged(this.disc ? 2 : 3);
   }
 }
-
-/** `class: ata-cdrom`: an ATAPI CD-ROM drive on the PIIX3 IDE controller (no image: empty). */
-export const ataCdromDevice: DeviceDescriptor<'ata-cdrom'> = {
-  class: 'ata-cdrom',
-  schema: 'AtaCdromDevice',
-  create(d, board) {
-    board.ide.attachDrive(d.channel, d.unit, new AtapiCdrom({ name: d.name, image: board.image(d.name) }));
-    board.bootPath(d.name, ideBootPath(d.channel, d.unit));
-  },
-};

@@ -23,7 +23,7 @@ describe('device registry', () => {
     expect(classes.length).toBeGreaterThanOrEqual(10);
     expect(Object.keys(DEVICE_REGISTRY).sort()).toEqual(classes.map(([c]) => c).sort());
     for (const [c, name] of classes)
-      expect(DEVICE_REGISTRY[c as keyof typeof DEVICE_REGISTRY].schema).toBe(name);
+      expect(DEVICE_REGISTRY[c as keyof typeof DEVICE_REGISTRY].schema.name).toBe(name);
   });
 
   it('claims the ports a device occupies, with the field that placed them', () => {
