@@ -54,9 +54,9 @@ export type CharSink = ('stdio' | 'none') | FileSink | SocketSink;
  */
 export type DebugSink = ('none' | 'stderr') | FileSink;
 /**
- * A device of the VMM config, chosen by its class: a Device, or one that only a VMM config can have (isa-debug-exit, pc-testdev, pci-testdev).
+ * A device of the VMM config, chosen by its class: a Device, or one that only a VMM config can have (isa-debug-exit, pc-testdev, pci-testdev, pvpanic).
  */
-export type VmmDevice = Device | IsaDebugExitDevice | PcTestdevDevice | PciTestdevDevice;
+export type VmmDevice = Device | IsaDebugExitDevice | PcTestdevDevice | PciTestdevDevice | PvpanicDevice;
 /**
  * An extra device, chosen by its class: serial-port, debug-console, option-rom, virtio-block, ata-disk, ata-cdrom, floppy.
  */
@@ -367,6 +367,20 @@ export interface PciTestdevDevice {
   class: 'pci-testdev';
   /**
    * PCI slot on bus 0 (2..31; 0 is the host bridge, 1 the PIIX). Default: the first free slot from 2 up, in device order (shared with virtio-block devices).
+   */
+  slot?: number;
+}
+/**
+ * QEMU's pvpanic-pci (PCI 1b36:0011): the guest reports a kernel panic (Linux's pvpanic-pci driver, Windows' pvpanic), and onPanic says what happens.
+ */
+export interface PvpanicDevice {
+  class: 'pvpanic';
+  /**
+   * What a panic report does: stop (default) ends the VM with exit code 3, as a triple fault does; log only logs it. A crash kernel taking over (CRASH_LOADED) is only logged.
+   */
+  onPanic?: 'stop' | 'log';
+  /**
+   * PCI slot on bus 0 (2..31). Default: the first free one, in device order.
    */
   slot?: number;
 }

@@ -505,3 +505,43 @@ export function hostilePlatformGuest(opts: HostilePlatformOptions = {}): number[
   a.raw(x86.resetViaCf9).raw(x86.hang);
   return a.finish();
 }
+
+// --- a guest that reports a panic through pvpanic-pci -------------------------
+
+/**
+ * A guest that does what Linux's pvpanic-pci driver does, without a
+ * firmware: finds 1b36:0011 in PCI slot `slot`, places BAR0 at `bar` and
+ * enables memory decoding, reads the supported events (prints CAPS=3 or
+ * CAPS-BAD), writes PANICKED, prints AFTER-PANIC, then writes `exitValue`
+ * to isa-debug-exit at 0xf4 (the VM ends with (v << 1) | 1 when it is still
+ * running) and hangs.
+ */
+export function pvpanicGuest(slot: number, bar: number, exitValue: number): number[] {
+  const a = new Asm32();
+  const say = (text: string) => a.raw(x86.print(text));
+  const cfg = (reg: number) => a.mov(R.eax, (0x8000_0000 | (slot << 11) | reg) >>> 0).outp(0xcf8, 4);
+  const check = (value: number, ok: string, bad: string) => {
+    const no = a.fresh();
+    const end = a.fresh();
+    a.cmp(R.eax, value).j('ne', no);
+    say(ok);
+    a.jmp(end).label(no);
+    say(bad);
+    a.label(end);
+  };
+  a.raw([0xfa, 0xfc]); // cli; cld
+  cfg(0x00);
+  a.inp(0xcfc, 4);
+  check(0x0011_1b36, 'ID-OK\n', 'ID-BAD\n');
+  cfg(0x10);
+  a.mov(R.eax, bar).outp(0xcfc, 4);
+  cfg(0x04);
+  a.mov(R.eax, 0x0002).outp(0xcfc, 2); // Command: memory space
+  a.load(R.eax, bar).and(R.eax, 0xff);
+  check(3, 'CAPS=3\n', 'CAPS-BAD\n');
+  a.storeImm(bar, 1); // PVPANIC_PANICKED
+  say('AFTER-PANIC\n');
+  a.mov(R.eax, exitValue).outp(0xf4, 1);
+  a.raw(x86.hang);
+  return a.finish();
+}

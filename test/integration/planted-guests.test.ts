@@ -9,7 +9,7 @@ import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { scaled } from '../helpers/timeouts.js';
-import { tinyPvhElf, x86 } from '../helpers/tiny-elf.js';
+import { pvpanicGuest, tinyPvhElf, x86 } from '../helpers/tiny-elf.js';
 import { mvisorBin, runMvisor, tempDir } from '../helpers/mvisor.js';
 
 function guest(code: number[]): { dir: string; kernel: string } {
@@ -110,5 +110,32 @@ describe('planted guests', () => {
     expect(r.stdout).toContain('after-fwait');
     expect(r.code).toBe(0);
     expect(r.stderr).toContain('guest reset (i8042 reset (0xFE))');
+  });
+
+  it('pvpanic: a guest that reports a panic ends the VM with exit code 3 (onPanic: stop), or goes on (log)', async () => {
+    const bar = 0xfebf_0000;
+    const run = async (onPanic: 'stop' | 'log') => {
+      const g = guest(pvpanicGuest(5, bar, 0x10));
+      return runMvisor(
+        {
+          name: `pvpanic-${onPanic}`,
+          memory: '16M',
+          kernel: g.kernel,
+          devices: [
+            { class: 'pvpanic', slot: 5, onPanic },
+            { class: 'isa-debug-exit', iobase: 0xf4, iosize: 4 },
+          ],
+        },
+        { dir: g.dir, timeoutMs: scaled(30_000) },
+      );
+    };
+    const stop = await run('stop');
+    expect(stop.stdout).toContain('ID-OK\nCAPS=3\n');
+    expect(stop.code).toBe(3);
+    expect(stop.stderr).toContain('guest panicked (pvpanic)');
+    const log = await run('log');
+    expect(log.stdout).toContain('ID-OK\nCAPS=3\nAFTER-PANIC\n');
+    expect(log.stderr).toContain('pvpanic: the guest panicked (onPanic: log, the VM goes on)');
+    expect(log.code).toBe(0x21); // isa-debug-exit: (0x10 << 1) | 1
   });
 });

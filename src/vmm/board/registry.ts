@@ -19,6 +19,7 @@ import { floppyDevice } from '../storage/floppy-drive.js';
 import { isaDebugExitDevice } from '../testdev/isa-debug-exit.js';
 import { pcTestdevDevice } from '../testdev/pc-testdev.js';
 import { pciTestdevDevice } from '../testdev/pci-testdev.js';
+import { pvpanicDevice } from '../misc/pvpanic-pci.js';
 
 export const DEVICE_REGISTRY = {
   'serial-port': serialPortDevice,
@@ -31,6 +32,7 @@ export const DEVICE_REGISTRY = {
   'isa-debug-exit': isaDebugExitDevice,
   'pc-testdev': pcTestdevDevice,
   'pci-testdev': pciTestdevDevice,
+  pvpanic: pvpanicDevice,
 } as const satisfies { readonly [C in VmmDevice['class']]: { readonly class: C } }; // one per schema class, none else
 
 type Registry = typeof DEVICE_REGISTRY;
