@@ -87,6 +87,39 @@ static Napi::Value Flock(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// lseekData(fd, offset) / lseekHole(fd, offset): lseek(2) with SEEK_DATA or
+// SEEK_HOLE, which Node's fs lacks (sparse snapshot files). The next data (or
+// hole) at or after offset; -1 when there is none (ENXIO: offset at or past
+// the end of the file, or no data after it).
+static Napi::Value LseekWhence(const Napi::CallbackInfo& info, int whence, const char* name) {
+  int32_t fd;
+  if (!ArgI32(info, 0, "fd", &fd)) return info.Env().Undefined();
+  if (info.Length() < 2 || !info[1].IsNumber()) {
+    ThrowType(info.Env(), "offset must be a number");
+    return info.Env().Undefined();
+  }
+  double want = info[1].As<Napi::Number>().DoubleValue();
+  if (!(want >= 0 && want <= 9007199254740991.0) || want != static_cast<double>(static_cast<int64_t>(want))) {
+    ThrowRange(info.Env(), "offset must be a safe non-negative integer");
+    return info.Env().Undefined();
+  }
+  off_t r = lseek(fd, static_cast<off_t>(want), whence);
+  if (r < 0) {
+    if (errno == ENXIO) return Napi::Number::New(info.Env(), -1);
+    ThrowErrno(info.Env(), name, errno);
+    return info.Env().Undefined();
+  }
+  return Napi::Number::New(info.Env(), static_cast<double>(r));
+}
+
+static Napi::Value LseekData(const Napi::CallbackInfo& info) {
+  return LseekWhence(info, SEEK_DATA, "lseek(SEEK_DATA)");
+}
+
+static Napi::Value LseekHole(const Napi::CallbackInfo& info) {
+  return LseekWhence(info, SEEK_HOLE, "lseek(SEEK_HOLE)");
+}
+
 // ---- FdWatcher ---------------------------------------------------------------
 //
 // new FdWatcher(cb): one epoll thread per watcher. add(fd) watches a
@@ -396,6 +429,8 @@ void InitFdUtil(Napi::Env env, Napi::Object exports) {
   exports.Set("eventfdWrite", Napi::Function::New(env, EventfdWrite));
   exports.Set("closeFd", Napi::Function::New(env, CloseFd));
   exports.Set("flock", Napi::Function::New(env, Flock));
+  exports.Set("lseekData", Napi::Function::New(env, LseekData));
+  exports.Set("lseekHole", Napi::Function::New(env, LseekHole));
 }
 
 }  // namespace mv

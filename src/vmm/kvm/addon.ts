@@ -100,6 +100,10 @@ export interface Addon {
   closeFd(fd: number): void;
   /** flock(2): the image locks of src/block/lock.ts; a conflict throws with code EAGAIN. */
   flock(fd: number, operation: number): void;
+  /** lseek(2) SEEK_DATA: the next data at or after `offset`, or -1 when there is none (sparse snapshot files). */
+  lseekData(fd: number, offset: number): number;
+  /** lseek(2) SEEK_HOLE: the next hole at or after `offset` (the end of the file counts as one), or -1 past the end. */
+  lseekHole(fd: number, offset: number): number;
   FdWatcher: new (onFire: (fd: number) => void) => NativeFdWatcher;
   constants: Record<string, number>;
   runOffsets: Record<string, number>;
