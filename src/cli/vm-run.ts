@@ -5,6 +5,7 @@
  * the VM's own start-up inside the nested test host); `--help`, `--version`
  * and anything unknown still go through oclif (bin/mvisor.js).
  */
+import { resolve as resolvePath } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ConfigError, loadVmmConfig, parseCharSinkSpec, parseVmmConfig } from '../vmm/config/load.js';
 import { checkKvm } from '../vmm/kvm/availability.js';
@@ -19,6 +20,7 @@ export interface VmRunFlags {
   config: string;
   serial?: string | undefined;
   control?: string | undefined;
+  restore?: string | undefined;
   logLevel?: 'debug' | 'info' | 'warn' | 'error' | undefined;
 }
 
@@ -35,6 +37,7 @@ export function parseMvisorArgs(argv: string[]): VmRunFlags | undefined {
         config: { type: 'string', short: 'c' },
         serial: { type: 'string' },
         control: { type: 'string' },
+        restore: { type: 'string' },
         'log-level': { type: 'string' },
       },
     });
@@ -45,6 +48,7 @@ export function parseMvisorArgs(argv: string[]): VmRunFlags | undefined {
       config: values.config,
       serial: values.serial,
       control: values.control,
+      restore: values.restore,
       logLevel: level as VmRunFlags['logLevel'],
     };
   } catch {
@@ -64,7 +68,11 @@ export async function runVmFromFlags(flags: VmRunFlags): Promise<number> {
       process.stderr.write(`mvisor: cannot run VM ${config.name}: ${kvm.message}\n`);
       return 1;
     }
-    return await runVmm(config, undefined, { controlSocket: flags.control, exitsAfter: true });
+    return await runVmm(config, undefined, {
+      controlSocket: flags.control,
+      exitsAfter: true,
+      ...(flags.restore !== undefined ? { restore: resolvePath(flags.restore) } : {}),
+    });
   } catch (e) {
     const err = e as Error;
     if (err instanceof ConfigError) {

@@ -21,7 +21,15 @@
 export const CONTROL_PROTOCOL_VERSION = 1;
 
 /** The commands, in the order `help`-like messages list them. */
-export const CONTROL_COMMANDS = ['status', 'stop', 'powerdown', 'pause', 'resume', 'vcpus'] as const;
+export const CONTROL_COMMANDS = [
+  'status',
+  'stop',
+  'powerdown',
+  'pause',
+  'resume',
+  'vcpus',
+  'snapshot',
+] as const;
 export type ControlCommand = (typeof CONTROL_COMMANDS)[number];
 
 export interface ControlRequest {
@@ -30,6 +38,23 @@ export interface ControlRequest {
   v?: number;
   /** Echoed back in the response. */
   id?: string | number;
+  /** snapshot: the new file to write (an absolute path). */
+  file?: string;
+  /** snapshot: what the VM does after it, resume (default) or stop. */
+  then?: 'resume' | 'stop';
+}
+
+/** What `snapshot` reports. */
+export interface SnapshotResult {
+  file: string;
+  /** The file's size (apparent: zero pages of RAM are holes). */
+  bytes: number;
+  /** RAM stored as data, in bytes. */
+  ramDataBytes: number;
+  /** How long the vCPUs were paused, in ms. */
+  pausedMs: number;
+  /** Block requests in flight at the pause, completed before the state was taken. */
+  drainedRequests: number;
 }
 
 /** What `status` reports; the VMM state as the engine reads it. */
@@ -55,6 +80,7 @@ export interface ControlResults {
   pause: object;
   resume: object;
   vcpus: { vcpus: string[] };
+  snapshot: SnapshotResult;
 }
 
 interface ResponseBase {
@@ -123,6 +149,11 @@ export function parseControlResponse<C extends ControlCommand>(
   }
   if (cmd === 'vcpus' && !(Array.isArray(x.vcpus) && x.vcpus.every((l) => typeof l === 'string')))
     return 'the answer to vcpus has no list of vCPUs';
+  if (
+    cmd === 'snapshot' &&
+    !(typeof x.file === 'string' && [x.bytes, x.ramDataBytes, x.pausedMs, x.drainedRequests].every(isCount))
+  )
+    return 'the answer to snapshot is not a snapshot report';
   return { ...x, ...base, ok: true } as unknown as ControlSuccess<C>;
 }
 
@@ -149,5 +180,12 @@ export function parseControlRequest(line: string): ControlRequest | { id?: strin
     };
   if (!CONTROL_COMMANDS.includes(x.cmd as ControlCommand))
     return { ...withId, error: `unknown command ${JSON.stringify(x.cmd)} (${CONTROL_COMMANDS.join(', ')})` };
+  if (x.cmd === 'snapshot') {
+    if (typeof x.file !== 'string' || !x.file.startsWith('/') || x.file.length > 4096)
+      return { ...withId, error: 'snapshot needs "file": the absolute path of a new file' };
+    if (x.then !== undefined && x.then !== 'resume' && x.then !== 'stop')
+      return { ...withId, error: `snapshot "then" is resume or stop, not ${JSON.stringify(x.then)}` };
+    return { cmd: 'snapshot', v, ...withId, file: x.file, then: x.then ?? 'resume' };
+  }
   return { cmd: x.cmd as ControlCommand, v, ...withId };
 }

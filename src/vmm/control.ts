@@ -8,6 +8,8 @@
  *                       has not enabled it: no ACPI OS is listening); wakes a
  *                       guest suspended to RAM (status "suspended")
  *   {"cmd":"pause"} / {"cmd":"resume"} / {"cmd":"vcpus"}
+ *   {"cmd":"snapshot","file":"/abs/new-file","then":"resume"|"stop"}
+ *                     → writes the VM (state and RAM) to a new file: {"ok":true,"pausedMs":...}
  * An optional "id" is echoed back. The engine (mvctl apply, destroy) uses
  * it; it is also handy with `socat - UNIX-CONNECT:path`. Bad requests get
  * {"ok":false,"error":...}, never a crash.
@@ -21,6 +23,7 @@ import {
   parseControlRequest,
   type ControlCommand,
   type ControlResponse,
+  type SnapshotResult,
   type VmStatus,
 } from '../platform/control-protocol.js';
 
@@ -31,6 +34,7 @@ export interface ControlHandlers {
   pause(): Promise<void>;
   resume(): void;
   vcpus(): Promise<string[]>;
+  snapshot(file: string, then: 'resume' | 'stop'): Promise<SnapshotResult>;
 }
 
 const MAX_LINE = 64 * 1024;
@@ -114,6 +118,8 @@ export class ControlServer {
           return { ...id, v, ok: true };
         case 'vcpus':
           return { ...id, v, ok: true, vcpus: await this.handlers.vcpus() };
+        case 'snapshot':
+          return { ...id, v, ok: true, ...(await this.handlers.snapshot(req.file!, req.then ?? 'resume')) };
       }
     } catch (e) {
       this.log.warn(`control: ${cmd}: ${(e as Error).message}`);

@@ -41,7 +41,7 @@ import {
   FDC_DIR_PORT,
   cmosFloppyType,
 } from './storage/floppy.js';
-import type { Board } from './board/board.js';
+import type { Board, StorageDrain } from './board/board.js';
 import { descriptorOf } from './board/registry.js';
 import { buildPcFwCfg } from './board/pc-fw-cfg.js';
 import {
@@ -117,7 +117,7 @@ export class PcMachine {
   readonly fdc: FloppyController | undefined;
   private ioEvents: KvmIoEvents | undefined;
   /** What stopping the VM waits for (requests in flight). */
-  private readonly storage: { drain(): Promise<void> }[] = [];
+  private readonly storage: StorageDrain[] = [];
   private readonly floppyDrives: Array<{ image?: BlockImage; readOnly?: boolean } | undefined> = [];
   private readonly firmwareFiles: { name: string; data: Uint8Array }[] = [];
   /** fw_cfg bootorder paths of the boot devices, by device name. */
@@ -348,7 +348,7 @@ export class PcMachine {
     );
     this.vm.pio.register(FDC_PORT_BASE, FDC_PORT_COUNT, fdc.ports, fdc.name);
     this.vm.pio.register(FDC_DIR_PORT, 1, fdc.dirPort, fdc.name);
-    this.storage.push({ drain: () => fdc.whenIdle() });
+    this.storage.push({ inFlight: () => fdc.inFlight(), drain: () => fdc.whenIdle() });
     return fdc;
   }
 
@@ -364,9 +364,14 @@ export class PcMachine {
     throw new BootError('no free PCI slot left on bus 0');
   }
 
-  /** Waits until no storage request is in flight (the vCPUs are stopped or paused). */
-  async drainStorage(): Promise<void> {
+  /**
+   * Waits until no storage request is in flight (the vCPUs are stopped or
+   * paused); returns how many were in flight when it was called.
+   */
+  async drainStorage(): Promise<number> {
+    const inFlight = this.storage.reduce((n, d) => n + d.inFlight(), 0);
     await Promise.all(this.storage.map((d) => d.drain()));
+    return inFlight;
   }
 
   private add<T extends Device>(d: T): T {

@@ -14,6 +14,10 @@ import { PcMachine } from './machine.js';
 import type { BlockImage } from '../block/image.js';
 import { closeImages, openDeviceImages } from './storage/images.js';
 import { ControlServer } from './control.js';
+import { restoreSnapshot, takeSnapshot } from './snapshot/machine-snapshot.js';
+import { RamFileError } from './snapshot/ram-file.js';
+import { SnapshotFileError } from './snapshot/snapshot-file.js';
+import { SnapshotError } from './snapshot/vm-snapshot.js';
 import { writeFileSync } from 'node:fs';
 
 /** Exit statistics for bench/ (env MVISOR_STATS=path). */
@@ -40,6 +44,8 @@ export interface RunOptions {
    * takes its default action and kills the process, which reads as a crash.
    */
   exitsAfter?: boolean;
+  /** A snapshot file (`mvisor --restore`) to load instead of booting. */
+  restore?: string;
 }
 
 export async function runVmm(
@@ -56,10 +62,18 @@ export async function runVmm(
       images,
       onConsoleQuit: () => built?.vm.stop(ExitCode.Ok, 'quit from the console'),
     });
-    built.load();
+    if (opts.restore !== undefined) {
+      const r = restoreSnapshot(built, opts.restore);
+      r.warnings.forEach((w) => log.warn(w));
+      log.info(`restored ${config.name} from ${opts.restore} (${r.ramDataBytes} bytes of RAM data)`);
+    } else built.load();
   } catch (e) {
     built?.close();
     await closeImages(images, (m) => log.error(m));
+    if (e instanceof SnapshotError || e instanceof SnapshotFileError || e instanceof RamFileError) {
+      log.error(`cannot restore VM ${config.name}: ${e.message}`);
+      return ExitCode.BadInput;
+    }
     if (e instanceof BootError || e instanceof CpuModelError) {
       log.error(e.message);
       return ExitCode.BadInput;
@@ -136,6 +150,17 @@ export async function runVmm(
             paused = false;
           },
           vcpus: () => machine.vm.describeVcpus(),
+          snapshot: async (file, then) => {
+            const r = await takeSnapshot(machine, file, then);
+            log.info(
+              `snapshot of ${config.name} to ${file}: paused ${r.pausedMs} ms, ${r.bytes} bytes ` +
+                `(${r.ramDataBytes} of RAM data), ${r.drainedRequests} block requests drained`,
+            );
+            // After the answer is written (as for `stop`).
+            if (then === 'stop')
+              setImmediate(() => machine.vm.stop(ExitCode.Ok, `stopped after a snapshot to ${file}`));
+            return r;
+          },
         },
         log,
       );

@@ -545,3 +545,35 @@ export function pvpanicGuest(slot: number, bar: number, exitValue: number): numb
   a.raw(x86.hang);
   return a.finish();
 }
+
+// --- a guest that ticks forever (snapshots) -----------------------------------
+
+/** Where the ticker keeps its count, in guest RAM. */
+export const TICKER_COUNT_ADDR = 0x20_0000;
+
+/**
+ * A guest that never ends: tick i (from 0, kept in RAM at TICKER_COUNT_ADDR)
+ * prints a line of two characters, 0x30 + (i & 63) and 0x30 + ((i >> 6) &
+ * 63), then spins `delay` iterations. `tickOf` reads a line back.
+ */
+export function tickerGuest(delay: number): number[] {
+  const a = new Asm32();
+  const top = a.fresh();
+  const spin = a.fresh();
+  a.raw([0xfa, 0xfc]); // cli; cld
+  a.storeImm(TICKER_COUNT_ADDR, 0);
+  a.label(top);
+  a.load(R.eax, TICKER_COUNT_ADDR).and(R.eax, 63).add(R.eax, 0x30).outp(0x3f8, 1);
+  a.load(R.eax, TICKER_COUNT_ADDR).shr(R.eax, 6).and(R.eax, 63).add(R.eax, 0x30).outp(0x3f8, 1);
+  a.mov(R.eax, 0x0a).outp(0x3f8, 1);
+  a.mov(R.ecx, delay).label(spin).dec(R.ecx).j('ne', spin);
+  a.load(R.eax, TICKER_COUNT_ADDR).add(R.eax, 1).store(TICKER_COUNT_ADDR, R.eax);
+  a.jmp(top);
+  return a.finish();
+}
+
+/** The tick a ticker line stands for, or undefined for another line. */
+export function tickOf(line: string): number | undefined {
+  if (!/^[0-o]{2}$/.test(line)) return undefined;
+  return line.charCodeAt(0) - 0x30 + 64 * (line.charCodeAt(1) - 0x30);
+}

@@ -50,8 +50,13 @@ error (one "file:line:col: field: message" line per problem on stderr), the gues
     }),
     control: Flags.string({
       summary:
-        'Serve the control protocol (JSON lines: status, stop, pause, resume, vcpus) on this Unix socket.',
+        'Serve the control protocol (JSON lines: status, stop, pause, resume, vcpus, snapshot) on this Unix socket.',
       helpValue: 'PATH',
+    }),
+    restore: Flags.string({
+      summary:
+        "Start from a snapshot file (the control socket's `snapshot`) taken with this config, instead of booting.",
+      helpValue: 'FILE',
     }),
     'log-level': Flags.option({
       summary: 'VMM log level (default: $MVISOR_LOG, else info).',
@@ -65,6 +70,7 @@ error (one "file:line:col: field: message" line per problem on stderr), the gues
       config: flags.config,
       serial: flags.serial,
       control: flags.control,
+      restore: flags.restore,
       logLevel: flags['log-level'],
     });
     // mvctl's contract: 2 means "changes present" (plan --detailed-exitcode) and nothing else.

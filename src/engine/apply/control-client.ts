@@ -9,6 +9,7 @@ import {
   CONTROL_PROTOCOL_VERSION,
   parseControlResponse,
   type ControlCommand,
+  type ControlRequest,
   type ControlResponse,
 } from '../../platform/control-protocol.js';
 
@@ -23,6 +24,8 @@ export function controlRequest<C extends ControlCommand>(
   socketPath: string,
   cmd: C,
   timeoutMs = 5000,
+  /** The command's arguments (snapshot: file, then). */
+  args: Pick<ControlRequest, 'file' | 'then'> = {},
 ): Promise<ControlResponse<C>> {
   return new Promise((resolve, reject) => {
     const sock = createConnection(socketPath);
@@ -32,7 +35,9 @@ export function controlRequest<C extends ControlCommand>(
       reject(new ControlError(`${socketPath}: no answer to ${cmd} within ${timeoutMs} ms`));
     }, timeoutMs);
     sock.setEncoding('utf8');
-    sock.on('connect', () => sock.write(JSON.stringify({ v: CONTROL_PROTOCOL_VERSION, cmd }) + '\n'));
+    sock.on('connect', () =>
+      sock.write(JSON.stringify({ v: CONTROL_PROTOCOL_VERSION, cmd, ...args }) + '\n'),
+    );
     sock.on('data', (d: string) => {
       buf += d;
       const nl = buf.indexOf('\n');

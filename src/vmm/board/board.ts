@@ -60,7 +60,15 @@ export interface Board {
   /** Adds a floppy drive; the board creates the controller when there is one. */
   floppyDrive(drive: 0 | 1, d: { image?: BlockImage; readOnly?: boolean }): void;
   /** A device with requests in flight that stopping the VM waits for. */
-  storage(d: { drain(): Promise<void> }): void;
+  storage(d: StorageDrain): void;
+}
+
+/** A device with block requests in flight, as stopping or snapshotting the VM sees it. */
+export interface StorageDrain {
+  /** Requests in flight now. */
+  inFlight(): number;
+  /** Resolves when none is. */
+  drain(): Promise<void>;
 }
 
 /** What a device occupies, known from its config alone. */

@@ -84,6 +84,8 @@ export class KvmVm implements IrqSink {
   private readonly irqLevels = new Map<number, boolean>();
   /** Host memory of each `opts.ram` placement, in order. */
   readonly ramBlocks: HostMemoryBlock[] = [];
+  /** The MSRs KVM saves and restores (KVM_GET_MSR_INDEX_LIST), for snapshots. */
+  readonly msrIndices: Uint32Array;
   private readonly freeSlots: number[] = [];
   private nextSlot = 0;
   private readonlySupported: boolean | undefined;
@@ -107,6 +109,7 @@ export class KvmVm implements IrqSink {
     this.mmio = new Bus('mmio', this.guestErrors);
     const kvm = new this.addon.Kvm(process.env.MVISOR_KVM_DEVICE ?? '/dev/kvm');
     this.native = new this.addon.Vm(kvm, opts.cpus);
+    this.msrIndices = kvm.msrIndexList();
     this.native.setTssAddr(KVM_TSS_ADDR);
     this.native.setIdentityMapAddr(KVM_IDENTITY_MAP_ADDR);
     this.native.createIrqchip();
@@ -179,6 +182,17 @@ export class KvmVm implements IrqSink {
   /** Allocates zeroed host memory (page-aligned size) for RAM or a ROM image. */
   allocHostMemory(size: number): HostMemoryBlock {
     return { id: this.native.allocRam(size), size };
+  }
+
+  /** Guest RAM as views of at most 1 GiB each, block after block (what a snapshot stores). */
+  ramViews(): Uint8Array[] {
+    const chunk = 1 << 30;
+    return this.ramBlocks.flatMap((b) => {
+      const out: Uint8Array[] = [];
+      for (let off = 0; off < b.size; off += chunk)
+        out.push(this.hostBytes(b, off, Math.min(chunk, b.size - off)));
+      return out;
+    });
   }
 
   /** A view of [offset, offset+length) of a block (at most 1 GiB); aliases the memory. */

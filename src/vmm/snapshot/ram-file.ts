@@ -41,37 +41,51 @@ function isZeroPage(b: Uint8Array, at: number): boolean {
  * runs of non-zero pages as data, zero pages as holes.
  */
 export function writeRamFile(path: string, regions: readonly Uint8Array[]): RamFileStats {
+  const size = checkedSize(path, regions);
+  const fd = openSync(path, 'wx', 0o600);
+  try {
+    ftruncateSync(fd, size);
+    const dataBytes = writeRamRegions(fd, 0, regions);
+    fsyncSync(fd);
+    return { size, dataBytes };
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** The regions' total size; each must be a whole number of pages. */
+export function checkedSize(path: string, regions: readonly Uint8Array[]): number {
   for (const r of regions) {
     if (r.length % RAM_FILE_PAGE !== 0)
       throw new RamFileError(`${path}: a RAM region of ${r.length} bytes is not a whole number of pages`);
   }
-  const size = regions.reduce((n, r) => n + r.length, 0);
-  const fd = openSync(path, 'wx', 0o600);
-  let dataBytes = 0;
-  try {
-    ftruncateSync(fd, size);
-    let base = 0;
-    for (const r of regions) {
-      let at = 0;
-      while (at < r.length) {
-        while (at < r.length && isZeroPage(r, at)) at += RAM_FILE_PAGE;
-        const start = at;
-        while (at < r.length && !isZeroPage(r, at)) at += RAM_FILE_PAGE;
-        if (at > start) {
-          writeAll(fd, r.subarray(start, at), base + start);
-          dataBytes += at - start;
-        }
-      }
-      base += r.length;
-    }
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  return { size, dataBytes };
+  return regions.reduce((n, r) => n + r.length, 0);
 }
 
-function writeAll(fd: number, b: Uint8Array, position: number): void {
+/**
+ * Writes `regions` one after the other from byte `base` (page-aligned) of
+ * `fd`, a file already sized to hold them whose range is still a hole:
+ * only runs of non-zero pages are written. Returns the bytes written.
+ */
+export function writeRamRegions(fd: number, base: number, regions: readonly Uint8Array[]): number {
+  let dataBytes = 0;
+  for (const r of regions) {
+    let at = 0;
+    while (at < r.length) {
+      while (at < r.length && isZeroPage(r, at)) at += RAM_FILE_PAGE;
+      const start = at;
+      while (at < r.length && !isZeroPage(r, at)) at += RAM_FILE_PAGE;
+      if (at > start) {
+        writeAll(fd, r.subarray(start, at), base + start);
+        dataBytes += at - start;
+      }
+    }
+    base += r.length;
+  }
+  return dataBytes;
+}
+
+export function writeAll(fd: number, b: Uint8Array, position: number): void {
   let done = 0;
   while (done < b.length) done += writeSync(fd, b, done, b.length - done, position + done);
 }
@@ -81,7 +95,7 @@ function writeAll(fd: number, b: Uint8Array, position: number): void {
  * its holes zero the RAM they cover. Returns the bytes read as data.
  */
 export function readRamFile(path: string, regions: readonly Uint8Array[]): RamFileStats {
-  const size = regions.reduce((n, r) => n + r.length, 0);
+  const size = checkedSize(path, regions);
   const fd = openSync(path, 'r');
   try {
     const actual = fstatSync(fd).size;
@@ -89,32 +103,45 @@ export function readRamFile(path: string, regions: readonly Uint8Array[]): RamFi
       throw new RamFileError(
         `${path}: holds ${actual} bytes of RAM, the VM has ${size}: it is truncated or from another VM`,
       );
-    const addon = loadAddon();
-    let dataBytes = 0;
-    let base = 0;
-    for (const r of regions) {
-      const end = base + r.length;
-      let at = base;
-      while (at < end) {
-        let data = addon.lseekData(fd, at);
-        if (data < 0 || data > end) data = end;
-        r.fill(0, at - base, data - base);
-        if (data >= end) break;
-        let hole = addon.lseekHole(fd, data);
-        if (hole < 0 || hole > end) hole = end;
-        readAll(fd, r.subarray(data - base, hole - base), data, path);
-        dataBytes += hole - data;
-        at = hole;
-      }
-      base = end;
-    }
-    return { size, dataBytes };
+    return { size, dataBytes: readRamRegions(fd, 0, regions, path) };
   } finally {
     closeSync(fd);
   }
 }
 
-function readAll(fd: number, b: Uint8Array, position: number, path: string): void {
+/**
+ * Fills `regions` from byte `base` of `fd` (which must hold them all):
+ * data extents are read, holes zero the RAM they cover. Returns the bytes
+ * read as data.
+ */
+export function readRamRegions(
+  fd: number,
+  base: number,
+  regions: readonly Uint8Array[],
+  path: string,
+): number {
+  const addon = loadAddon();
+  let dataBytes = 0;
+  for (const r of regions) {
+    const end = base + r.length;
+    let at = base;
+    while (at < end) {
+      let data = addon.lseekData(fd, at);
+      if (data < 0 || data > end) data = end;
+      r.fill(0, at - base, data - base);
+      if (data >= end) break;
+      let hole = addon.lseekHole(fd, data);
+      if (hole < 0 || hole > end) hole = end;
+      readAll(fd, r.subarray(data - base, hole - base), data, path);
+      dataBytes += hole - data;
+      at = hole;
+    }
+    base = end;
+  }
+  return dataBytes;
+}
+
+export function readAll(fd: number, b: Uint8Array, position: number, path: string): void {
   let done = 0;
   while (done < b.length) {
     const n = readSync(fd, b, done, b.length - done, position + done);

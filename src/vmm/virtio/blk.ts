@@ -157,6 +157,11 @@ export class VirtioBlk implements VirtioDevice {
     this.maxRequestBytes = opts.maxRequestBytes ?? 64 << 20;
   }
 
+  /** Requests in flight (a snapshot records how many it waited for). */
+  inFlight(): number {
+    return this.inflight.size;
+  }
+
   /** Resolves when no request is in flight (before a snapshot, or close). */
   async drain(): Promise<void> {
     while (this.inflight.size) await Promise.allSettled([...this.inflight]);

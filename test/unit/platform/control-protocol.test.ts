@@ -46,6 +46,14 @@ describe('control protocol, server and client together', () => {
       pause: () => Promise.resolve(void calls.push('pause')),
       resume: () => void calls.push('resume'),
       vcpus: () => Promise.resolve(['vcpu 0: rip=0xfff0']),
+      snapshot: (file, then) =>
+        Promise.resolve({
+          file: `${file}:${then}`,
+          bytes: 8192,
+          ramDataBytes: 4096,
+          pausedMs: 3,
+          drainedRequests: 1,
+        }),
     };
     server = new ControlServer(join(dir, 'c.sock'), handlers, silent);
     await server.listen();
@@ -64,6 +72,15 @@ describe('control protocol, server and client together', () => {
       v: 1,
       ok: false,
       error: 'the guest has not enabled the ACPI power button',
+    });
+    expect(await controlRequest(sock, 'snapshot', 5000, { file: '/tmp/vm.snap', then: 'stop' })).toEqual({
+      v: 1,
+      ok: true,
+      file: '/tmp/vm.snap:stop',
+      bytes: 8192,
+      ramDataBytes: 4096,
+      pausedMs: 3,
+      drainedRequests: 1,
     });
     for (const cmd of ['pause', 'resume', 'stop'] as const)
       expect(await controlRequest(sock, cmd)).toEqual({ v: 1, ok: true });
@@ -91,10 +108,24 @@ describe('control protocol version 1 on the wire', () => {
     expect(parseControlRequest('{"cmd":"status"}')).toEqual({ cmd: 'status', v: 1 });
     expect(parseControlRequest('{"id":7,"cmd":"stop","v":1}')).toEqual({ cmd: 'stop', v: 1, id: 7 });
     for (const cmd of CONTROL_COMMANDS)
-      expect(parseControlRequest(JSON.stringify({ cmd }))).toMatchObject({ cmd });
+      expect(parseControlRequest(JSON.stringify({ cmd, file: '/s' }))).toMatchObject({ cmd });
     expect(parseControlRequest('{"cmd":"explode","id":"a"}')).toEqual({
       id: 'a',
-      error: 'unknown command "explode" (status, stop, powerdown, pause, resume, vcpus)',
+      error: 'unknown command "explode" (status, stop, powerdown, pause, resume, vcpus, snapshot)',
+    });
+    // snapshot: a new file by absolute path; then resume (the default) or stop.
+    expect(parseControlRequest('{"cmd":"snapshot","file":"/var/vm.snap"}')).toEqual({
+      cmd: 'snapshot',
+      v: 1,
+      file: '/var/vm.snap',
+      then: 'resume',
+    });
+    expect(parseControlRequest('{"cmd":"snapshot","file":"vm.snap","id":3}')).toEqual({
+      id: 3,
+      error: 'snapshot needs "file": the absolute path of a new file',
+    });
+    expect(parseControlRequest('{"cmd":"snapshot","file":"/s","then":"pause"}')).toEqual({
+      error: 'snapshot "then" is resume or stop, not "pause"',
     });
     expect(parseControlRequest('{"cmd":"status","v":2}')).toMatchObject({
       error: expect.stringMatching(/speaks control protocol 1, the request 2/),
@@ -119,6 +150,9 @@ describe('control protocol version 1 on the wire', () => {
     });
     expect(parseControlResponse('vcpus', '{"ok":true,"vcpus":"x"}')).toBe(
       'the answer to vcpus has no list of vCPUs',
+    );
+    expect(parseControlResponse('snapshot', '{"ok":true,"file":"/s","bytes":1}')).toBe(
+      'the answer to snapshot is not a snapshot report',
     );
   });
 });

@@ -127,6 +127,11 @@ export class FloppyController implements Device {
     d.changed = true;
   }
 
+  /** Image requests in flight. */
+  inFlight(): number {
+    return this.fdc.pendingIo;
+  }
+
   /** Resolves when no image I/O is in flight (tests; before closing an ejected image). */
   whenIdle(): Promise<void> {
     if (this.fdc.pendingIo === 0) return Promise.resolve();

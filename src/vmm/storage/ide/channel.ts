@@ -291,6 +291,10 @@ export class IdeChannel implements DriveHost {
     this.updatePin();
   }
 
+  inFlight(): number {
+    return this.drives.reduce((n, d) => n + (d?.inFlight() ?? 0), 0);
+  }
+
   async drain(): Promise<void> {
     await Promise.all(this.drives.map((d) => d?.drain()));
   }

@@ -244,6 +244,11 @@ export abstract class IdeDrive {
     return this.phase === 'dma-in' || this.phase === 'dma-out';
   }
 
+  /** Image requests in flight: 0 or 1. */
+  inFlight(): number {
+    return this.inflight ? 1 : 0;
+  }
+
   /** Resolves when no image request is in flight. */
   async drain(): Promise<void> {
     while (this.inflight) await this.inflight;

@@ -152,6 +152,11 @@ export class PiixIde extends PciDevice {
   }
 
   /** Resolves when no drive has image I/O in flight (before a snapshot, or closing the images). */
+  /** Image requests in flight on both channels. */
+  inFlight(): number {
+    return this.channels.reduce((n, c) => n + c.inFlight(), 0);
+  }
+
   async drain(): Promise<void> {
     await Promise.all(this.channels.map((c) => c.drain()));
   }
