@@ -14,7 +14,8 @@ import { PcMachine } from './machine.js';
 import type { BlockImage } from '../block/image.js';
 import { closeImages, openDeviceImages } from './storage/images.js';
 import { ControlServer } from './control.js';
-import { restoreSnapshot, takeSnapshot } from './snapshot/machine-snapshot.js';
+import { openRestore, restoreSnapshot, takeSnapshot } from './snapshot/machine-snapshot.js';
+import type { SnapshotReader } from './snapshot/snapshot-file.js';
 import { RamFileError } from './snapshot/ram-file.js';
 import { SnapshotFileError } from './snapshot/snapshot-file.js';
 import { SnapshotError } from './snapshot/vm-snapshot.js';
@@ -55,19 +56,23 @@ export async function runVmm(
 ): Promise<number> {
   let built: PcMachine | undefined;
   let images: Map<string, BlockImage> = new Map();
+  let restore: SnapshotReader | undefined;
   try {
+    // A snapshot's disks are checked before they are opened.
+    if (opts.restore !== undefined) restore = openRestore(opts.restore);
     images = await openDeviceImages(config.devices);
     built = new PcMachine(config, {
       log,
       images,
       onConsoleQuit: () => built?.vm.stop(ExitCode.Ok, 'quit from the console'),
     });
-    if (opts.restore !== undefined) {
-      const r = restoreSnapshot(built, opts.restore);
+    if (restore !== undefined && opts.restore !== undefined) {
+      const r = restoreSnapshot(built, restore, opts.restore);
       r.warnings.forEach((w) => log.warn(w));
       log.info(`restored ${config.name} from ${opts.restore} (${r.ramDataBytes} bytes of RAM data)`);
     } else built.load();
   } catch (e) {
+    restore?.close();
     built?.close();
     await closeImages(images, (m) => log.error(m));
     if (e instanceof SnapshotError || e instanceof SnapshotFileError || e instanceof RamFileError) {
@@ -151,7 +156,22 @@ export async function runVmm(
           },
           vcpus: () => machine.vm.describeVcpus(),
           snapshot: async (file, then) => {
-            const r = await takeSnapshot(machine, file, then);
+            let closed = false;
+            const r = await takeSnapshot(machine, file, then, async (t) => {
+              if (t === 'resume') return void (await Promise.all([...images.values()].map((i) => i.flush())));
+              closed = true;
+              await closeImages(images, (m) => log.error(m));
+            }).catch((e: Error) => {
+              // Its disks are closed: the VM cannot go on, and was to stop anyway.
+              if (closed)
+                setImmediate(() =>
+                  machine.vm.stop(
+                    ExitCode.VmmError,
+                    `snapshot to ${file} failed (${e.message}); the VM stopped`,
+                  ),
+                );
+              throw e;
+            });
             log.info(
               `snapshot of ${config.name} to ${file}: paused ${r.pausedMs} ms, ${r.bytes} bytes ` +
                 `(${r.ramDataBytes} of RAM data), ${r.drainedRequests} block requests drained`,

@@ -3,10 +3,18 @@
  * file through the control socket and stopped, then restored in a new
  * mvisor process, where it goes on exactly where it was: every tick once,
  * none lost, none twice. The file is sparse, and a snapshot that is not
- * this VM's (another config, a truncated file) is refused with exit code 2
- * before the guest runs.
+ * this VM's (another config, a truncated file) or whose disk changed since
+ * is refused with exit code 2 before the guest runs.
  */
-import { statSync, truncateSync, copyFileSync } from 'node:fs';
+import {
+  closeSync,
+  copyFileSync,
+  openSync,
+  statSync,
+  truncateSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { controlRequest } from '../../src/engine/apply/control-client.js';
@@ -14,7 +22,6 @@ import type { ControlResponse } from '../../src/platform/control-protocol.js';
 import { scaled } from '../helpers/timeouts.js';
 import { tickOf, tickerGuest, tinyPvhElf } from '../helpers/tiny-elf.js';
 import { runMvisor, tempDir, type RunResult } from '../helpers/mvisor.js';
-import { writeFileSync } from 'node:fs';
 
 const MiB = 1024 * 1024;
 
@@ -47,7 +54,14 @@ describe('snapshot and restore', () => {
       const dir = tempDir();
       const kernel = join(dir, 'ticker.elf');
       writeFileSync(kernel, tinyPvhElf(tickerGuest(20_000)));
-      const config = { name: 'ticker', memory: '64M', kernel };
+      const disk = join(dir, 'data.img');
+      writeFileSync(disk, Buffer.alloc(4 * MiB, 0x5a));
+      const config = {
+        name: 'ticker',
+        memory: '64M',
+        kernel,
+        devices: [{ class: 'virtio-block', name: 'data', image: disk, format: 'raw' }],
+      };
       const snap = join(dir, 'ticker.snap');
 
       const first = await runTicks(config, dir, [], 20, (sock) =>
@@ -86,6 +100,15 @@ describe('snapshot and restore', () => {
       expect(truncated.code).toBe(2);
       expect(truncated.stderr).toMatch(new RegExp(`cannot restore VM ticker: ${cut}: truncated`));
       expect(truncated.stdout).toBe('');
+      // A disk written since the snapshot (one byte, in the middle): refused, naming it.
+      const fd = openSync(disk, 'r+');
+      writeSync(fd, Buffer.from([1]), 0, 1, 2 * MiB);
+      closeSync(fd);
+        const changed = await runMvisor(config, { dir, args: ['--restore', snap] });
+      expect(changed.code).toBe(2);
+      expect(changed.stderr).toContain(
+        `cannot restore VM ticker: ${snap}: disk data (${disk}) changed since the snapshot: it was modified at`,
+      );
     },
     scaled(120_000),
   );

@@ -10,8 +10,8 @@ import type { Device } from '../core/device.js';
 import type { KvmVm } from '../core/kvm-vm.js';
 import type { ResolvedVmmConfig } from '../config/types.js';
 import type { SnapshotResult } from '../../platform/control-protocol.js';
-import { openSnapshotFile, writeSnapshotFile } from './snapshot-file.js';
-import { captureVm, checkSnapshot, restoreVm } from './vm-snapshot.js';
+import { createSnapshotFile, openSnapshotFile, type SnapshotReader } from './snapshot-file.js';
+import { captureVm, checkSnapshot, checkSnapshotDisks, restoreVm } from './vm-snapshot.js';
 
 /** What a snapshot needs of the machine. */
 export interface SnapshotMachine {
@@ -23,43 +23,78 @@ export interface SnapshotMachine {
 }
 
 /**
+ * Makes the disk images on disk what the guest wrote (after the block
+ * requests drained): flush them, or close them when the VM stops after the
+ * snapshot (a qcow2 image's close frees clusters it reserved, which would
+ * otherwise change the file after its identity was taken).
+ */
+export type SettleDisks = (then: 'resume' | 'stop') => Promise<void>;
+
+/**
  * Writes a snapshot of the running VM to the new file `file`. The VM is
  * paused meanwhile and then resumed, unless `then` is 'stop' (the caller
- * stops it: a snapshot to restore later, like `virsh save`).
+ * stops it: a snapshot to restore later, like `virsh save`). A file that
+ * exists is refused before anything else; a failure removes the file.
  */
 export async function takeSnapshot(
   m: SnapshotMachine,
   file: string,
   then: 'resume' | 'stop',
+  settleDisks: SettleDisks,
 ): Promise<SnapshotResult> {
   const t0 = performance.now();
   await m.vm.pause();
+  let settled = false;
   try {
-    const drainedRequests = await m.drainStorage();
-    const state = captureVm(m, drainedRequests);
-    const w = writeSnapshotFile(file, state, m.vm.ramViews());
-    return {
-      file,
-      bytes: w.size,
-      ramDataBytes: w.ramDataBytes,
-      pausedMs: Math.round(performance.now() - t0),
-      drainedRequests,
-    };
+    const out = createSnapshotFile(file);
+    try {
+      const drainedRequests = await m.drainStorage();
+      settled = true;
+      await settleDisks(then);
+      const w = out.write(captureVm(m, drainedRequests), m.vm.ramViews());
+      return {
+        file,
+        bytes: w.size,
+        ramDataBytes: w.ramDataBytes,
+        pausedMs: Math.round(performance.now() - t0),
+        drainedRequests,
+      };
+    } catch (e) {
+      out.discard();
+      throw e;
+    }
   } finally {
-    if (then === 'resume') m.vm.resume();
+    // A failure before the disks were settled leaves the VM as it was; after
+    // (then: stop closed them) the caller stops it, as it was asked to.
+    if (then === 'resume' || !settled) m.vm.resume();
   }
 }
 
 /**
- * Loads the snapshot `file` into the machine (built from the same config,
- * vCPUs not started). Everything is checked before anything is loaded.
- * Returns warnings to log.
+ * Opens the snapshot `file` for a restore and checks its disks, before the
+ * VMM opens them (./vm-snapshot.ts checkSnapshotDisks).
+ */
+export function openRestore(file: string): SnapshotReader {
+  const r = openSnapshotFile(file);
+  try {
+    checkSnapshotDisks(r.state, file);
+    return r;
+  } catch (e) {
+    r.close();
+    throw e;
+  }
+}
+
+/**
+ * Loads an opened snapshot into the machine (built from the same config,
+ * vCPUs not started); everything is checked before anything is loaded.
+ * Closes the reader. Returns warnings to log.
  */
 export function restoreSnapshot(
   m: SnapshotMachine,
+  r: SnapshotReader,
   file: string,
 ): { warnings: string[]; ramDataBytes: number } {
-  const r = openSnapshotFile(file);
   try {
     const st = checkSnapshot(m, r.state, file);
     const ramDataBytes = r.readRam(m.vm.ramViews());

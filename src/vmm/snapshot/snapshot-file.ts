@@ -45,32 +45,46 @@ interface Preamble {
 
 const alignUp = (n: number) => Math.ceil(n / RAM_FILE_PAGE) * RAM_FILE_PAGE;
 
-/** Writes a new snapshot file; returns its size and the RAM bytes stored as data. */
-export function writeSnapshotFile(
-  path: string,
-  state: unknown,
-  ram: readonly Uint8Array[],
-): { size: number; ramDataBytes: number } {
-  const stateBytes = Buffer.from(JSON.stringify(state), 'utf8');
-  const ramBytes = checkedSize(path, ram);
-  const ramOffset = alignUp(STATE_OFFSET + stateBytes.length);
-  const pre: Preamble = { format: SNAPSHOT_FORMAT, stateBytes: stateBytes.length, ramOffset, ramBytes };
-  const head = Buffer.alloc(RAM_FILE_PAGE);
-  head.write(`${SNAPSHOT_MAGIC}${JSON.stringify(pre)}\n`, 'utf8');
+/** A new snapshot file being written. */
+export interface SnapshotWriter {
+  /** Writes the state and RAM and syncs; returns the file's size and the RAM bytes stored as data. */
+  write(state: unknown, ram: readonly Uint8Array[]): { size: number; ramDataBytes: number };
+  /** Removes the file (ours, half-written) after a failure. */
+  discard(): void;
+}
+
+/**
+ * Creates the snapshot file `path`, which must not exist: created first, so
+ * that a name already taken is refused before the VM is touched.
+ */
+export function createSnapshotFile(path: string): SnapshotWriter {
   const fd = openSync(path, 'wx', 0o600);
-  try {
-    ftruncateSync(fd, ramOffset + ramBytes);
-    writeAll(fd, head, 0);
-    writeAll(fd, stateBytes, STATE_OFFSET);
-    const ramDataBytes = writeRamRegions(fd, ramOffset, ram);
-    fsyncSync(fd);
-    closeSync(fd);
-    return { size: ramOffset + ramBytes, ramDataBytes };
-  } catch (e) {
-    closeSync(fd);
-    rmSync(path, { force: true }); // ours, half-written
-    throw e;
-  }
+  let open = true;
+  const close = () => {
+    if (open) closeSync(fd);
+    open = false;
+  };
+  return {
+    write(state, ram) {
+      const stateBytes = Buffer.from(JSON.stringify(state), 'utf8');
+      const ramBytes = checkedSize(path, ram);
+      const ramOffset = alignUp(STATE_OFFSET + stateBytes.length);
+      const pre: Preamble = { format: SNAPSHOT_FORMAT, stateBytes: stateBytes.length, ramOffset, ramBytes };
+      const head = Buffer.alloc(RAM_FILE_PAGE);
+      head.write(`${SNAPSHOT_MAGIC}${JSON.stringify(pre)}\n`, 'utf8');
+      ftruncateSync(fd, ramOffset + ramBytes);
+      writeAll(fd, head, 0);
+      writeAll(fd, stateBytes, STATE_OFFSET);
+      const ramDataBytes = writeRamRegions(fd, ramOffset, ram);
+      fsyncSync(fd);
+      close();
+      return { size: ramOffset + ramBytes, ramDataBytes };
+    },
+    discard() {
+      close();
+      rmSync(path, { force: true });
+    },
+  };
 }
 
 /** A snapshot file opened for restore: its state, and its RAM to read into the VM's. */
@@ -123,6 +137,7 @@ export function openSnapshotFile(path: string): SnapshotReader {
     } catch {
       throw new SnapshotFileError(`${path}: its state is damaged`);
     }
+    let closed = false;
     return {
       state,
       ramBytes: pre.ramBytes,
@@ -133,7 +148,11 @@ export function openSnapshotFile(path: string): SnapshotReader {
           );
         return readRamRegions(fd, pre.ramOffset, regions, path);
       },
-      close: () => closeSync(fd),
+      close() {
+        if (closed) return;
+        closed = true;
+        closeSync(fd);
+      },
     };
   } catch (e) {
     closeSync(fd);

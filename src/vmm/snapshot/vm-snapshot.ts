@@ -14,6 +14,7 @@ import type { ResolvedVmmConfig } from '../config/types.js';
 import type { Device, DeviceState } from '../core/device.js';
 import type { KvmVm } from '../core/kvm-vm.js';
 import { lazyCrypto } from '../../common/builtins.js';
+import { diskChanges, diskIdentity, type DiskIdentity } from './disk-identity.js';
 import { loadVcpu, saveVcpu, type VcpuSnapshot } from './vcpu-state.js';
 
 /** The version of the state below; another is refused. */
@@ -39,6 +40,8 @@ export interface VmSnapshotState {
   devices: { name: string; version: number; state: DeviceState }[];
   /** Block requests that were in flight when the VM was paused (completed before the state was taken). */
   drainedRequests: number;
+  /** The disk images it was taken over (./disk-identity.ts). */
+  disks: DiskIdentity[];
 }
 
 /** What a snapshot reads and writes. */
@@ -63,7 +66,14 @@ export function devicesWithoutState(devices: readonly Device[]): string[] {
   return devices.filter((d) => !d.saveState || !d.loadState).map((d) => d.name);
 }
 
-/** Takes the state of a paused VM. */
+/** The identities of the VM's disk images, from the files (flushed or closed by now). */
+export function diskIdentities(config: ResolvedVmmConfig): DiskIdentity[] {
+  return config.devices.flatMap((d) =>
+    'image' in d && d.image !== undefined ? [diskIdentity(d.name, d.image.path)] : [],
+  );
+}
+
+/** Takes the state of a paused VM (its disks flushed or closed). */
 export function captureVm(s: SnapshotSubject, drainedRequests: number): VmSnapshotState {
   const missing = devicesWithoutState(s.devices);
   if (missing.length > 0)
@@ -88,7 +98,19 @@ export function captureVm(s: SnapshotSubject, drainedRequests: number): VmSnapsh
       return { name: d.name, version: state.version, state };
     }),
     drainedRequests,
+    disks: diskIdentities(s.config),
   };
+}
+
+/**
+ * Refuses a snapshot whose disks changed since it was taken: checked before
+ * the restoring VMM opens them (so that nothing it does to them counts).
+ */
+export function checkSnapshotDisks(state: unknown, file: string): void {
+  const disks = (state as Partial<VmSnapshotState> | null)?.disks;
+  if (!Array.isArray(disks)) return; // checkSnapshot says what is wrong with it
+  const changes = diskChanges(disks);
+  if (changes.length > 0) throw new SnapshotError(`${file}: ${changes.join('; ')}`);
 }
 
 /** Checks that `state` is a snapshot of this VM (before its RAM or anything else is loaded). */
