@@ -74,7 +74,7 @@ describe('shards', () => {
       /^\(node node_modules\/vitest\/vitest\.mjs run --configLoader runner --no-isolate --maxWorkers 1 --retry 2 .*'test\/integration\/a\.test\.ts' \|\| echo "\$\?" >> '\/s\/failed'\) 2>&1 \| cat$/m,
     );
     expect(script).toMatch(
-      /^\(node dist\/test\/conformance\/run\.js --ci --jobs 2 --timeout-scale 2 --retries 1 --results-jsonl '\/s\/conformance\.jsonl'.* --only 's3,setjmp' \|\| echo .*\| cat$/m,
+      /^\(node dist\/test\/conformance\/run\.js --ci --jobs 2 --timeout-scale 2 --retries 2 --results-jsonl '\/s\/conformance\.jsonl'.* --only 's3,setjmp' \|\| echo .*\| cat$/m,
     );
     expect(script.trim().split('\n').pop()).toBe("[ ! -s '/s/failed' ]");
     expect(labelled('a\nb\n', 's1')).toBe('[s1] a\n[s1] b\n');
