@@ -9,7 +9,7 @@ import {
   type VitestJson,
 } from './results.js';
 import { CONFORMANCE, needsKvm, planShards } from './shards.js';
-import { labelled, shardScript, unfinished } from './nested.js';
+import { failedTryMs, labelled, shardScript, unfinished } from './nested.js';
 
 describe('test mode', () => {
   it('native where /dev/kvm opens on hardware virtualization', () => {
@@ -38,6 +38,21 @@ describe('test mode', () => {
 });
 
 describe('shards', () => {
+  it('the failed tries of retried tests are counted apart from the budget, each at the average try', () => {
+    const t = (durationMs: number, retries?: number): ResultLine => ({
+      file: 'f',
+      name: 'n',
+      state: 'passed',
+      durationMs,
+      ...(retries ? { retries } : {}),
+    });
+    const files = [
+      { file: 'a', tests: [t(300_000, 2), t(50_000)], done: true, errors: [], durationMs: 350_000 },
+      { file: 'b', tests: [t(40_000, 1)], done: true, errors: [], durationMs: 40_000 },
+    ];
+    expect(failedTryMs(files)).toBe(200_000 + 20_000);
+  });
+
   it('KVM tests are the integration tests', () => {
     expect(needsKvm('test/integration/linux-boot.test.ts')).toBe(true);
     expect(needsKvm('test/unit/vmm/pci/msi.test.ts')).toBe(false);
