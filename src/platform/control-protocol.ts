@@ -53,7 +53,7 @@ export interface SnapshotResult {
   ramDataBytes: number;
   /** How long the vCPUs were paused, in ms. */
   pausedMs: number;
-  /** Block requests in flight at the pause, completed before the state was taken. */
+  /** Block requests in flight as the pause began (at least): all completed before the state was taken. */
   drainedRequests: number;
 }
 

@@ -364,12 +364,17 @@ export class PcMachine {
     throw new BootError('no free PCI slot left on bus 0');
   }
 
+  /** Storage requests in flight now. */
+  storageInFlight(): number {
+    return this.storage.reduce((n, d) => n + d.inFlight(), 0);
+  }
+
   /**
    * Waits until no storage request is in flight (the vCPUs are stopped or
    * paused); returns how many were in flight when it was called.
    */
   async drainStorage(): Promise<number> {
-    const inFlight = this.storage.reduce((n, d) => n + d.inFlight(), 0);
+    const inFlight = this.storageInFlight();
     await Promise.all(this.storage.map((d) => d.drain()));
     return inFlight;
   }

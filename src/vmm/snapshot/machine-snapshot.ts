@@ -18,6 +18,8 @@ export interface SnapshotMachine {
   readonly config: ResolvedVmmConfig;
   readonly vm: KvmVm;
   readonly devices: readonly Device[];
+  /** Block requests in flight now. */
+  storageInFlight(): number;
   /** Waits for the block requests in flight; returns how many there were. */
   drainStorage(): Promise<number>;
 }
@@ -43,12 +45,16 @@ export async function takeSnapshot(
   settleDisks: SettleDisks,
 ): Promise<SnapshotResult> {
   const t0 = performance.now();
+  // Counted as the pause begins too: while the vCPUs are being stopped
+  // (a while, nested), requests go on completing.
+  const atPause = m.storageInFlight();
   await m.vm.pause();
   let settled = false;
   try {
     const out = createSnapshotFile(file);
     try {
-      const drainedRequests = await m.drainStorage();
+      // At least this many were in flight and completed before the state was taken.
+      const drainedRequests = Math.max(atPause, await m.drainStorage());
       settled = true;
       await settleDisks(then);
       const w = out.write(captureVm(m, drainedRequests), m.vm.ramViews());
