@@ -6,15 +6,7 @@
  * this VM's (another config, a truncated file) or whose disk changed since
  * is refused with exit code 2 before the guest runs.
  */
-import {
-  closeSync,
-  copyFileSync,
-  openSync,
-  statSync,
-  truncateSync,
-  writeFileSync,
-  writeSync,
-} from 'node:fs';
+import { closeSync, copyFileSync, openSync, statSync, truncateSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { controlRequest } from '../../src/engine/apply/control-client.js';
@@ -104,7 +96,7 @@ describe('snapshot and restore', () => {
       const fd = openSync(disk, 'r+');
       writeSync(fd, Buffer.from([1]), 0, 1, 2 * MiB);
       closeSync(fd);
-        const changed = await runMvisor(config, { dir, args: ['--restore', snap] });
+      const changed = await runMvisor(config, { dir, args: ['--restore', snap] });
       expect(changed.code).toBe(2);
       expect(changed.stderr).toContain(
         `cannot restore VM ticker: ${snap}: disk data (${disk}) changed since the snapshot: it was modified at`,
