@@ -554,13 +554,20 @@ export const TICKER_COUNT_ADDR = 0x20_0000;
 /**
  * A guest that never ends: tick i (from 0, kept in RAM at TICKER_COUNT_ADDR)
  * prints a line of two characters, 0x30 + (i & 63) and 0x30 + ((i >> 6) &
- * 63), then spins `delay` iterations. `tickOf` reads a line back.
+ * 63), then spins `delay` iterations. `tickOf` reads a line back. With
+ * `fill`, it first writes a non-zero pattern over that much RAM (a busy
+ * guest's memory, for bench/snapshot).
  */
-export function tickerGuest(delay: number): number[] {
+export function tickerGuest(delay: number, fill?: { from: number; bytes: number }): number[] {
   const a = new Asm32();
   const top = a.fresh();
   const spin = a.fresh();
   a.raw([0xfa, 0xfc]); // cli; cld
+  if (fill)
+    a.mov(R.edi, fill.from)
+      .mov(R.ecx, fill.bytes / 4)
+      .mov(R.eax, 0x5a5a_5a5a)
+      .raw([0xf3, 0xab]); // rep stosd
   a.storeImm(TICKER_COUNT_ADDR, 0);
   a.label(top);
   a.load(R.eax, TICKER_COUNT_ADDR).and(R.eax, 63).add(R.eax, 0x30).outp(0x3f8, 1);

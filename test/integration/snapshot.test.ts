@@ -92,6 +92,11 @@ describe('snapshot and restore', () => {
       expect(truncated.code).toBe(2);
       expect(truncated.stderr).toMatch(new RegExp(`cannot restore VM ticker: ${cut}: truncated`));
       expect(truncated.stdout).toBe('');
+      const missing = await runMvisor(config, { dir, args: ['--restore', join(dir, 'nothing.snap')] });
+      expect(missing.code).toBe(2);
+      expect(missing.stderr).toContain(
+        `cannot restore VM ticker: ${join(dir, 'nothing.snap')}: no such file`,
+      );
       // A disk written since the snapshot (one byte, in the middle): refused, naming it.
       const fd = openSync(disk, 'r+');
       writeSync(fd, Buffer.from([1]), 0, 1, 2 * MiB);

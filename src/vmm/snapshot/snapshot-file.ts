@@ -15,6 +15,7 @@
  * file before anything of the VM is touched.
  */
 import { closeSync, fstatSync, fsyncSync, ftruncateSync, openSync, readSync, rmSync } from 'node:fs';
+import { fileErrorReason } from '../config/files.js';
 import {
   RAM_FILE_PAGE,
   RamFileError,
@@ -98,7 +99,12 @@ export interface SnapshotReader {
 
 /** Opens and checks a snapshot file. */
 export function openSnapshotFile(path: string): SnapshotReader {
-  const fd = openSync(path, 'r');
+  let fd: number;
+  try {
+    fd = openSync(path, 'r');
+  } catch (e) {
+    throw new SnapshotFileError(`${path}: ${fileErrorReason(e)}`);
+  }
   try {
     const size = fstatSync(fd).size;
     const head = Buffer.alloc(RAM_FILE_PAGE);
