@@ -283,6 +283,7 @@ export interface VirtioBlockDevice {
   format?: ImageFormat;
   readonly?: ReadOnly;
   snapshot?: Snapshot;
+  throttle?: IoLimits;
   /**
    * Serial number the guest reads (VIRTIO_BLK_T_GET_ID; /dev/disk/by-id): 1-20 printable ASCII characters. Default: the device name (its first 20 characters).
    */
@@ -297,6 +298,19 @@ export interface VirtioBlockDevice {
   slot?: number;
 }
 /**
+ * I/O limits of the disk (libvirt's iotune, QEMU's throttling): reads, writes, discards and write-zeroes wait so that no more than iops requests and bytesPerSecond bytes a second reach the image; flushes are not limited. No bursts. Default: no limits.
+ */
+export interface IoLimits {
+  /**
+   * Requests a second, at most.
+   */
+  iops?: number;
+  /**
+   * Bytes a second read and written, at most (at least 512).
+   */
+  bytesPerSecond?: number;
+}
+/**
  * An ATA hard disk on the PIIX3 IDE controller.
  */
 export interface AtaDiskDevice {
@@ -306,6 +320,7 @@ export interface AtaDiskDevice {
   format?: ImageFormat;
   readonly?: ReadOnly;
   snapshot?: Snapshot;
+  throttle?: IoLimits;
   channel?: IdeChannel;
   unit?: IdeUnit;
 }

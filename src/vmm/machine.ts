@@ -364,6 +364,11 @@ export class PcMachine {
     throw new BootError('no free PCI slot left on bus 0');
   }
 
+  /** In ACPI S3 (suspended to RAM) or entering it. */
+  suspendedToRam(): boolean {
+    return this.sleep !== undefined;
+  }
+
   /** Storage requests in flight now. */
   storageInFlight(): number {
     return this.storage.reduce((n, d) => n + d.inFlight(), 0);

@@ -5,28 +5,36 @@
  * stops it, restores it in a new process, and the guest finishes as an
  * uninterrupted run would: every round printed once and in order, and the
  * disk holding exactly what the writers wrote (computed here).
+ *
+ * The disk has an I/O limit (1 MiB/s) and the writers write with O_DIRECT,
+ * so that each round keeps requests queued at the device for seconds: the
+ * snapshot, taken while round 3 runs, finds requests in flight, and its
+ * metadata says how many it drained (the image is on tmpfs, where a request
+ * without a limit completes in microseconds and none was ever in flight).
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { controlRequest } from '../../src/engine/apply/control-client.js';
+import { openSnapshotFile } from '../../src/vmm/snapshot/snapshot-file.js';
 import { scaled } from '../helpers/timeouts.js';
 import { guestKit, initramfsWithTest, runMvisor, tempDir, TEST_CPU } from '../helpers/mvisor.js';
 
 const MiB = 1024 * 1024;
-const ROUNDS = 12;
+const ROUNDS = 6;
 const WRITERS = 3;
 const CHUNK = 1024 * 1024;
 const BOOT_TIMEOUT = scaled(90_000);
-const DISK = 48 * MiB;
+const DISK = ROUNDS * WRITERS * CHUNK;
+const LIMIT = { bytesPerSecond: MiB };
 
 const script = `
 i=0
 while [ $i -lt ${ROUNDS} ]; do
-  echo "writing $i"
   for j in $(seq 0 ${WRITERS - 1}); do
-    yes "mvisor-round-$i-$j" | head -c ${CHUNK} | dd of=/dev/vda bs=65536 seek=$(( (i * ${WRITERS} + j) * ${CHUNK / 65536} )) conv=notrunc,fsync 2>/dev/null &
+    yes "mvisor-round-$i-$j" | head -c ${CHUNK} | dd of=/dev/vda bs=65536 seek=$(( (i * ${WRITERS} + j) * ${CHUNK / 65536} )) oflag=direct iflag=fullblock conv=notrunc,fsync 2>/dev/null &
   done
+  echo "writing $i"
   wait
   echo "round $i"
   i=$((i + 1))
@@ -65,7 +73,7 @@ describe('snapshot and restore of Linux', () => {
         kernel: kit.kernel,
         initrd: initramfsWithTest(script, { dir }),
         cmdline: 'console=ttyS0 mvisor_test.enable=0 mvinit.action=poweroff',
-        devices: [{ class: 'virtio-block', name: 'vda', image: disk, format: 'raw' }],
+        devices: [{ class: 'virtio-block', name: 'vda', image: disk, format: 'raw', throttle: LIMIT }],
       };
       const snap = join(dir, 'linux.snap');
       const sock = join(dir, 'c.sock');
@@ -75,10 +83,8 @@ describe('snapshot and restore of Linux', () => {
         args: ['--control', sock],
         timeoutMs: BOOT_TIMEOUT,
         onLine: (l) => {
-          // While round 4's writers run. (Requests in flight at the pause are
-          // drained and counted; with the image on tmpfs, as here, each completes
-          // in microseconds, and none was in flight in five nested runs.)
-          if (answer === undefined && /^writing 4\r?$/.test(l))
+          // Round 3's writers started: 3 MiB at 1 MiB/s keep the disk busy for 3 s.
+          if (answer === undefined && /^writing 3\r?$/.test(l))
             answer = controlRequest(sock, 'snapshot', scaled(60_000), { file: snap, then: 'stop' });
         },
       });
@@ -86,6 +92,12 @@ describe('snapshot and restore of Linux', () => {
       console.log(`snapshot: ${JSON.stringify(report)}; first run exit ${first.code} after ${first.ms} ms`);
       expect(first.code, first.stderr).toBe(0);
       expect(report.ok).toBe(true);
+      // The file's own metadata: requests were in flight at the pause, and drained.
+      const saved = openSnapshotFile(snap);
+      const drained = (saved.state as { drainedRequests?: unknown }).drainedRequests;
+      saved.close();
+      expect(drained).toBe(report.drainedRequests);
+      expect(drained).toBeGreaterThanOrEqual(1);
 
       const second = await runMvisor(config, { dir, args: ['--restore', snap], timeoutMs: BOOT_TIMEOUT });
       console.log(`restored run: exit ${second.code} after ${second.ms} ms`);

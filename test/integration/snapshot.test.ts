@@ -6,13 +6,22 @@
  * this VM's (another config, a truncated file) or whose disk changed since
  * is refused with exit code 2 before the guest runs.
  */
-import { closeSync, copyFileSync, openSync, statSync, truncateSync, writeFileSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  copyFileSync,
+  existsSync,
+  openSync,
+  statSync,
+  truncateSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { controlRequest } from '../../src/engine/apply/control-client.js';
 import type { ControlResponse } from '../../src/platform/control-protocol.js';
 import { scaled } from '../helpers/timeouts.js';
-import { tickOf, tickerGuest, tinyPvhElf } from '../helpers/tiny-elf.js';
+import { tickOf, tickerGuest, tinyPvhElf, x86 } from '../helpers/tiny-elf.js';
 import { runMvisor, tempDir, type RunResult } from '../helpers/mvisor.js';
 
 const MiB = 1024 * 1024;
@@ -108,5 +117,51 @@ describe('snapshot and restore', () => {
       );
     },
     scaled(120_000),
+  );
+
+  it(
+    'is refused while the guest is suspended to RAM, writing nothing',
+    async () => {
+      const dir = tempDir();
+      const kernel = join(dir, 's3.elf');
+      // Enters S3 (SLP_TYP 1, SLP_EN to PM1a_CNT), then would print "awake".
+      const s3 = [0x66, 0xba, 0x04, 0x06, 0x66, 0xb8, 0x00, 0x24, 0x66, 0xef];
+      writeFileSync(
+        kernel,
+        tinyPvhElf([...x86.print('sleeping\n'), ...s3, ...x86.print('awake\n'), ...x86.hang]),
+      );
+      const sock = join(dir, 'c.sock');
+      const snap = join(dir, 's3.snap');
+      let answer: Promise<unknown> | undefined;
+      const run = await runMvisor(
+        { name: 'sleeper', memory: '32M', kernel },
+        {
+          dir,
+          args: ['--control', sock],
+          timeoutMs: scaled(60_000),
+          onLine: (l) => {
+            if (l.trim() !== 'sleeping' || answer) return;
+            answer = (async () => {
+              while ((await controlRequest(sock, 'status', scaled(10_000))).state !== 'suspended')
+                await new Promise((r) => setTimeout(r, 20));
+              const refused = await controlRequest(sock, 'snapshot', scaled(30_000), {
+                file: snap,
+                then: 'stop',
+              });
+              await controlRequest(sock, 'stop', scaled(10_000));
+              return refused;
+            })();
+          },
+        },
+      );
+      expect(await answer).toMatchObject({
+        ok: false,
+        error:
+          'the guest is suspended to RAM (ACPI S3): wake it (the power button: control `powerdown`) and try again',
+      });
+      expect(run.code, run.stderr).toBe(0);
+      expect(existsSync(snap)).toBe(false);
+    },
+    scaled(60_000),
   );
 });

@@ -267,7 +267,12 @@ export function vmmConfigFor(
     // A CD-ROM is read-only by nature; its device has no such field.
     return a.bus === 'cdrom'
       ? { class: 'ata-cdrom', ...device }
-      : { class: DISK_BUS_CLASS[a.bus], ...device, readonly: a.readonly };
+      : {
+          class: DISK_BUS_CLASS[a.bus],
+          ...device,
+          readonly: a.readonly,
+          ...(a.throttle && a.bus !== 'floppy' ? { throttle: a.throttle } : {}),
+        };
   });
   if (spec.networks.length)
     throw new ApplyError(`VirtualMachine/${name}: the VMM has no network cards yet (spec.networks)`);

@@ -15,7 +15,7 @@ import type { DiskSpec } from '../../generated/manifests/disk.js';
 import type { HostSpec } from '../../generated/manifests/host.js';
 import type { NetworkSpec } from '../../generated/manifests/network.js';
 import type { VfioAssignmentSpec } from '../../generated/manifests/vfio-assignment.js';
-import type { Device, DebugSink, CharSink } from '../../generated/vmm-config.js';
+import type { Device, DebugSink, CharSink, IoLimits } from '../../generated/vmm-config.js';
 import {
   bootOrderProblems,
   defaultVirtioBlockSerial,
@@ -45,6 +45,7 @@ import {
   type NormalizedDiskAttachment,
   type NormalizedDiskBus,
   type NormalizedDiskSpec,
+  type NormalizedIoLimits,
   type NormalizedFirmware,
   type NormalizedFwCfgItem,
   type NormalizedMachine,
@@ -169,10 +170,16 @@ function normaliseVirtualMachine(
         problem(['spec', 'disks', i, 'readonly'], 'a cdrom is always read-only (remove readonly: false)'),
       );
     }
+    if (d.throttle !== undefined && (bus === 'cdrom' || bus === 'floppy')) {
+      problems.push(
+        problem(['spec', 'disks', i, 'throttle'], `I/O limits are for bus virtio or ata, not ${bus}`),
+      );
+    }
     return {
       disk: d.disk,
       bus,
       readonly: bus === 'cdrom' || (d.readonly ?? MANIFEST_DEFAULTS.DiskAttachment.readonly),
+      ...ioLimits(d.throttle),
     };
   });
 
@@ -376,6 +383,7 @@ function normaliseDevices(
         ...(d.format !== undefined ? { format: d.format } : {}),
         readonly: d.readonly ?? false,
         snapshot: d.snapshot ?? false,
+        ...ioLimits(d.throttle),
         serial: d.serial ?? defaultVirtioBlockSerial(d.name),
         queues: d.queues ?? 1,
         ...(d.slot !== undefined ? { slot: d.slot } : {}),
@@ -388,6 +396,7 @@ function normaliseDevices(
         ...(d.format !== undefined ? { format: d.format } : {}),
         readonly: d.readonly ?? false,
         snapshot: d.snapshot ?? false,
+        ...ioLimits(d.throttle),
         ...(d.channel !== undefined ? { channel: d.channel } : {}),
         ...(d.unit !== undefined ? { unit: d.unit } : {}),
       });
@@ -501,4 +510,15 @@ function normaliseHost(spec: HostSpec, ctx: NormaliseContext): NormalizedHostSpe
       spec.address === LOCAL_HOST ? resolveManifestPath(ctx.baseDir, spec.stateDir) : spec.stateDir;
   }
   return out;
+}
+
+/** `{ throttle }` with its limits in a fixed order, or nothing when there are none. */
+function ioLimits(t: IoLimits | undefined): { throttle?: NormalizedIoLimits } {
+  if (t === undefined) return {};
+  return {
+    throttle: {
+      ...(t.iops !== undefined ? { iops: t.iops } : {}),
+      ...(t.bytesPerSecond !== undefined ? { bytesPerSecond: t.bytesPerSecond } : {}),
+    },
+  };
 }

@@ -99,6 +99,7 @@ export type NormalizedVirtioBlockDevice = {
   format?: 'raw' | 'qcow2';
   readonly: boolean;
   snapshot: boolean;
+  throttle?: NormalizedIoLimits;
   /** Default: the name (its first 20 characters). */
   serial: string;
   queues: number;
@@ -113,6 +114,7 @@ export type NormalizedAtaDiskDevice = {
   format?: 'raw' | 'qcow2';
   readonly: boolean;
   snapshot: boolean;
+  throttle?: NormalizedIoLimits;
   channel?: 0 | 1;
   unit?: 0 | 1;
 };
@@ -149,7 +151,16 @@ export type NormalizedDevice =
 export type NormalizedDiskBus = 'virtio' | 'ata' | 'cdrom' | 'floppy';
 
 /** An attached Disk; the VMM device is named after the Disk (`boot.order` uses that name). A cdrom is always read-only. */
-export type NormalizedDiskAttachment = { disk: string; bus: NormalizedDiskBus; readonly: boolean };
+export type NormalizedDiskAttachment = {
+  disk: string;
+  bus: NormalizedDiskBus;
+  readonly: boolean;
+  /** Absent: no I/O limits. */
+  throttle?: NormalizedIoLimits;
+};
+
+/** I/O limits with their fields in a fixed order (equal limits serialise equally). */
+export type NormalizedIoLimits = { iops?: number; bytesPerSecond?: number };
 
 export type NormalizedVirtualMachineSpec = {
   /** Bytes. */

@@ -198,6 +198,20 @@ export interface DiskAttachment {
    * Attach read-only (the guest cannot write). Default false; a cdrom is always read-only.
    */
   readonly?: boolean;
+  throttle?: IoLimits;
+}
+/**
+ * I/O limits of the disk (libvirt's iotune, QEMU's throttling): reads, writes, discards and write-zeroes wait so that no more than iops requests and bytesPerSecond bytes a second reach the image; flushes are not limited. No bursts. Default: no limits.
+ */
+export interface IoLimits {
+  /**
+   * Requests a second, at most.
+   */
+  iops?: number;
+  /**
+   * Bytes a second read and written, at most (at least 512).
+   */
+  bytesPerSecond?: number;
 }
 /**
  * A network interface on a Network.
@@ -297,6 +311,7 @@ export interface VirtioBlockDevice {
    * Writes go to a temporary overlay deleted when the VM exits; the image itself never changes (MVisor's snapshot: yes, QEMU's -snapshot). Default false.
    */
   snapshot?: boolean;
+  throttle?: IoLimits;
   /**
    * Serial number the guest reads (VIRTIO_BLK_T_GET_ID; /dev/disk/by-id): 1-20 printable ASCII characters. Default: the device name (its first 20 characters).
    */
@@ -335,6 +350,7 @@ export interface AtaDiskDevice {
    * Writes go to a temporary overlay deleted when the VM exits; the image itself never changes (MVisor's snapshot: yes, QEMU's -snapshot). Default false.
    */
   snapshot?: boolean;
+  throttle?: IoLimits;
   /**
    * IDE channel of the PIIX3: 0 (primary, ports 0x1F0, IRQ 14) or 1 (secondary, 0x170, IRQ 15). Default: the first free position (channel 0 unit 0, 0/1, 1/0, 1/1) in device order.
    */

@@ -10,6 +10,7 @@
  * handles, no CLI, no manifests.
  */
 import type { BlockImage } from '../../block/image.js';
+import type { IoLimits } from '../../block/throttle.js';
 import type { PortRange } from '../../platform/pc-map.js';
 import type { CharBackend } from '../chardev/backend.js';
 import type { CharSink, DebugSink } from '../../generated/vmm-config.js';
@@ -117,7 +118,17 @@ export interface ImageFields {
   format?: 'raw' | 'qcow2';
   readonly?: boolean;
   snapshot?: boolean;
+  throttle?: IoLimits;
 }
+
+/** The schema properties of a hard disk's image (ata-disk, virtio-block): the ImageFields. */
+export const DISK_IMAGE_PROPERTIES = {
+  image: { $ref: '#/definitions/ImagePath' },
+  format: { $ref: '#/definitions/ImageFormat' },
+  readonly: { $ref: '#/definitions/ReadOnly' },
+  snapshot: { $ref: '#/definitions/Snapshot' },
+  throttle: { $ref: '#/definitions/IoLimits' },
+} as const;
 
 /**
  * A device, as its own file describes it to the board: adding a device is

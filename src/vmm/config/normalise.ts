@@ -225,6 +225,7 @@ export function normalise(config: VmmConfig, configPath: string, problems: RawPr
         const snapshot = !alwaysReadOnly && (img.snapshot ?? false);
         const out: ResolvedImage = { path: abs(img.image), readOnly, snapshot };
         if (img.format !== undefined) out.format = img.format;
+        if (img.throttle !== undefined) out.throttle = { ...img.throttle };
         const why = diskImageProblem(out.path, {
           writable: !readOnly && !snapshot,
           ...(img.format !== undefined ? { format: img.format } : {}),

@@ -9,6 +9,7 @@
  */
 
 import type { ResolvedDevice } from '../board/registry.js';
+import type { IoLimits } from '../../block/throttle.js';
 
 /** `host`: the host CPU as KVM reports it; `baseline`: a fixed, portable x86-64 model. */
 export type CpuModel = 'host' | 'baseline';
@@ -66,6 +67,8 @@ export interface ResolvedImage {
   readOnly: boolean;
   /** Writes go to a temporary overlay deleted at exit (MVisor's `snapshot: yes`). */
   snapshot: boolean;
+  /** I/O limits (requests and bytes a second); absent: none. */
+  throttle?: IoLimits;
 }
 
 /** virtio-blk on its own PCI slot (virtio-pci modern). */

@@ -11,7 +11,7 @@ import type { KvmVm } from '../core/kvm-vm.js';
 import type { ResolvedVmmConfig } from '../config/types.js';
 import type { SnapshotResult } from '../../platform/control-protocol.js';
 import { createSnapshotFile, openSnapshotFile, type SnapshotReader } from './snapshot-file.js';
-import { captureVm, checkSnapshot, checkSnapshotDisks, restoreVm } from './vm-snapshot.js';
+import { captureVm, checkSnapshot, checkSnapshotDisks, restoreVm, SnapshotError } from './vm-snapshot.js';
 
 /** What a snapshot needs of the machine. */
 export interface SnapshotMachine {
@@ -22,6 +22,8 @@ export interface SnapshotMachine {
   storageInFlight(): number;
   /** Waits for the block requests in flight; returns how many there were. */
   drainStorage(): Promise<number>;
+  /** The guest is suspended to RAM (ACPI S3): its vCPUs are parked until a wake event. */
+  suspendedToRam(): boolean;
 }
 
 /**
@@ -44,6 +46,13 @@ export async function takeSnapshot(
   then: 'resume' | 'stop',
   settleDisks: SettleDisks,
 ): Promise<SnapshotResult> {
+  // A sleeping guest's vCPUs are parked by the machine, not running: the
+  // state would restore them running. Refused, as QEMU refuses to migrate a
+  // guest in S3 unless told it may; nothing is written.
+  if (m.suspendedToRam())
+    throw new SnapshotError(
+      'the guest is suspended to RAM (ACPI S3): wake it (the power button: control `powerdown`) and try again',
+    );
   const t0 = performance.now();
   // Counted as the pause begins too: while the vCPUs are being stopped
   // (a while, nested), requests go on completing.

@@ -8,6 +8,7 @@
 import type { ResolvedDevice } from '../config/types.js';
 import type { BlockImage } from '../../block/image.js';
 import { openImage } from '../../block/open.js';
+import { withIoLimits } from '../../block/throttle.js';
 import { BootError } from '../boot/errors.js';
 
 /** The images of `devices` by device name (devices without an image are absent). */
@@ -25,14 +26,12 @@ export async function openDeviceImages(devices: readonly ResolvedDevice[]): Prom
       const img = d.image;
       if (!img) continue;
       try {
-        images.set(
-          d.name,
-          await openImage(img.path, {
-            readOnly: img.readOnly || d.class === 'ata-cdrom',
-            snapshot: img.snapshot,
-            format: img.format,
-          }),
-        );
+        const image = await openImage(img.path, {
+          readOnly: img.readOnly || d.class === 'ata-cdrom',
+          snapshot: img.snapshot,
+          format: img.format,
+        });
+        images.set(d.name, withIoLimits(image, img.throttle));
       } catch (e) {
         throw new BootError(`devices: ${d.name}: ${img.path}: ${(e as Error).message}`);
       }

@@ -24,7 +24,7 @@
 import { BlockError, type BlockImage } from '../../block/image.js';
 import { bit, type VirtioDevice, type VirtioTransport } from './device.js';
 import { ChainError, type Chain, type SplitQueue } from './virtqueue.js';
-import type { DeviceDescriptor } from '../board/board.js';
+import { DISK_IMAGE_PROPERTIES, type DeviceDescriptor } from '../board/board.js';
 import type { VirtioBlockDevice } from '../../generated/vmm-config.js';
 import { pciSlotOf } from '../../platform/placement.js';
 import { defaultVirtioBlockSerial } from '../../platform/rules.js';
@@ -437,18 +437,7 @@ export const virtioBlockDevice: DeviceDescriptor<VirtioBlockDevice, ResolvedVirt
         name: {
           $ref: '#/definitions/DeviceName',
         },
-        image: {
-          $ref: '#/definitions/ImagePath',
-        },
-        format: {
-          $ref: '#/definitions/ImageFormat',
-        },
-        readonly: {
-          $ref: '#/definitions/ReadOnly',
-        },
-        snapshot: {
-          $ref: '#/definitions/Snapshot',
-        },
+        ...DISK_IMAGE_PROPERTIES,
         serial: {
           description:
             'Serial number the guest reads (VIRTIO_BLK_T_GET_ID; /dev/disk/by-id): 1-20 printable ASCII characters. Default: the device name (its first 20 characters).',

@@ -34,7 +34,7 @@ import {
 import { IdeDrive } from './drive.js';
 import type { AtaDiskDevice } from '../../../generated/vmm-config.js';
 import { idePositionOf } from '../../../platform/placement.js';
-import type { DeviceDescriptor } from '../../board/board.js';
+import { DISK_IMAGE_PROPERTIES, type DeviceDescriptor } from '../../board/board.js';
 import type { ResolvedAtaDiskDevice } from '../../config/types.js';
 import { BootError } from '../../boot/errors.js';
 import { ideBootPath } from './piix-ide.js';
@@ -465,18 +465,7 @@ export const ataDiskDevice: DeviceDescriptor<AtaDiskDevice, ResolvedAtaDiskDevic
         name: {
           $ref: '#/definitions/DeviceName',
         },
-        image: {
-          $ref: '#/definitions/ImagePath',
-        },
-        format: {
-          $ref: '#/definitions/ImageFormat',
-        },
-        readonly: {
-          $ref: '#/definitions/ReadOnly',
-        },
-        snapshot: {
-          $ref: '#/definitions/Snapshot',
-        },
+        ...DISK_IMAGE_PROPERTIES,
         channel: {
           $ref: '#/definitions/IdeChannel',
         },

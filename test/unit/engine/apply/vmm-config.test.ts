@@ -207,6 +207,16 @@ describe('vmmConfigFor', () => {
     ]);
   });
 
+  it('gives the VMM the I/O limits of an attachment', () => {
+    const s = spec(
+      '  firmware: {bios: {image: bios.bin}}\n  disks: [{disk: data, bus: ata, throttle: {iops: 50}}]\n',
+      DISKS,
+    );
+    const cfg = vmmConfigFor('web', s, paths, lookup);
+    expect(cfg.devices?.[0]).toMatchObject({ class: 'ata-disk', throttle: { iops: 50 } });
+    expect(asVmmLoadsIt(cfg).devices[0]).toMatchObject({ image: { throttle: { iops: 50 } } });
+  });
+
   it('attaches disks with a direct kernel boot too', () => {
     const s = spec('  firmware: {kernel: vmlinux}\n  disks: [{disk: root}]\n', DISKS);
     const c = asVmmLoadsIt(vmmConfigFor('web', s, paths, lookup));

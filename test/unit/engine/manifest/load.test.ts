@@ -631,6 +631,27 @@ describe('loadManifests: disks and storage devices', () => {
     ]);
   });
 
+  it('takes I/O limits on virtio and ata attachments, not on a cdrom', () => {
+    const text =
+      vm('web', [
+        'disks:', // 6
+        '  - {disk: root, throttle: {bytesPerSecond: 1048576, iops: 100}}', // 7
+        '  - {disk: cd, bus: cdrom, throttle: {iops: 10}}', // 8
+      ]) + DISKS;
+    expect(problems(['-'], text)).toEqual([
+      '<stdin>:8:40: VirtualMachine/web: spec.disks[1].throttle: I/O limits are for bus virtio or ata, not cdrom',
+    ]);
+    const rs = load(
+      ['-'],
+      vm('web', ['disks:', '  - {disk: root, throttle: {bytesPerSecond: 1048576, iops: 100}}']) + DISKS,
+    );
+    const spec = byKey(rs).get('VirtualMachine/web')?.spec as { disks: unknown[] };
+    // Fixed key order: equal limits serialise equally whatever the manifest's order.
+    expect(JSON.stringify(spec.disks[0])).toBe(
+      '{"disk":"root","bus":"virtio","readonly":false,"throttle":{"iops":100,"bytesPerSecond":1048576}}',
+    );
+  });
+
   it('checks attachments: a writable cdrom, boot names, names shared with devices, positions', () => {
     expect(
       problems(

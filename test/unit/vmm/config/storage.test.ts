@@ -100,6 +100,23 @@ describe('storage devices', () => {
     ] satisfies ResolvedDevice[]);
   });
 
+  it('takes I/O limits on hard disks, and refuses bad ones naming the field', () => {
+    const [d] = devicesOf(['{class: virtio-block, name: root, image: disk.qcow2, throttle: {iops: 200}}']);
+    expect(d).toMatchObject({ image: { throttle: { iops: 200 } } });
+    const [a] = devicesOf([
+      '{class: ata-disk, name: old, image: data.img, throttle: {bytesPerSecond: 1048576}}',
+    ]);
+    expect(a).toMatchObject({ image: { throttle: { bytesPerSecond: 1048576 } } });
+    const bad = problems([
+      '{class: virtio-block, name: root, image: disk.qcow2, throttle: {iops: 0}}',
+      '{class: ata-disk, name: old, image: data.img, throttle: {}}',
+      '{class: floppy, name: a, image: fd.img, throttle: {iops: 5}}',
+    ]).join('\n');
+    expect(bad).toMatch(/devices\[0\]\.throttle\.iops/);
+    expect(bad).toMatch(/devices\[1\]\.throttle/);
+    expect(bad).toMatch(/devices\[2\]\.throttle/);
+  });
+
   it('leaves the format out when not configured (the block layer detects it)', () => {
     const [d] = devicesOf(['{class: virtio-block, name: root, image: disk.qcow2}']);
     expect(d).toMatchObject({ image: { path: file('disk.qcow2'), readOnly: false, snapshot: false } });
