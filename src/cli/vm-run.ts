@@ -21,6 +21,8 @@ export interface VmRunFlags {
   serial?: string | undefined;
   control?: string | undefined;
   restore?: string | undefined;
+  /** unix:PATH: wait there for a snapshot another VMM sends (control `snapshot {socket}`). */
+  incoming?: string | undefined;
   logLevel?: 'debug' | 'info' | 'warn' | 'error' | undefined;
 }
 
@@ -38,6 +40,7 @@ export function parseMvisorArgs(argv: string[]): VmRunFlags | undefined {
         serial: { type: 'string' },
         control: { type: 'string' },
         restore: { type: 'string' },
+        incoming: { type: 'string' },
         'log-level': { type: 'string' },
       },
     });
@@ -49,6 +52,7 @@ export function parseMvisorArgs(argv: string[]): VmRunFlags | undefined {
       serial: values.serial,
       control: values.control,
       restore: values.restore,
+      incoming: values.incoming,
       logLevel: level as VmRunFlags['logLevel'],
     };
   } catch {
@@ -60,6 +64,16 @@ export function parseMvisorArgs(argv: string[]): VmRunFlags | undefined {
 export async function runVmFromFlags(flags: VmRunFlags): Promise<number> {
   try {
     if (flags.logLevel !== undefined) process.env.MVISOR_LOG = flags.logLevel;
+    const incoming = flags.incoming;
+    if (
+      incoming !== undefined &&
+      (!incoming.startsWith('unix:') || incoming.length === 5 || flags.restore !== undefined)
+    ) {
+      process.stderr.write(
+        `mvisor: --incoming takes unix:PATH (a Unix socket to wait on), and not with --restore; got ${JSON.stringify(incoming)}\n`,
+      );
+      return EXIT_USAGE;
+    }
     let config = loadVmmConfig(flags.config);
     if (flags.serial !== undefined) config = { ...config, serial: parseCharSinkSpec(flags.serial) };
     // Before any image is opened or locked: one line naming the cause and the remedy.
@@ -72,6 +86,7 @@ export async function runVmFromFlags(flags: VmRunFlags): Promise<number> {
       controlSocket: flags.control,
       exitsAfter: true,
       ...(flags.restore !== undefined ? { restore: resolvePath(flags.restore) } : {}),
+      ...(incoming !== undefined ? { incoming: resolvePath(incoming.slice('unix:'.length)) } : {}),
     });
   } catch (e) {
     const err = e as Error;

@@ -41,7 +41,14 @@ export default class Show extends Command {
       else {
         const w = Math.max(...rows.map((x) => x.resource.length));
         for (const x of rows) {
-          const extra = [x.pid ? `pid ${x.pid}` : '', ...x.drift].filter(Boolean).join('; ');
+          const saved = records.get(x.resource)?.savedSnapshot;
+          const extra = [
+            x.pid ? `pid ${x.pid}` : '',
+            saved ? `saved in ${saved} (mvctl restore)` : '',
+            ...x.drift,
+          ]
+            .filter(Boolean)
+            .join('; ');
           process.stdout.write(`${x.resource.padEnd(w)}  ${x.status.padEnd(8)}  ${extra}`.trimEnd() + '\n');
           // The whole reason, every line of it, indented under the resource.
           if (x.error) process.stdout.write(x.error.replace(/^/gm, '    error: ') + '\n');

@@ -40,12 +40,15 @@ export interface ControlRequest {
   id?: string | number;
   /** snapshot: the new file to write (an absolute path). */
   file?: string;
+  /** snapshot, instead of a file: the Unix socket (absolute path) where `mvisor --incoming unix:PATH` waits; then: stop. */
+  socket?: string;
   /** snapshot: what the VM does after it, resume (default) or stop. */
   then?: 'resume' | 'stop';
 }
 
 /** What `snapshot` reports. */
 export interface SnapshotResult {
+  /** The file (or the socket) written to. */
   file: string;
   /** The file's size (apparent: zero pages of RAM are holes). */
   bytes: number;
@@ -181,11 +184,26 @@ export function parseControlRequest(line: string): ControlRequest | { id?: strin
   if (!CONTROL_COMMANDS.includes(x.cmd as ControlCommand))
     return { ...withId, error: `unknown command ${JSON.stringify(x.cmd)} (${CONTROL_COMMANDS.join(', ')})` };
   if (x.cmd === 'snapshot') {
-    if (typeof x.file !== 'string' || !x.file.startsWith('/') || x.file.length > 4096)
-      return { ...withId, error: 'snapshot needs "file": the absolute path of a new file' };
+    const abs = (p: unknown) => typeof p === 'string' && p.startsWith('/') && p.length <= 4096;
+    if (x.socket !== undefined) {
+      if (!abs(x.socket) || x.file !== undefined)
+        return {
+          ...withId,
+          error: 'snapshot "socket" is the absolute path of a Unix socket, without "file"',
+        };
+      if (x.then !== 'stop')
+        return {
+          ...withId,
+          error:
+            'a snapshot sent to a socket needs "then": "stop" (the VMM that receives it takes over the disks)',
+        };
+      return { cmd: 'snapshot', v, ...withId, socket: x.socket as string, then: 'stop' };
+    }
+    if (!abs(x.file))
+      return { ...withId, error: 'snapshot needs "file": the absolute path of a new file (or "socket")' };
     if (x.then !== undefined && x.then !== 'resume' && x.then !== 'stop')
       return { ...withId, error: `snapshot "then" is resume or stop, not ${JSON.stringify(x.then)}` };
-    return { cmd: 'snapshot', v, ...withId, file: x.file, then: x.then ?? 'resume' };
+    return { cmd: 'snapshot', v, ...withId, file: x.file as string, then: x.then ?? 'resume' };
   }
   return { cmd: x.cmd as ControlCommand, v, ...withId };
 }

@@ -9,6 +9,7 @@
  *                       guest suspended to RAM (status "suspended")
  *   {"cmd":"pause"} / {"cmd":"resume"} / {"cmd":"vcpus"}
  *   {"cmd":"snapshot","file":"/abs/new-file","then":"resume"|"stop"}
+ *   {"cmd":"snapshot","socket":"/abs/socket","then":"stop"} (to `mvisor --incoming unix:PATH`)
  *                     → writes the VM (state and RAM) to a new file: {"ok":true,"pausedMs":...}
  * An optional "id" is echoed back. The engine (mvctl apply, destroy) uses
  * it; it is also handy with `socat - UNIX-CONNECT:path`. Bad requests get
@@ -18,6 +19,7 @@ import type { Server, Socket } from 'node:net';
 import { lazyNet } from '../common/builtins.js';
 import { existsSync, lstatSync, unlinkSync } from 'node:fs';
 import type { Logger } from './core/log.js';
+import type { SnapshotTarget } from './snapshot/machine-snapshot.js';
 import {
   CONTROL_PROTOCOL_VERSION as v,
   parseControlRequest,
@@ -34,7 +36,7 @@ export interface ControlHandlers {
   pause(): Promise<void>;
   resume(): void;
   vcpus(): Promise<string[]>;
-  snapshot(file: string, then: 'resume' | 'stop'): Promise<SnapshotResult>;
+  snapshot(to: SnapshotTarget, then: 'resume' | 'stop'): Promise<SnapshotResult>;
 }
 
 const MAX_LINE = 64 * 1024;
@@ -119,7 +121,15 @@ export class ControlServer {
         case 'vcpus':
           return { ...id, v, ok: true, vcpus: await this.handlers.vcpus() };
         case 'snapshot':
-          return { ...id, v, ok: true, ...(await this.handlers.snapshot(req.file!, req.then ?? 'resume')) };
+          return {
+            ...id,
+            v,
+            ok: true,
+            ...(await this.handlers.snapshot(
+              req.socket !== undefined ? { socket: req.socket } : { file: req.file! },
+              req.then ?? 'resume',
+            )),
+          };
       }
     } catch (e) {
       this.log.warn(`control: ${cmd}: ${(e as Error).message}`);

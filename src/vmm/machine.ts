@@ -412,7 +412,13 @@ export class PcMachine {
     if (out.kind === 'none') return undefined;
     if (out.kind === 'stderr') return (d: Uint8Array) => void process.stderr.write(d);
     const backend = createCharBackend({ kind: 'file', path: out.path }, this.opts.log);
-    this.devices.push({ name: `${name}-file`, close: () => backend.close() });
+    // Host side only (the file is opened again on a restore): an empty state, so that it does not stop a snapshot.
+    this.devices.push({
+      name: `${name}-file`,
+      close: () => backend.close(),
+      saveState: () => ({ version: 1 }),
+      loadState: () => undefined,
+    });
     return (d: Uint8Array) => backend.write(d);
   }
 

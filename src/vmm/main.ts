@@ -14,7 +14,7 @@ import { PcMachine } from './machine.js';
 import type { BlockImage } from '../block/image.js';
 import { closeImages, openDeviceImages } from './storage/images.js';
 import { ControlServer } from './control.js';
-import { openRestore, restoreSnapshot, takeSnapshot } from './snapshot/machine-snapshot.js';
+import { openRestore, receiveRestore, restoreSnapshot, takeSnapshot } from './snapshot/machine-snapshot.js';
 import type { SnapshotReader } from './snapshot/snapshot-file.js';
 import { RamFileError } from './snapshot/ram-file.js';
 import { SnapshotFileError } from './snapshot/snapshot-file.js';
@@ -47,6 +47,8 @@ export interface RunOptions {
   exitsAfter?: boolean;
   /** A snapshot file (`mvisor --restore`) to load instead of booting. */
   restore?: string;
+  /** A Unix socket (`mvisor --incoming unix:PATH`) to wait on for a snapshot sent by another VMM, instead of booting. */
+  incoming?: string;
 }
 
 export async function runVmm(
@@ -60,16 +62,21 @@ export async function runVmm(
   try {
     // A snapshot's disks are checked before they are opened.
     if (opts.restore !== undefined) restore = openRestore(opts.restore);
+    else if (opts.incoming !== undefined) {
+      const path = opts.incoming;
+      restore = await receiveRestore(path, () => log.info(`waiting for a snapshot on ${path}`));
+    }
+    const from = opts.restore ?? (opts.incoming !== undefined ? `unix:${opts.incoming}` : undefined);
     images = await openDeviceImages(config.devices);
     built = new PcMachine(config, {
       log,
       images,
       onConsoleQuit: () => built?.vm.stop(ExitCode.Ok, 'quit from the console'),
     });
-    if (restore !== undefined && opts.restore !== undefined) {
-      const r = restoreSnapshot(built, restore, opts.restore);
+    if (restore !== undefined && from !== undefined) {
+      const r = await restoreSnapshot(built, restore, from);
       r.warnings.forEach((w) => log.warn(w));
-      log.info(`restored ${config.name} from ${opts.restore} (${r.ramDataBytes} bytes of RAM data)`);
+      log.info(`restored ${config.name} from ${from} (${r.ramDataBytes} bytes of RAM data)`);
     } else built.load();
   } catch (e) {
     restore?.close();
@@ -155,9 +162,10 @@ export async function runVmm(
             paused = false;
           },
           vcpus: () => machine.vm.describeVcpus(),
-          snapshot: async (file, then) => {
+          snapshot: async (to, then) => {
             let closed = false;
-            const r = await takeSnapshot(machine, file, then, async (t) => {
+            const file = 'file' in to ? to.file : `unix:${to.socket}`;
+            const r = await takeSnapshot(machine, to, then, async (t) => {
               if (t === 'resume') return void (await Promise.all([...images.values()].map((i) => i.flush())));
               closed = true;
               await closeImages(images, (m) => log.error(m));

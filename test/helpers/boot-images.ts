@@ -12,6 +12,11 @@
  * - `bootIso`: an ISO 9660 image with the boot sector as its El Torito
  *   no-emulation boot image (xorriso).
  *
+ * And `diskCheckDisk`: a raw disk that boots the disk-check guest of
+ * test/guests/boot-sector/disk-check.asm (rounds of INT 13h reads, writes
+ * and read-backs), with `diskCheckModel` computing what it prints and
+ * leaves on the disk.
+ *
  * Images are cached under ~/.cache/mvisor/test-boot/<hash>/, keyed by the
  * assembler source, the marker and the image kind; tests that let a guest
  * write should copy them first.
@@ -43,6 +48,7 @@ export const BOOT_SECTOR_ASM = join(repoRoot(), ASM_REL);
 /** 1.44 MB: 80 cylinders × 2 heads × 18 sectors × 512 bytes. */
 export const FLOPPY_BYTES = 1_474_560;
 const SECTOR = 512;
+const MiB = 1024 * 1024;
 /** Where the MBR partition table starts (four 16-byte entries). */
 const PART_TABLE = 0x1be;
 
@@ -79,10 +85,11 @@ function cached(
   extra: string,
   name: string,
   build: (out: string, work: string) => void,
+  asm = BOOT_SECTOR_ASM,
 ): string {
   checkMarker(marker);
   const hash = createHash('sha256')
-    .update(readFileSync(BOOT_SECTOR_ASM))
+    .update(readFileSync(asm))
     .update(`\0${BUILDER_VERSION}\0${kind}\0${marker}\0${extra}`)
     .digest('hex')
     .slice(0, 16);
@@ -199,4 +206,118 @@ export function bootIso(marker: string): string {
       tree,
     ]);
   });
+}
+
+// ---------------------------------------------------------------------------
+// The disk-check guest.
+
+export const DISK_CHECK_ASM = join(repoRoot(), 'test/guests/boot-sector/disk-check.asm');
+
+/** The disk-check guest's layout (disk-check.asm's constants). */
+export const DISK_CHECK = {
+  /** First sector of region R_0; R_i follows at i * sectorsPerRound. */
+  dataLba: 2048,
+  /** The journal sector: rounds done (dword 0) and a hash of their sums (dword 4). */
+  journalLba: 63,
+} as const;
+
+/** How much work the disk-check guest does: `rounds` rounds of `sectorsPerRound` sectors. */
+export interface DiskCheckWork {
+  /** 1..255 */
+  rounds: number;
+  /** 1..128 (64 KiB) */
+  sectorsPerRound: number;
+}
+
+const rol16 = (v: number, n: number): number => ((v << n) | (v >>> (16 - n))) & 0xffff;
+
+/**
+ * A raw disk of `sizeMiB` MiB that boots the disk-check guest for
+ * `work.rounds` rounds of `work.sectorsPerRound` sectors: the guest (MBR
+ * and second stage) from sector 0, a zero journal, regions R_0..R_rounds
+ * filled with a pseudo-random pattern (xorshift32), one active partition
+ * (type 0xDA) from 1 MiB to the end.
+ */
+export function diskCheckDisk(work: DiskCheckWork, sizeMiB = 4): string {
+  const { rounds, sectorsPerRound } = work;
+  const { dataLba, journalLba } = DISK_CHECK;
+  if (!Number.isInteger(rounds) || rounds < 1 || rounds > 255) {
+    throw new Error(`disk-check rounds must be 1..255, not ${rounds}`);
+  }
+  if (!Number.isInteger(sectorsPerRound) || sectorsPerRound < 1 || sectorsPerRound > 128) {
+    throw new Error(`disk-check sectors per round must be 1..128, not ${sectorsPerRound}`);
+  }
+  const needed = (dataLba + (rounds + 1) * sectorsPerRound) * SECTOR;
+  if (!Number.isInteger(sizeMiB) || sizeMiB * MiB < needed || sizeMiB > 64) {
+    throw new Error(`a disk-check disk of ${sizeMiB} MiB cannot hold the work (${needed} bytes)`);
+  }
+  return cached(
+    'disk-check',
+    'disk-check',
+    `${rounds}/${sectorsPerRound}/${sizeMiB}`,
+    'disk.raw',
+    (out, scratch) => {
+      const bin = join(scratch, 'disk-check.bin');
+      run('nasm', [
+        ...['-f', 'bin', '-D', `ROUNDS=${rounds}`, '-D', `SECTORS=${sectorsPerRound}`],
+        ...['-o', bin, DISK_CHECK_ASM],
+      ]);
+      const code = readFileSync(bin);
+      if (code.length % SECTOR || code[510] !== 0x55 || code[511] !== 0xaa) {
+        throw new Error(`${DISK_CHECK_ASM}: not whole sectors with 55 AA at 510 (${code.length} bytes)`);
+      }
+      if (code.length > journalLba * SECTOR) {
+        throw new Error(`${DISK_CHECK_ASM}: ${code.length} bytes run into the journal sector`);
+      }
+      const img = Buffer.alloc(sizeMiB * MiB);
+      code.copy(img, 0);
+      const e = PART_TABLE;
+      img[e] = 0x80; // active
+      img.set([0xfe, 0xff, 0xff], e + 1); // CHS start: beyond CHS, use LBA
+      img[e + 4] = 0xda;
+      img.set([0xfe, 0xff, 0xff], e + 5); // CHS end
+      img.writeUInt32LE(2048, e + 8);
+      img.writeUInt32LE(sizeMiB * 2048 - 2048, e + 12);
+      let x = 0x6d766973;
+      for (let o = dataLba * SECTOR; o < needed; o += 4) {
+        x ^= x << 13;
+        x ^= x >>> 17;
+        x ^= x << 5;
+        img.writeInt32LE(x | 0, o);
+      }
+      writeFileSync(out, img);
+    },
+    DISK_CHECK_ASM,
+  );
+}
+
+/**
+ * What the disk-check guest does to `image` (a disk from `diskCheckDisk`
+ * for the same work), computed here: the lines it prints ("round r sum
+ * XXXX") and the disk it leaves (a new buffer).
+ */
+export function diskCheckModel(image: Buffer, work: DiskCheckWork): { lines: string[]; image: Buffer } {
+  const { rounds, sectorsPerRound } = work;
+  const { dataLba, journalLba } = DISK_CHECK;
+  const disk = Buffer.from(image);
+  const size = sectorsPerRound * SECTOR;
+  const region = (i: number) => (dataLba + i * sectorsPerRound) * SECTOR;
+  const lines: string[] = [];
+  const j = journalLba * SECTOR;
+  for (let r = 0; r < rounds; r++) {
+    const data = Buffer.from(disk.subarray(region(r), region(r) + size));
+    let s = 0;
+    for (let o = 0; o < size; o += 2) s = (rol16(s, 1) + data.readUInt16LE(o)) & 0xffff;
+    let k = (s ^ ((r * 0x0101) & 0xffff)) & 0xffff;
+    for (let o = 0; o < size; o += 2) {
+      data.writeUInt16LE(rol16(data.readUInt16LE(o), 3) ^ k, o);
+      k = (k + 0x9e37) & 0xffff;
+    }
+    data.copy(disk, region(r + 1));
+    disk.writeUInt32LE(disk.readUInt32LE(j) + 1, j);
+    const h = disk.readUInt32LE(j + 4);
+    disk.writeUInt32LE((((h << 5) | (h >>> 27)) ^ s) >>> 0, j + 4);
+    lines.push(`round ${r} sum ${s.toString(16).toUpperCase().padStart(4, '0')}`);
+  }
+  return { lines, image: disk };
 }

@@ -5,7 +5,7 @@ import { Ajv, type ValidateFunction } from 'ajv';
 import { repoRoot } from './mvisor.js';
 
 const ajv = new Ajv({ strict: true, allowUnionTypes: true });
-for (const f of ['plan', 'apply-event', 'show', 'state-list', 'state-resource'])
+for (const f of ['plan', 'apply-event', 'show', 'state-list', 'state-resource', 'snapshot', 'restore'])
   ajv.addSchema(JSON.parse(readFileSync(join(repoRoot, `schema/output/${f}.schema.json`), 'utf8')) as object);
 
 /** The validator of `schema/output/NAME.schema.json`. */

@@ -221,6 +221,14 @@ class Asm32 {
     body();
     return this.add(counter, step).cmp(counter, end).j('b', top);
   }
+  /** Prints `ok` on COM1 when eax == value, else `bad`. */
+  check(value: number, ok: string, bad: string): this {
+    const no = this.fresh();
+    const end = this.fresh();
+    this.cmp(R.eax, value).j('ne', no).raw(x86.print(ok));
+    this.jmp(end).label(no).raw(x86.print(bad));
+    return this.label(end);
+  }
   /** The code with every jump resolved. */
   finish(): number[] {
     for (const f of this.fixups) {
@@ -308,16 +316,7 @@ export function hostilePlatformGuest(opts: HostilePlatformOptions = {}): number[
       .shl(R.eax, 5)
       .xorr(R.ebp, R.eax)
       .movr(R.eax, R.ebp);
-  /** Prints `ok` when eax == value, else `bad`. */
-  const check = (value: number, ok: string, bad: string) => {
-    const no = a.fresh();
-    const end = a.fresh();
-    a.cmp(R.eax, value).j('ne', no);
-    say(ok);
-    a.jmp(end).label(no);
-    say(bad);
-    a.label(end);
-  };
+  const check = (value: number, ok: string, bad: string) => a.check(value, ok, bad);
   /** Starts a DMA of the descriptor at hi:lo (the register is big endian). */
   const kick = (hi: number, lo: number) =>
     a.mov(R.eax, bswap32(hi)).outp(0x514, 4).mov(R.eax, bswap32(lo)).outp(0x518, 4);
@@ -520,15 +519,7 @@ export function pvpanicGuest(slot: number, bar: number, exitValue: number): numb
   const a = new Asm32();
   const say = (text: string) => a.raw(x86.print(text));
   const cfg = (reg: number) => a.mov(R.eax, (0x8000_0000 | (slot << 11) | reg) >>> 0).outp(0xcf8, 4);
-  const check = (value: number, ok: string, bad: string) => {
-    const no = a.fresh();
-    const end = a.fresh();
-    a.cmp(R.eax, value).j('ne', no);
-    say(ok);
-    a.jmp(end).label(no);
-    say(bad);
-    a.label(end);
-  };
+  const check = (value: number, ok: string, bad: string) => a.check(value, ok, bad);
   a.raw([0xfa, 0xfc]); // cli; cld
   cfg(0x00);
   a.inp(0xcfc, 4);

@@ -61,6 +61,8 @@ describe('snapshot and restore', () => {
         name: 'ticker',
         memory: '64M',
         kernel,
+        // A firmware log file too (mvctl's machine.debug): host side, no state of its own.
+        debugConsole: { file: join(dir, 'debug.log') },
         devices: [{ class: 'virtio-block', name: 'data', image: disk, format: 'raw' }],
       };
       const snap = join(dir, 'ticker.snap');
@@ -81,8 +83,10 @@ describe('snapshot and restore', () => {
       );
       expect(second.run.code, second.run.stderr).toBe(0);
       expect(second.run.stderr).toContain(`restored ticker from ${snap}`);
-      const ticks = [...first.run.lines, ...second.run.lines]
-        .map((l) => tickOf(l.text))
+      // One stream: the snapshot may fall inside a line, which the restored run ends.
+      const ticks = (first.run.stdout + second.run.stdout)
+        .split('\n')
+        .map((l) => tickOf(l.replace(/\r$/, '')))
         .filter((t) => t !== undefined);
       // Every tick once, in order, across the two processes.
       expect(ticks.length).toBeGreaterThanOrEqual(40);
@@ -120,6 +124,67 @@ describe('snapshot and restore', () => {
   );
 
   it(
+    'sends a running VM over a Unix socket to a VMM waiting with --incoming, where it goes on; the sender stops',
+    async () => {
+      const dir = tempDir();
+      const kernel = join(dir, 'ticker.elf');
+      writeFileSync(kernel, tinyPvhElf(tickerGuest(20_000)));
+      const disk = join(dir, 'data.img');
+      writeFileSync(disk, Buffer.alloc(4 * MiB, 0x5a));
+      const config = {
+        name: 'ticker',
+        memory: '64M',
+        kernel,
+        devices: [{ class: 'virtio-block', name: 'data', image: disk, format: 'raw' }],
+      };
+      const incoming = join(dir, 'incoming.sock');
+      const receiverControl = join(dir, 'receiver.sock');
+      let seen = 0;
+      let stopped: Promise<unknown> | undefined;
+      // The receiver: waits, restores what arrives, and is stopped after 20 ticks of its own.
+      const receiver = runMvisor(config, {
+        dir,
+        args: ['--incoming', `unix:${incoming}`, '--control', receiverControl],
+        timeoutMs: scaled(60_000),
+        onLine: (l) => {
+          if (tickOf(l) !== undefined && ++seen === 20)
+            stopped = controlRequest(receiverControl, 'stop', scaled(30_000));
+        },
+      });
+      const t0 = Date.now();
+      while (!existsSync(incoming) && Date.now() - t0 < scaled(30_000))
+        await new Promise((r) => setTimeout(r, 20));
+      const sender = await runTicks(config, dir, [], 20, (sock) =>
+        controlRequest(sock, 'snapshot', scaled(30_000), { socket: incoming, then: 'stop' }),
+      );
+      expect(await sender.answer).toMatchObject({ ok: true, file: `unix:${incoming}` });
+      expect(sender.run.code, sender.run.stderr).toBe(0);
+      const got = await receiver;
+      await stopped;
+      expect(got.code, got.stderr).toBe(0);
+      expect(got.stderr).toContain(`restored ticker from unix:${incoming}`);
+      const ticks = (sender.run.stdout + got.stdout)
+        .split('\n')
+        .map((l) => tickOf(l.replace(/\r$/, '')))
+        .filter((t) => t !== undefined);
+      expect(ticks.length).toBeGreaterThanOrEqual(40);
+      expect(ticks).toEqual(ticks.map((_, i) => i));
+      // Nobody waiting: refused before the VM is touched, and it runs on.
+      const alone = await runTicks(config, dir, [], 5, async (sock) => {
+        const r = await controlRequest(sock, 'snapshot', scaled(30_000), { socket: incoming, then: 'stop' });
+        await controlRequest(sock, 'stop', scaled(30_000));
+        return r;
+      });
+      expect(await alone.answer).toMatchObject({
+        ok: false,
+        error: `${incoming}: no VMM is waiting there (mvisor --incoming unix:PATH)`,
+      });
+      expect(alone.run.stderr).toContain('stopped through the control socket');
+    },
+    scaled(120_000),
+  );
+
+  it(
     'is refused while the guest is suspended to RAM, writing nothing',
     async () => {
       const dir = tempDir();
@@ -142,8 +207,9 @@ describe('snapshot and restore', () => {
           onLine: (l) => {
             if (l.trim() !== 'sleeping' || answer) return;
             answer = (async () => {
-              while ((await controlRequest(sock, 'status', scaled(10_000))).state !== 'suspended')
-                await new Promise((r) => setTimeout(r, 20));
+              const state = async () =>
+                ((await controlRequest(sock, 'status', scaled(10_000))) as { state?: string }).state;
+              while ((await state()) !== 'suspended') await new Promise((r) => setTimeout(r, 20));
               const refused = await controlRequest(sock, 'snapshot', scaled(30_000), {
                 file: snap,
                 then: 'stop',

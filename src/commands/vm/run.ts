@@ -58,6 +58,12 @@ error (one "file:line:col: field: message" line per problem on stderr), the gues
         "Start from a snapshot file (the control socket's `snapshot`) taken with this config, instead of booting.",
       helpValue: 'FILE',
     }),
+    incoming: Flags.string({
+      summary:
+        "Wait on this Unix socket (unix:PATH) for a VM another VMM sends (its control socket's `snapshot` with `socket`), and run it from there, as QEMU's -incoming.",
+      helpValue: 'unix:PATH',
+      exclusive: ['restore'],
+    }),
     'log-level': Flags.option({
       summary: 'VMM log level (default: $MVISOR_LOG, else info).',
       options: ['debug', 'info', 'warn', 'error'] as const,
@@ -71,6 +77,7 @@ error (one "file:line:col: field: message" line per problem on stderr), the gues
       serial: flags.serial,
       control: flags.control,
       restore: flags.restore,
+      incoming: flags.incoming,
       logLevel: flags['log-level'],
     });
     // mvctl's contract: 2 means "changes present" (plan --detailed-exitcode) and nothing else.

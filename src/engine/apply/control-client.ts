@@ -25,7 +25,7 @@ export function controlRequest<C extends ControlCommand>(
   cmd: C,
   timeoutMs = 5000,
   /** The command's arguments (snapshot: file, then). */
-  args: Pick<ControlRequest, 'file' | 'then'> = {},
+  args: Pick<ControlRequest, 'file' | 'socket' | 'then'> = {},
 ): Promise<ControlResponse<C>> {
   return new Promise((resolve, reject) => {
     const sock = createConnection(socketPath);

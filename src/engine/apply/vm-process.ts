@@ -5,7 +5,7 @@
  * the control socket, with signals as the last resort.
  */
 import { spawn } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
@@ -52,7 +52,17 @@ export function vmPaths(stateDir: string, name: string): VmPaths {
   };
 }
 
-export class LaunchError extends Error {}
+export class LaunchError extends Error {
+  constructor(
+    message: string,
+    /** The VMM's exit code, when it exited before the VM ran (2: bad input, such as a refused snapshot). */
+    readonly exitCode?: number,
+    /** What the VMM wrote to its log during this launch. */
+    readonly logText = '',
+  ) {
+    super(message);
+  }
+}
 
 export interface Launched {
   pid: number;
@@ -105,8 +115,33 @@ export async function launchVm(
   const paths = vmPaths(stateDir, name);
   mkdirSync(paths.dir, { recursive: true });
   writeFileSync(paths.config, stringify(vmmConfig));
+  return startVmm(paths, name, { timeoutMs, ...(onSpawn ? { onSpawn } : {}) });
+}
+
+export interface StartOptions {
+  /** How long to wait for the VM to report running (default 30 s). */
+  timeoutMs?: number | undefined;
+  /** Called once the process exists, before anything else can fail (to record its pid). */
+  onSpawn?: (pid: number, paths: VmPaths) => void;
+  /** A snapshot file to start from (`mvisor --restore`) instead of booting. */
+  restore?: string;
+}
+
+/**
+ * Starts `mvisor -c paths.config` detached, with the VM's control socket,
+ * log and pid file in `paths`; resolves when the VM answers "running" on
+ * its control socket, rejects (LaunchError) with the end of the VMM's log if
+ * it exits first or does not answer in time.
+ */
+export async function startVmm(paths: VmPaths, name: string, opts: StartOptions = {}): Promise<Launched> {
+  const timeoutMs = opts.timeoutMs ?? 30_000;
+  mkdirSync(paths.dir, { recursive: true });
   const logFd = openSync(paths.log, 'a');
-  const child = spawn(process.execPath, [mvisorBin(), '-c', paths.config, '--control', paths.control], {
+  // The log is appended to: this launch's part starts here.
+  const logStart = fstatSync(logFd).size;
+  const args = [mvisorBin(), '-c', paths.config, '--control', paths.control];
+  if (opts.restore !== undefined) args.push('--restore', opts.restore);
+  const child = spawn(process.execPath, args, {
     detached: true,
     stdio: ['ignore', logFd, logFd],
     cwd: paths.dir,
@@ -119,17 +154,22 @@ export async function launchVm(
     throw new LaunchError(`${name}: could not start mvisor${spawnError ? `: ${spawnError.message}` : ''}`);
   writeFileSync(paths.pidFile, `${pid}\n`);
   // Recorded before anything can fail, so a VMM is never left running unknown to state.
-  onSpawn?.(pid, paths);
+  opts.onSpawn?.(pid, paths);
   let exited: string | undefined;
-  child.on(
-    'exit',
-    (code, signal) => (exited = signal ? `was killed by ${signal}` : `exited with code ${code}`),
-  );
+  let exitCode: number | undefined;
+  child.on('exit', (code, signal) => {
+    exited = signal ? `was killed by ${signal}` : `exited with code ${code}`;
+    exitCode = code ?? undefined;
+  });
   child.unref();
   const t0 = Date.now();
   for (;;) {
     if (exited !== undefined) {
-      throw new LaunchError(`${name}: mvisor ${exited} before the VM ran:\n${tail(paths.log)}`);
+      throw new LaunchError(
+        `${name}: mvisor ${exited} before the VM ran:\n${tail(paths.log)}`,
+        exitCode,
+        logSince(paths.log, logStart),
+      );
     }
     if (existsSync(paths.control)) {
       try {
@@ -147,13 +187,25 @@ export async function launchVm(
       }
       throw new LaunchError(
         `${name}: the VM did not report running within ${timeoutMs} ms:\n${tail(paths.log)}`,
+        undefined,
+        logSince(paths.log, logStart),
       );
     }
     await new Promise((r) => setTimeout(r, 100));
   }
 }
 
-async function waitGone(pid: number, ms: number): Promise<boolean> {
+/** The text of `path` from byte `start` on ('' if unreadable). */
+function logSince(path: string, start: number): string {
+  try {
+    return readFileSync(path).subarray(start).toString('utf8');
+  } catch {
+    return '';
+  }
+}
+
+/** Waits up to `ms` for a VMM process to end; returns whether it did. */
+export async function waitVmmGone(pid: number, ms: number): Promise<boolean> {
   const t0 = Date.now();
   while (Date.now() - t0 < ms) {
     if (!isVmmProcess(pid)) return true;
@@ -174,23 +226,23 @@ export async function stopVm(pid: number, controlSocket: string, timeoutSec: num
   if (!isVmmProcess(pid)) return { how: 'already-gone' };
   try {
     const r = await controlRequest(controlSocket, 'powerdown', 2000);
-    if (r.ok && (await waitGone(pid, timeoutSec * 1000))) return { how: 'powerdown' };
+    if (r.ok && (await waitVmmGone(pid, timeoutSec * 1000))) return { how: 'powerdown' };
   } catch {
     // no control socket: fall through
   }
   try {
     await controlRequest(controlSocket, 'stop', 2000);
-    if (await waitGone(pid, 5000)) return { how: 'stop' };
+    if (await waitVmmGone(pid, 5000)) return { how: 'stop' };
   } catch {
     // fall through
   }
   try {
     process.kill(pid, 'SIGTERM');
-    if (await waitGone(pid, 5000)) return { how: 'SIGTERM' };
+    if (await waitVmmGone(pid, 5000)) return { how: 'SIGTERM' };
     process.kill(pid, 'SIGKILL');
   } catch {
     // gone
   }
-  await waitGone(pid, 5000);
+  await waitVmmGone(pid, 5000);
   return { how: 'SIGKILL' };
 }

@@ -88,6 +88,33 @@ export const MIGRATIONS: readonly Migration[] = [
       db.exec('ALTER TABLE locks ADD COLUMN start_time TEXT');
     },
   },
+  {
+    version: 4,
+    description:
+      'snapshots: the snapshots mvctl took of each VM; resources.saved_snapshot: the file a VM stopped by one is in',
+    up(db) {
+      // A VM's snapshots go with its record (destroy, replace, state rm): the
+      // files stay (mvctl snapshot writes them where the user said), the
+      // events keep the history.
+      db.exec(`
+        CREATE TABLE snapshots (
+          id             INTEGER PRIMARY KEY AUTOINCREMENT,
+          kind           TEXT NOT NULL DEFAULT 'VirtualMachine' CHECK (kind = 'VirtualMachine'),
+          name           TEXT NOT NULL,
+          file           TEXT NOT NULL,
+          taken_at       TEXT NOT NULL,
+          bytes          INTEGER NOT NULL CHECK (bytes >= 0),
+          ram_data_bytes INTEGER NOT NULL CHECK (ram_data_bytes >= 0),
+          paused_ms      INTEGER NOT NULL CHECK (paused_ms >= 0),
+          stopped_vm     INTEGER NOT NULL CHECK (stopped_vm IN (0, 1)),
+          restored_at    TEXT,
+          FOREIGN KEY (kind, name) REFERENCES resources (kind, name) ON DELETE CASCADE
+        ) STRICT;
+        CREATE INDEX snapshots_by_vm ON snapshots (kind, name, id);
+      `);
+      db.exec('ALTER TABLE resources ADD COLUMN saved_snapshot TEXT');
+    },
+  },
 ];
 
 /** The schema version this build writes. */

@@ -36,6 +36,12 @@ export interface ResourceRecord extends ResourceId {
    * destroy and replace delete without being told to (a Disk's deletePolicy).
    */
   ownedFiles: string[];
+  /**
+   * A VM stopped by `mvctl snapshot --stop`: the snapshot file its state is
+   * in (`mvctl restore` goes on from it); null otherwise. Every write that
+   * does not carry it (an apply starting or stopping the VM) clears it.
+   */
+  savedSnapshot: string | null;
   /** ISO 8601. */
   createdAt: string;
   updatedAt: string;
@@ -55,10 +61,37 @@ export interface ResourceInput extends ResourceId {
   logPath?: string | null;
   error?: string | null;
   ownedFiles?: string[];
+  /** Omitted: null (see ResourceRecord.savedSnapshot). */
+  savedSnapshot?: string | null;
 }
 
 /** Fields `patch` may change. A changed `spec` recomputes `specHash` unless one is given. */
 export type ResourcePatch = Partial<Omit<ResourceInput, 'kind' | 'name'>>;
+
+/** What `mvctl snapshot` records of a snapshot it took (the VMM's report). */
+export interface SnapshotInput {
+  /** The VM's name (a VirtualMachine in state). */
+  vm: string;
+  /** The snapshot file, absolute. */
+  file: string;
+  /** The file's apparent size (RAM's zero pages are holes). */
+  bytes: number;
+  /** Guest RAM stored as data. */
+  ramDataBytes: number;
+  /** How long the guest was paused, in ms. */
+  pausedMs: number;
+  /** The VM stopped after it (`--stop`), rather than resuming. */
+  stoppedVm: boolean;
+}
+
+export interface SnapshotRecord extends SnapshotInput {
+  /** Order of taking, across the state. */
+  seq: number;
+  /** ISO 8601. */
+  takenAt: string;
+  /** When `mvctl restore` last started the VM from it (ISO 8601), or null. */
+  restoredAt: string | null;
+}
 
 export type EventOutcome = 'started' | 'succeeded' | 'failed' | 'skipped';
 

@@ -21,6 +21,7 @@ import { hashJson } from '../canonical.js';
 import { KINDS, resourceKey, type Kind, type ResourceId } from '../types.js';
 import { MIGRATIONS, SCHEMA_VERSION } from './migrations.js';
 import { currentBootId, processStartTime } from './process-identity.js';
+import { SnapshotTable } from './snapshots.js';
 
 export { SCHEMA_VERSION };
 export * from './records.js';
@@ -89,6 +90,7 @@ interface ResourceRow {
   log_path: string | null;
   error: string | null;
   owned_files: string;
+  saved_snapshot: string | null;
   created_at: string;
   updated_at: string;
 }
@@ -141,6 +143,7 @@ function rowToRecord(row: ResourceRow): ResourceRecord {
     logPath: row.log_path,
     error: row.error,
     ownedFiles: JSON.parse(row.owned_files) as string[],
+    savedSnapshot: row.saved_snapshot,
     createdAt: row.created_at,
     updatedAt: row.updated_at,
   };
@@ -173,6 +176,8 @@ export class StateStore {
   private readonly hostname: string;
   /** Prepared statements by SQL text: preparing costs more than running a small statement. */
   private readonly statements = new Map<string, Database.Statement>();
+  /** The snapshots `mvctl snapshot` took (snapshots.ts). */
+  readonly snapshots: SnapshotTable;
 
   private constructor(
     private readonly db: Database.Database,
@@ -184,6 +189,10 @@ export class StateStore {
     this.hostname = options.hostname ?? osHostname();
     this.bootId = options.bootId ?? currentBootId();
     this.startTime = options.startTime ?? processStartTime;
+    this.snapshots = new SnapshotTable(
+      (text) => this.sql(text),
+      (fn) => this.transaction(fn),
+    );
   }
 
   /**
@@ -319,21 +328,23 @@ export class StateStore {
 
   /**
    * Inserts or replaces a resource (its `createdAt` is kept on replace, and its
-   * `ownedFiles` unless given); returns the stored record.
+   * `ownedFiles` unless given; its `savedSnapshot` is cleared unless given);
+   * returns the stored record.
    */
   put(input: ResourceInput): ResourceRecord {
     return this.transaction(() => {
       const now = new Date().toISOString();
       this.sql(
         `INSERT INTO resources (kind, name, spec, spec_hash, depends_on, status, pid, control_socket, host,
-             vmm_config_path, log_path, error, owned_files, created_at, updated_at)
+             vmm_config_path, log_path, error, owned_files, saved_snapshot, created_at, updated_at)
            VALUES (@kind, @name, @spec, @specHash, @dependsOn, @status, @pid, @controlSocket, @host,
-             @vmmConfigPath, @logPath, @error, COALESCE(@ownedFiles, '[]'), @now, @now)
+             @vmmConfigPath, @logPath, @error, COALESCE(@ownedFiles, '[]'), @savedSnapshot, @now, @now)
            ON CONFLICT (kind, name) DO UPDATE SET
              spec = excluded.spec, spec_hash = excluded.spec_hash, depends_on = excluded.depends_on,
              status = excluded.status, pid = excluded.pid, control_socket = excluded.control_socket,
              host = excluded.host, vmm_config_path = excluded.vmm_config_path, log_path = excluded.log_path,
-             error = excluded.error, owned_files = COALESCE(@ownedFiles, owned_files), updated_at = excluded.updated_at`,
+             error = excluded.error, owned_files = COALESCE(@ownedFiles, owned_files),
+             saved_snapshot = excluded.saved_snapshot, updated_at = excluded.updated_at`,
       ).run({
         kind: input.kind,
         name: input.name,
@@ -349,6 +360,7 @@ export class StateStore {
         error: input.error ?? null,
         // Omitted: a new record owns nothing, an existing one keeps what it owns.
         ownedFiles: input.ownedFiles === undefined ? null : JSON.stringify(input.ownedFiles),
+        savedSnapshot: input.savedSnapshot ?? null,
         now,
       });
       this.bumpSerial();

@@ -33,6 +33,28 @@ export interface StateResourceOutput {
    */
   ownedFiles: string[];
   /**
+   * A VM stopped by `mvctl snapshot --stop`: the snapshot file its state is in (`mvctl restore` goes on from it); null otherwise. Absent in the output of mvctl before snapshots.
+   */
+  savedSnapshot?: string | null;
+  /**
+   * A VirtualMachine's snapshots taken by `mvctl snapshot`, oldest first (absent for other kinds).
+   */
+  snapshots?: {
+    file: string;
+    takenAt: string;
+    bytes: number;
+    ramDataBytes: number;
+    pausedMs: number;
+    /**
+     * The VM was stopped after it (--stop).
+     */
+    stoppedVm: boolean;
+    /**
+     * When `mvctl restore` last started the VM from it.
+     */
+    restoredAt: string | null;
+  }[];
+  /**
    * ISO 8601, UTC.
    */
   createdAt: string;

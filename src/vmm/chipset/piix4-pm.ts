@@ -73,7 +73,8 @@ export class Piix4Pm extends PciDevice implements IoHandler {
   private sleeping = false;
   private readonly sciIrq: number;
   private readonly clockNs: () => bigint;
-  private readonly t0: bigint;
+  /** Host time the PM timer counts from (moved by a load, so that the timer goes on from its saved value). */
+  private t0: bigint;
   /** Port base the block is mapped at now. */
   private mappedBase: number | undefined;
 
@@ -288,6 +289,7 @@ export class Piix4Pm extends PciDevice implements IoHandler {
       gpeSts: this.gpeSts,
       gpeEn: this.gpeEn,
       sleeping: this.sleeping,
+      timer: this.timer(),
     };
   }
 
@@ -300,6 +302,13 @@ export class Piix4Pm extends PciDevice implements IoHandler {
     this.gpeSts = n('gpeSts');
     this.gpeEn = n('gpeEn');
     this.sleeping = state.sleeping === true;
+    // PM_TMR goes on from the saved count, as the guest's other clocks do
+    // after a restore (a timer that jumps back would look like a wrap).
+    const timer = state.timer;
+    if (typeof timer === 'number' && Number.isInteger(timer) && timer >= 0 && timer <= 0xffffff) {
+      const ns = (BigInt(timer) * 1_000_000_000n + BigInt(PM_TIMER_HZ) - 1n) / BigInt(PM_TIMER_HZ);
+      this.t0 = this.clockNs() - ns;
+    }
     this.updateSci();
     this.remapIo();
   }

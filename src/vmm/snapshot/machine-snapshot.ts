@@ -10,7 +10,13 @@ import type { Device } from '../core/device.js';
 import type { KvmVm } from '../core/kvm-vm.js';
 import type { ResolvedVmmConfig } from '../config/types.js';
 import type { SnapshotResult } from '../../platform/control-protocol.js';
-import { createSnapshotFile, openSnapshotFile, type SnapshotReader } from './snapshot-file.js';
+import {
+  createSnapshotFile,
+  openSnapshotFile,
+  type SnapshotReader,
+  type SnapshotWriter,
+} from './snapshot-file.js';
+import { connectSnapshotSocket, receiveSnapshot } from './snapshot-stream.js';
 import { captureVm, checkSnapshot, checkSnapshotDisks, restoreVm, SnapshotError } from './vm-snapshot.js';
 
 /** What a snapshot needs of the machine. */
@@ -34,18 +40,23 @@ export interface SnapshotMachine {
  */
 export type SettleDisks = (then: 'resume' | 'stop') => Promise<void>;
 
+/** Where a snapshot goes: a new file, or the socket of a VMM waiting with `--incoming`. */
+export type SnapshotTarget = { file: string } | { socket: string };
+
 /**
- * Writes a snapshot of the running VM to the new file `file`. The VM is
- * paused meanwhile and then resumed, unless `then` is 'stop' (the caller
- * stops it: a snapshot to restore later, like `virsh save`). A file that
- * exists is refused before anything else; a failure removes the file.
+ * Writes a snapshot of the running VM to `to`. The VM is paused meanwhile
+ * and then resumed, unless `then` is 'stop' (the caller stops it: a
+ * snapshot to restore later, like `virsh save`, or sent to another VMM). A
+ * file that exists, or a socket nobody listens on, is refused before
+ * anything else; a failure removes the file.
  */
 export async function takeSnapshot(
   m: SnapshotMachine,
-  file: string,
+  to: SnapshotTarget,
   then: 'resume' | 'stop',
   settleDisks: SettleDisks,
 ): Promise<SnapshotResult> {
+  const file = 'file' in to ? to.file : `unix:${to.socket}`;
   // A sleeping guest's vCPUs are parked by the machine, not running: the
   // state would restore them running. Refused, as QEMU refuses to migrate a
   // guest in S3 unless told it may; nothing is written.
@@ -56,17 +67,22 @@ export async function takeSnapshot(
   const t0 = performance.now();
   // Counted as the pause begins too: while the vCPUs are being stopped
   // (a while, nested), requests go on completing.
+  if ('socket' in to && then !== 'stop')
+    throw new SnapshotError(
+      'a snapshot sent to a socket stops the VM (then: stop): the receiver takes over its disks',
+    );
+  const out: SnapshotWriter =
+    'file' in to ? createSnapshotFile(to.file) : await connectSnapshotSocket(to.socket);
   const atPause = m.storageInFlight();
   await m.vm.pause();
   let settled = false;
   try {
-    const out = createSnapshotFile(file);
     try {
       // At least this many were in flight and completed before the state was taken.
       const drainedRequests = Math.max(atPause, await m.drainStorage());
       settled = true;
       await settleDisks(then);
-      const w = out.write(captureVm(m, drainedRequests), m.vm.ramViews());
+      const w = await out.write(captureVm(m, drainedRequests), m.vm.ramViews());
       return {
         file,
         bytes: w.size,
@@ -101,18 +117,34 @@ export function openRestore(file: string): SnapshotReader {
 }
 
 /**
+ * Waits on the Unix socket `path` for a VMM's `snapshot {socket}` and reads
+ * its state, then checks its disks, before the VMM opens them; the RAM
+ * follows in restoreSnapshot.
+ */
+export async function receiveRestore(path: string, onListening: () => void): Promise<SnapshotReader> {
+  const r = await receiveSnapshot(path, onListening);
+  try {
+    checkSnapshotDisks(r.state, `${path} (incoming)`);
+    return r;
+  } catch (e) {
+    r.close();
+    throw e;
+  }
+}
+
+/**
  * Loads an opened snapshot into the machine (built from the same config,
  * vCPUs not started); everything is checked before anything is loaded.
  * Closes the reader. Returns warnings to log.
  */
-export function restoreSnapshot(
+export async function restoreSnapshot(
   m: SnapshotMachine,
   r: SnapshotReader,
   file: string,
-): { warnings: string[]; ramDataBytes: number } {
+): Promise<{ warnings: string[]; ramDataBytes: number }> {
   try {
     const st = checkSnapshot(m, r.state, file);
-    const ramDataBytes = r.readRam(m.vm.ramViews());
+    const ramDataBytes = await r.readRam(m.vm.ramViews());
     return { warnings: restoreVm(m, st), ramDataBytes };
   } finally {
     r.close();

@@ -49,7 +49,10 @@ const alignUp = (n: number) => Math.ceil(n / RAM_FILE_PAGE) * RAM_FILE_PAGE;
 /** A new snapshot file being written. */
 export interface SnapshotWriter {
   /** Writes the state and RAM and syncs; returns the file's size and the RAM bytes stored as data. */
-  write(state: unknown, ram: readonly Uint8Array[]): { size: number; ramDataBytes: number };
+  write(
+    state: unknown,
+    ram: readonly Uint8Array[],
+  ): { size: number; ramDataBytes: number } | Promise<{ size: number; ramDataBytes: number }>;
   /** Removes the file (ours, half-written) after a failure. */
   discard(): void;
 }
@@ -93,7 +96,7 @@ export interface SnapshotReader {
   readonly state: unknown;
   readonly ramBytes: number;
   /** Fills `regions` (their total must be ramBytes) from the file; returns the bytes read as data. */
-  readRam(regions: readonly Uint8Array[]): number;
+  readRam(regions: readonly Uint8Array[]): number | Promise<number>;
   close(): void;
 }
 

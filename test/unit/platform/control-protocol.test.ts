@@ -46,9 +46,9 @@ describe('control protocol, server and client together', () => {
       pause: () => Promise.resolve(void calls.push('pause')),
       resume: () => void calls.push('resume'),
       vcpus: () => Promise.resolve(['vcpu 0: rip=0xfff0']),
-      snapshot: (file, then) =>
+      snapshot: (to, then) =>
         Promise.resolve({
-          file: `${file}:${then}`,
+          file: `${'file' in to ? to.file : `unix:${to.socket}`}:${then}`,
           bytes: 8192,
           ramDataBytes: 4096,
           pausedMs: 3,
@@ -122,7 +122,21 @@ describe('control protocol version 1 on the wire', () => {
     });
     expect(parseControlRequest('{"cmd":"snapshot","file":"vm.snap","id":3}')).toEqual({
       id: 3,
-      error: 'snapshot needs "file": the absolute path of a new file',
+      error: 'snapshot needs "file": the absolute path of a new file (or "socket")',
+    });
+    // Or to the socket of a VMM waiting with --incoming: the VM stops after it.
+    expect(parseControlRequest('{"cmd":"snapshot","socket":"/run/in.sock","then":"stop"}')).toEqual({
+      cmd: 'snapshot',
+      v: 1,
+      socket: '/run/in.sock',
+      then: 'stop',
+    });
+    expect(parseControlRequest('{"cmd":"snapshot","socket":"/run/in.sock"}')).toEqual({
+      error:
+        'a snapshot sent to a socket needs "then": "stop" (the VMM that receives it takes over the disks)',
+    });
+    expect(parseControlRequest('{"cmd":"snapshot","socket":"/s","file":"/f","then":"stop"}')).toEqual({
+      error: 'snapshot "socket" is the absolute path of a Unix socket, without "file"',
     });
     expect(parseControlRequest('{"cmd":"snapshot","file":"/s","then":"pause"}')).toEqual({
       error: 'snapshot "then" is resume or stop, not "pause"',

@@ -30,6 +30,7 @@ function record(partial: Partial<ResourceRecord> & Pick<ResourceRecord, 'kind' |
     logPath: null,
     error: null,
     ownedFiles: [],
+    savedSnapshot: null,
     createdAt: '2026-01-01T00:00:00.000Z',
     updatedAt: '2026-01-01T00:00:00.000Z',
     ...partial,

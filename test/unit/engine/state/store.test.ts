@@ -76,6 +76,7 @@ function transpileStore(): string {
     'src/engine/state/migrations.ts',
     'src/engine/state/records.ts',
     'src/engine/state/process-identity.ts',
+    'src/engine/state/snapshots.ts',
     'src/engine/state/store.ts',
   ]) {
     const { outputText } = ts.transpileModule(readFileSync(join(REPO, file), 'utf8'), {
@@ -131,7 +132,7 @@ describe('StateStore.open', () => {
         )
           .map((r) => r.name)
           .filter((n) => !n.startsWith('sqlite_')),
-      ).toEqual(['events', 'locks', 'resources', 'schema_migrations', 'state_info']);
+      ).toEqual(['events', 'locks', 'resources', 'schema_migrations', 'snapshots', 'state_info']);
     } finally {
       raw.close();
     }
@@ -156,6 +157,7 @@ describe('StateStore.open', () => {
         { version: 1 },
         { version: 2 },
         { version: 3 },
+        { version: 4 },
       ]);
     } finally {
       raw.close();

@@ -1,0 +1,201 @@
+/**
+ * `mvctl snapshot` and `mvctl restore` end to end: a planted guest that
+ * ticks forever, declared in a manifest and applied, is snapshotted while it
+ * runs, then saved and stopped, then restored in a new VMM process, where it
+ * goes on from the very tick it was at. State records each step. What is
+ * refused (an existing file, a damaged snapshot, a restore onto a running
+ * VM) is tested against a stand-in VMM in
+ * test/unit/engine/apply/snapshot.test.ts: each mvctl process costs seconds
+ * in the nested test host, so this test starts six.
+ */
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
+import Database from 'better-sqlite3';
+import { describe, expect, it } from 'vitest';
+import { scaled } from '../helpers/timeouts.js';
+import { assertBuilt, repoRoot, tempDir } from '../helpers/mvisor.js';
+import { outputValidator, validationErrors } from '../helpers/output-schemas.js';
+import { tickOf, tickerGuest, tinyPvhElf } from '../helpers/tiny-elf.js';
+
+const mvctl = join(repoRoot, 'bin/mvctl.js');
+
+interface Out {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+function run(dir: string, args: string[]): Out {
+  const env: NodeJS.ProcessEnv = { ...process.env, NO_COLOR: '1' };
+  delete env.DEBUG;
+  const r = spawnSync(process.execPath, [mvctl, ...args, '--state', join(dir, 'state.db')], {
+    cwd: dir,
+    encoding: 'utf8',
+    env,
+    timeout: scaled(120_000),
+  });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+function valid(name: string, text: string): unknown {
+  const value: unknown = JSON.parse(text);
+  const v = outputValidator(name);
+  expect(v(value), `${name}: ${validationErrors(v)}`).toBe(true);
+  return value;
+}
+
+interface VmState {
+  status: string;
+  pid: number | null;
+  savedSnapshot: string | null;
+  updatedAt: string;
+  snapshots: { file: string; stoppedVm: boolean; restoredAt: string | null; pausedMs: number }[];
+}
+
+/** What `mvctl state show VirtualMachine/ticker` prints (checked against its schema): one more mvctl process. */
+function vmState(dir: string): VmState {
+  const r = run(dir, ['state', 'show', 'VirtualMachine/ticker']);
+  expect(r.code, r.stderr).toBe(0);
+  return valid('state-resource', r.stdout) as VmState;
+}
+
+/** The VM's record, read from the state file itself (no mvctl process: they cost seconds nested). */
+function vmRow(dir: string): Pick<VmState, 'status' | 'pid' | 'savedSnapshot'> | undefined {
+  const db = new Database(join(dir, 'state.db'), { readonly: true });
+  try {
+    const row = db
+      .prepare(
+        "SELECT status, pid, saved_snapshot AS savedSnapshot FROM resources WHERE kind = 'VirtualMachine' AND name = 'ticker'",
+      )
+      .get() as Pick<VmState, 'status' | 'pid' | 'savedSnapshot'> | undefined;
+    return row;
+  } finally {
+    db.close();
+  }
+}
+
+/** Alive and not a zombie. */
+function alive(pid: number): boolean {
+  try {
+    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return false;
+  }
+}
+
+async function waitFor(pred: () => boolean, ms: number, what: string): Promise<void> {
+  const t = Date.now();
+  while (!pred()) {
+    if (Date.now() - t > ms) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** The ticks in console text (the ticker counts modulo 4096 in its lines). */
+function ticks(text: string): number[] {
+  return text
+    .split('\n')
+    .map(tickOf)
+    .filter((t) => t !== undefined);
+}
+
+/** Whether every tick follows the one before it (modulo the 4096 a line can show). */
+function consecutive(t: number[]): boolean {
+  return t.every((x, i) => i === 0 || x === (t[i - 1]! + 1) % 4096);
+}
+
+describe('mvctl snapshot and restore', () => {
+  it(
+    'snapshots a running VM, saves and stops it, restores it where it was, each step recorded in state',
+    async () => {
+      assertBuilt();
+      const dir = tempDir('mvctl-snapshot-');
+      writeFileSync(join(dir, 'ticker.elf'), tinyPvhElf(tickerGuest(200_000)));
+      writeFileSync(
+        join(dir, 'vms.yaml'),
+        `apiVersion: mvisor.dev/v1alpha1
+kind: VirtualMachine
+metadata: {name: ticker}
+spec:
+  memory: 64M
+  firmware: {kernel: ticker.elf}
+  serial: {file: ticker.log}
+  disks: [{disk: scratch}]
+---
+apiVersion: mvisor.dev/v1alpha1
+kind: Disk
+metadata: {name: scratch}
+spec: {format: raw, size: 4M}
+`,
+      );
+      mkdirSync(join(dir, 'snaps'));
+      const log = join(dir, 'ticker.log');
+      const consoleText = () => (existsSync(log) ? readFileSync(log, 'utf8') : '');
+      const ticksNow = () => ticks(consoleText()).length;
+
+      let r = run(dir, ['apply', '-f', 'vms.yaml', '--auto-approve']);
+      expect(r.code, r.stderr).toBe(0);
+      const pid = vmRow(dir)!.pid!;
+      expect(alive(pid)).toBe(true);
+      await waitFor(() => ticksNow() >= 10, scaled(30_000), 'the guest to tick');
+
+      // A snapshot of the running VM: it goes on ticking in the same process.
+      const keep = join(dir, 'snaps', 'keep.snap');
+      r = run(dir, ['snapshot', 'ticker', 'snaps/keep.snap']);
+      expect(r.stderr).toBe('');
+      expect(r.code).toBe(0);
+      expect(r.stdout).toMatch(
+        new RegExp(
+          `^ticker: snapshot written to ${keep} \\(\\d+ KiB on disk, \\d+ KiB of RAM data\\), paused \\d+ ms\\n$`,
+        ),
+      );
+      expect(existsSync(keep)).toBe(true);
+      expect(vmRow(dir)).toEqual({ status: 'running', pid, savedSnapshot: null });
+      const seen = ticksNow();
+      await waitFor(() => ticksNow() >= seen + 10, scaled(30_000), 'the guest to tick on after the snapshot');
+
+      // Saved and stopped (virsh save): state says stopped with its state in the file.
+      const save = join(dir, 'snaps', 'save.snap');
+      r = run(dir, ['snapshot', 'ticker', 'snaps/save.snap', '--stop', '--json']);
+      expect(r.stderr).toBe('');
+      expect(r.code).toBe(0);
+      expect(valid('snapshot', r.stdout)).toMatchObject({ vm: 'ticker', file: save, stopped: true });
+      await waitFor(() => !alive(pid), scaled(10_000), 'the VMM to stop after the snapshot');
+      expect(vmRow(dir)).toEqual({ status: 'stopped', pid: null, savedSnapshot: save });
+      const before = consoleText();
+      const lastTick = ticks(before).at(-1)!;
+
+      // Restored: a new VMM process, and the guest goes on from the tick after the last one it printed.
+      r = run(dir, ['restore', 'ticker', 'snaps/save.snap']);
+      expect(r.stderr).toBe('');
+      expect(r.code).toBe(0);
+      const restored = vmRow(dir)!;
+      expect(restored).toMatchObject({ status: 'running', savedSnapshot: null });
+      const pid2 = restored.pid!;
+      expect(pid2).not.toBe(pid);
+      expect(r.stdout).toBe(`ticker: restored from ${save}, running (pid ${pid2})\n`);
+      expect(alive(pid2)).toBe(true);
+      await waitFor(() => ticksNow() >= 10, scaled(30_000), 'the restored guest to tick');
+      // Every tick once, in order, across the two processes (a line cut by the pause is completed after
+      // it): a guest that booted afresh would start again from tick 0.
+      const all = ticks(before + consoleText());
+      expect(all.length).toBeGreaterThanOrEqual(ticks(before).length + 10);
+      expect(consecutive(all), all.join(' ')).toBe(true);
+      expect(all[ticks(before).length]).toBe((lastTick + 1) % 4096);
+
+      expect(vmState(dir).snapshots.map((s) => [s.file, s.stoppedVm, s.restoredAt !== null])).toEqual([
+        [keep, false, false],
+        [save, true, true],
+      ]);
+
+      // destroy stops the restored VM; the snapshot files are the user's and stay.
+      r = run(dir, ['destroy', '--auto-approve']);
+      expect(r.code, r.stderr).toBe(0);
+      await waitFor(() => !alive(pid2), scaled(10_000), 'the VMM to stop');
+      expect(vmRow(dir)).toBeUndefined();
+      expect(existsSync(save) && existsSync(keep)).toBe(true);
+    },
+    scaled(300_000),
+  );
+});
