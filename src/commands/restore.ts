@@ -14,11 +14,13 @@ import {
 } from '../cli/common.js';
 
 export default class Restore extends Command {
-  static override summary = 'Start a stopped VM from a snapshot file made by mvctl snapshot (virsh restore).';
-  static override description = `Launches the VM's VMM as apply does (the VMM config, control socket and log the state \
-records for it), loading FILE instead of booting, waits until it runs, and records it running. The guest goes on where the \
-snapshot left it. The VM must be in state and not running. The VMM refuses a snapshot of another config, a truncated or \
-damaged file, or one whose disks changed since: then the VM stays stopped and the state is as it was.
+  static override summary =
+    'Start a VM from a snapshot file made by mvctl snapshot (virsh restore), or take a running one back to it.';
+  static override description = `A stopped VM: launches its VMM as apply does (the VMM config, control socket and log \
+the state records for it), loading FILE instead of booting, waits until it runs, and records it running. A running VM \
+goes back to FILE in its own process (virsh snapshot-revert), paused meanwhile. Either way the guest goes on where the \
+snapshot left it. The VMM refuses a snapshot of another config, a truncated or damaged file, or one whose disks changed \
+since: then the VM stays as it was (stopped, or running on), and so does the state.
 
 Exit codes: 0 success, 1 error.`;
   static override examples = [
@@ -26,7 +28,7 @@ Exit codes: 0 success, 1 error.`;
     '<%= config.bin %> snapshot web web.snap --stop && <%= config.bin %> restore web web.snap',
   ];
   static override args = {
-    vm: Args.string({ required: true, description: 'The VM (a VirtualMachine in state, not running).' }),
+    vm: Args.string({ required: true, description: 'The VM (a VirtualMachine in state).' }),
     file: Args.string({
       required: true,
       description: 'The snapshot file (relative to the current directory).',
@@ -58,7 +60,11 @@ Exit codes: 0 success, 1 error.`;
       if (flags.json) {
         const out: RestoreOutput = { version: 1, ...r };
         process.stdout.write(JSON.stringify(out, null, 2) + '\n');
-      } else process.stdout.write(`${r.vm}: restored from ${r.file}, running (pid ${r.pid})\n`);
+      } else if (r.inPlace)
+        process.stdout.write(
+          `${r.vm}: back to ${r.file}, paused ${r.pausedMs ?? 0} ms, running (pid ${r.pid})\n`,
+        );
+      else process.stdout.write(`${r.vm}: restored from ${r.file}, running (pid ${r.pid})\n`);
     } finally {
       store.close();
     }

@@ -29,6 +29,7 @@ export const CONTROL_COMMANDS = [
   'resume',
   'vcpus',
   'snapshot',
+  'restore',
 ] as const;
 export type ControlCommand = (typeof CONTROL_COMMANDS)[number];
 
@@ -38,7 +39,7 @@ export interface ControlRequest {
   v?: number;
   /** Echoed back in the response. */
   id?: string | number;
-  /** snapshot: the new file to write (an absolute path). */
+  /** snapshot: the new file to write; restore: the file to go back to (absolute paths). */
   file?: string;
   /** snapshot, instead of a file: the Unix socket (absolute path) where `mvisor --incoming unix:PATH` waits; then: stop. */
   socket?: string;
@@ -58,6 +59,15 @@ export interface SnapshotResult {
   pausedMs: number;
   /** Block requests in flight as the pause began (at least): all completed before the state was taken. */
   drainedRequests: number;
+}
+
+/** What `restore` reports. */
+export interface RestoreResult {
+  file: string;
+  /** How long the vCPUs were paused, in ms. */
+  pausedMs: number;
+  /** RAM read as data, in bytes. */
+  ramDataBytes: number;
 }
 
 /** What `status` reports; the VMM state as the engine reads it. */
@@ -84,6 +94,7 @@ export interface ControlResults {
   resume: object;
   vcpus: { vcpus: string[] };
   snapshot: SnapshotResult;
+  restore: RestoreResult;
 }
 
 interface ResponseBase {
@@ -157,6 +168,8 @@ export function parseControlResponse<C extends ControlCommand>(
     !(typeof x.file === 'string' && [x.bytes, x.ramDataBytes, x.pausedMs, x.drainedRequests].every(isCount))
   )
     return 'the answer to snapshot is not a snapshot report';
+  if (cmd === 'restore' && !(typeof x.file === 'string' && [x.ramDataBytes, x.pausedMs].every(isCount)))
+    return 'the answer to restore is not a restore report';
   return { ...x, ...base, ok: true } as unknown as ControlSuccess<C>;
 }
 
@@ -183,6 +196,11 @@ export function parseControlRequest(line: string): ControlRequest | { id?: strin
     };
   if (!CONTROL_COMMANDS.includes(x.cmd as ControlCommand))
     return { ...withId, error: `unknown command ${JSON.stringify(x.cmd)} (${CONTROL_COMMANDS.join(', ')})` };
+  if (x.cmd === 'restore') {
+    if (typeof x.file !== 'string' || !x.file.startsWith('/') || x.file.length > 4096)
+      return { ...withId, error: 'restore needs "file": the absolute path of a snapshot file of this VM' };
+    return { cmd: 'restore', v, ...withId, file: x.file };
+  }
   if (x.cmd === 'snapshot') {
     const abs = (p: unknown) => typeof p === 'string' && p.startsWith('/') && p.length <= 4096;
     if (x.socket !== undefined) {

@@ -10,6 +10,7 @@
  *   {"cmd":"pause"} / {"cmd":"resume"} / {"cmd":"vcpus"}
  *   {"cmd":"snapshot","file":"/abs/new-file","then":"resume"|"stop"}
  *   {"cmd":"snapshot","socket":"/abs/socket","then":"stop"} (to `mvisor --incoming unix:PATH`)
+ *   {"cmd":"restore","file":"/abs/file"} → the running VM goes back to that snapshot
  *                     → writes the VM (state and RAM) to a new file: {"ok":true,"pausedMs":...}
  * An optional "id" is echoed back. The engine (mvctl apply, destroy) uses
  * it; it is also handy with `socat - UNIX-CONNECT:path`. Bad requests get
@@ -25,6 +26,7 @@ import {
   parseControlRequest,
   type ControlCommand,
   type ControlResponse,
+  type RestoreResult,
   type SnapshotResult,
   type VmStatus,
 } from '../platform/control-protocol.js';
@@ -37,6 +39,7 @@ export interface ControlHandlers {
   resume(): void;
   vcpus(): Promise<string[]>;
   snapshot(to: SnapshotTarget, then: 'resume' | 'stop'): Promise<SnapshotResult>;
+  restore(file: string): Promise<RestoreResult>;
 }
 
 const MAX_LINE = 64 * 1024;
@@ -120,6 +123,8 @@ export class ControlServer {
           return { ...id, v, ok: true };
         case 'vcpus':
           return { ...id, v, ok: true, vcpus: await this.handlers.vcpus() };
+        case 'restore':
+          return { ...id, v, ok: true, ...(await this.handlers.restore(req.file!)) };
         case 'snapshot':
           return {
             ...id,

@@ -14,7 +14,14 @@ import { PcMachine } from './machine.js';
 import type { BlockImage } from '../block/image.js';
 import { closeImages, openDeviceImages } from './storage/images.js';
 import { ControlServer } from './control.js';
-import { openRestore, receiveRestore, restoreSnapshot, takeSnapshot } from './snapshot/machine-snapshot.js';
+import {
+  openRestore,
+  receiveRestore,
+  restoreInPlace,
+  RestoreLoadError,
+  restoreSnapshot,
+  takeSnapshot,
+} from './snapshot/machine-snapshot.js';
 import type { SnapshotReader } from './snapshot/snapshot-file.js';
 import { RamFileError } from './snapshot/ram-file.js';
 import { SnapshotFileError } from './snapshot/snapshot-file.js';
@@ -188,6 +195,18 @@ export async function runVmm(
             if (then === 'stop')
               setImmediate(() => machine.vm.stop(ExitCode.Ok, `stopped after a snapshot to ${file}`));
             return r;
+          },
+          restore: async (file) => {
+            const r = await restoreInPlace(machine, file, async () => {
+              await Promise.all([...images.values()].map((i) => i.flush()));
+            }).catch((e: Error) => {
+              if (e instanceof RestoreLoadError)
+                setImmediate(() => machine.vm.stop(ExitCode.VmmError, `${e.message}; the VM stopped`));
+              throw e;
+            });
+            r.warnings.forEach((w) => log.warn(w));
+            log.info(`${config.name} went back to ${file}: paused ${r.pausedMs} ms`);
+            return { file: r.file, pausedMs: r.pausedMs, ramDataBytes: r.ramDataBytes };
           },
         },
         log,

@@ -185,6 +185,69 @@ describe('snapshot and restore', () => {
   );
 
   it(
+    'takes a running VM back to a snapshot of it (control restore), and refuses one of another VM without touching it',
+    async () => {
+      const dir = tempDir();
+      const kernel = join(dir, 'ticker.elf');
+      writeFileSync(kernel, tinyPvhElf(tickerGuest(20_000)));
+      const config = { name: 'ticker', memory: '64M', kernel };
+      const snap = join(dir, 'back.snap');
+      const sock = join(dir, 'c.sock');
+      const other = join(dir, 'other.snap');
+      let seen = 0;
+      const answers: Promise<unknown>[] = [];
+      // Another VM's snapshot, to be refused.
+      const first = await runTicks({ ...config, name: 'other' }, dir, [], 3, (s) =>
+        controlRequest(s, 'snapshot', scaled(30_000), { file: other, then: 'stop' }),
+      );
+      expect(await first.answer).toMatchObject({ ok: true });
+      const run = await runMvisor(config, {
+        dir,
+        args: ['--control', sock],
+        timeoutMs: scaled(60_000),
+        onLine: (l) => {
+          if (tickOf(l) === undefined) return;
+          seen++;
+          if (seen === 10)
+            answers.push(controlRequest(sock, 'snapshot', scaled(30_000), { file: snap, then: 'resume' }));
+          if (seen === 20)
+            answers.push(
+              (async () => {
+                const refused = await controlRequest(sock, 'restore', scaled(30_000), { file: other });
+                const back = await controlRequest(sock, 'restore', scaled(30_000), { file: snap });
+                return [refused, back];
+              })(),
+            );
+          if (seen === 40) answers.push(controlRequest(sock, 'stop', scaled(30_000)));
+        },
+      });
+      expect(run.code, run.stderr).toBe(0);
+      const [taken, [refused, back]] = (await Promise.all(answers)) as [unknown, unknown[]];
+      expect(taken).toMatchObject({ ok: true });
+      expect(refused).toMatchObject({
+        ok: false,
+        error: expect.stringMatching(
+          /other\.snap: a snapshot of VM "other"; restore it with the config it was taken with/,
+        ),
+      });
+      expect(back).toMatchObject({ ok: true, file: snap });
+      const ticks = run.stdout
+        .split('\n')
+        .map((l) => tickOf(l.replace(/\r$/, '')))
+        .filter((t) => t !== undefined);
+      // Counting up to past 20, then again from where the snapshot was (after tick 9), up: once back.
+      const drop = ticks.findIndex((t, i) => i > 0 && t < ticks[i - 1]!);
+      expect(drop, ticks.join(' ')).toBeGreaterThanOrEqual(20);
+      expect(ticks.slice(0, drop)).toEqual([...Array(drop).keys()]);
+      const again = ticks.slice(drop);
+      expect(again[0]).toBeGreaterThanOrEqual(10);
+      expect(again[0]).toBeLessThan(drop);
+      expect(again).toEqual(again.map((_, i) => again[0]! + i));
+    },
+    scaled(120_000),
+  );
+
+  it(
     'is refused while the guest is suspended to RAM, writing nothing',
     async () => {
       const dir = tempDir();

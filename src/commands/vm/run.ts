@@ -50,7 +50,7 @@ error (one "file:line:col: field: message" line per problem on stderr), the gues
     }),
     control: Flags.string({
       summary:
-        'Serve the control protocol (JSON lines: status, stop, pause, resume, vcpus, snapshot) on this Unix socket.',
+        'Serve the control protocol (JSON lines: status, stop, powerdown, pause, resume, vcpus, snapshot, restore) on this Unix socket.',
       helpValue: 'PATH',
     }),
     restore: Flags.string({

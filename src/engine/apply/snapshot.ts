@@ -63,6 +63,10 @@ export interface RestoreOutcome {
   vm: string;
   file: string;
   pid: number;
+  /** The VM was running and went back to the snapshot in its own process (virsh snapshot-revert). */
+  inPlace: boolean;
+  /** inPlace: how long its vCPUs were paused, in ms. */
+  pausedMs?: number;
 }
 
 const SNAPSHOT_TIMEOUT_MS = 600_000;
@@ -233,11 +237,7 @@ export async function restoreVm(
     );
   const stateDir = stateDirOf(store, opts.stateDir);
   const paths = vmPaths(stateDir, name);
-  if (rec.pid && isVmmProcess(rec.pid))
-    throw new ApplyError(
-      `VirtualMachine/${name} is running (pid ${rec.pid}): a snapshot is restored onto a stopped VM; ` +
-        `stop it first (mvctl snapshot ${name} FILE --stop, or running: false and mvctl apply)`,
-    );
+  if (rec.pid && isVmmProcess(rec.pid)) return revertRunningVm(store, rec, file, paths, opts);
   const config = rec.vmmConfigPath && existsSync(rec.vmmConfigPath) ? rec.vmmConfigPath : paths.config;
   if (config === paths.config && !existsSync(config)) {
     // Never started (running: false): the config apply would have written.
@@ -280,7 +280,7 @@ export async function restoreVm(
         detail: `${file}: running, pid ${l.pid}`,
       });
     });
-    return { vm: name, file, pid: l.pid };
+    return { vm: name, file, pid: l.pid, inPlace: false };
   } catch (e) {
     if (spawned && isVmmProcess(spawned)) await stopVm(spawned, paths.control, 0);
     const message = failureMessage(e, name);
@@ -300,6 +300,62 @@ export async function restoreVm(
     });
     throw new ApplyError(message);
   }
+}
+
+/**
+ * A running VM goes back to the snapshot `file` in its own VMM process (the
+ * control request `restore`): the VMM checks the file in full first (this
+ * VM's config, its disks unchanged since), and a refusal leaves the VM
+ * running as it was.
+ */
+async function revertRunningVm(
+  store: StateStore,
+  rec: ResourceRecord,
+  file: string,
+  paths: VmPaths,
+  opts: RestoreOptions,
+): Promise<RestoreOutcome> {
+  const name = rec.name;
+  const id = vmId(name);
+  const pid = rec.pid!;
+  store.recordEvent({
+    command: opts.command,
+    id,
+    action: 'restore',
+    outcome: 'started',
+    detail: `${file} (in place)`,
+  });
+  let error: string;
+  try {
+    const r = await controlRequest(
+      rec.controlSocket ?? paths.control,
+      'restore',
+      opts.timeoutMs ?? RESTORE_TIMEOUT_MS,
+      {
+        file,
+      },
+    );
+    if (r.ok) {
+      store.transaction(() => {
+        store.snapshots.markRestored(name, file);
+        store.recordEvent({
+          command: opts.command,
+          id,
+          action: 'restore',
+          outcome: 'succeeded',
+          detail: `${file}: in place, paused ${r.pausedMs} ms`,
+        });
+      });
+      return { vm: name, file, pid, inPlace: true, pausedMs: r.pausedMs };
+    }
+    error = r.error;
+  } catch (e) {
+    error = e instanceof Error ? e.message : String(e);
+  }
+  const stopped = !isVmmProcess(pid) || (await waitVmmGone(pid, 2000));
+  const detail = `the VMM refused to go back to ${file}: ${error} (${stopped ? 'the VM stopped; mvctl plan shows it as drift' : 'the VM runs on as it was; state is unchanged'})`;
+  store.recordEvent({ command: opts.command, id, action: 'restore', outcome: 'failed', detail });
+  throw new ApplyError(`VirtualMachine/${name}: ${detail}`);
 }
 
 function failureMessage(e: unknown, name: string): string {

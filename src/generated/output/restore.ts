@@ -6,7 +6,7 @@
  */
 
 /**
- * What `mvctl restore VM FILE --json` prints: the VM started from the snapshot and running. Versioned like the other outputs.
+ * What `mvctl restore VM FILE --json` prints: the VM started from the snapshot (or, when it was running, taken back to it in place) and running. Versioned like the other outputs.
  */
 export interface RestoreOutput {
   version: 1;
@@ -22,4 +22,12 @@ export interface RestoreOutput {
    * The VMM process now running the VM.
    */
   pid: number;
+  /**
+   * The VM was running and went back to the snapshot in its own VMM process.
+   */
+  inPlace: boolean;
+  /**
+   * inPlace: how long the VM was paused, in ms.
+   */
+  pausedMs?: number;
 }

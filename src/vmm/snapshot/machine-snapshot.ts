@@ -132,6 +132,64 @@ export async function receiveRestore(path: string, onListening: () => void): Pro
   }
 }
 
+/** What an in-place restore reports. */
+export interface RestoreResult {
+  file: string;
+  pausedMs: number;
+  ramDataBytes: number;
+  warnings: string[];
+}
+
+/**
+ * Puts the running VM back to the snapshot `file` (control `restore`, like
+ * QEMU's loadvm): the VM is paused, its block requests finish and its disks
+ * are flushed, then the file is checked in full (this VM's config, disks
+ * unchanged since: a snapshot taken with then: resume of a VM that has not
+ * written to its disks since) before anything is loaded, so that a refused
+ * restore resumes the VM as it was. A failure once loading began leaves a
+ * VM in no known state: `loaded` says so, and the caller stops it.
+ */
+export async function restoreInPlace(
+  m: SnapshotMachine,
+  file: string,
+  flushDisks: () => Promise<void>,
+): Promise<RestoreResult> {
+  if (m.suspendedToRam())
+    throw new SnapshotError(
+      'the guest is suspended to RAM (ACPI S3): wake it (the power button: control `powerdown`) and try again',
+    );
+  const r = openSnapshotFile(file);
+  const t0 = performance.now();
+  let loading = false;
+  try {
+    await m.vm.pause();
+    try {
+      await m.drainStorage();
+      await flushDisks();
+      checkSnapshotDisks(r.state, file);
+      const st = checkSnapshot(m, r.state, file);
+      loading = true;
+      const ramDataBytes = await r.readRam(m.vm.ramViews());
+      const warnings = restoreVm(m, st);
+      loading = false;
+      return { file, pausedMs: Math.round(performance.now() - t0), ramDataBytes, warnings };
+    } catch (e) {
+      if (loading) throw new RestoreLoadError(`restoring ${file} failed half-way: ${(e as Error).message}`);
+      throw e;
+    } finally {
+      // Half-loaded, the VM stays paused for the caller to stop.
+      if (!loading) m.vm.resume();
+    }
+  } finally {
+    r.close();
+  }
+}
+
+/** A restore that failed after it began to replace the VM's state: the VM must stop. */
+export class RestoreLoadError extends Error {
+  override name = 'RestoreLoadError';
+}
+
 /**
  * Loads an opened snapshot into the machine (built from the same config,
  * vCPUs not started); everything is checked before anything is loaded.

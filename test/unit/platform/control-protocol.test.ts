@@ -46,6 +46,7 @@ describe('control protocol, server and client together', () => {
       pause: () => Promise.resolve(void calls.push('pause')),
       resume: () => void calls.push('resume'),
       vcpus: () => Promise.resolve(['vcpu 0: rip=0xfff0']),
+      restore: (file) => Promise.resolve({ file, pausedMs: 2, ramDataBytes: 4096 }),
       snapshot: (to, then) =>
         Promise.resolve({
           file: `${'file' in to ? to.file : `unix:${to.socket}`}:${then}`,
@@ -111,7 +112,7 @@ describe('control protocol version 1 on the wire', () => {
       expect(parseControlRequest(JSON.stringify({ cmd, file: '/s' }))).toMatchObject({ cmd });
     expect(parseControlRequest('{"cmd":"explode","id":"a"}')).toEqual({
       id: 'a',
-      error: 'unknown command "explode" (status, stop, powerdown, pause, resume, vcpus, snapshot)',
+      error: 'unknown command "explode" (status, stop, powerdown, pause, resume, vcpus, snapshot, restore)',
     });
     // snapshot: a new file by absolute path; then resume (the default) or stop.
     expect(parseControlRequest('{"cmd":"snapshot","file":"/var/vm.snap"}')).toEqual({
@@ -123,6 +124,15 @@ describe('control protocol version 1 on the wire', () => {
     expect(parseControlRequest('{"cmd":"snapshot","file":"vm.snap","id":3}')).toEqual({
       id: 3,
       error: 'snapshot needs "file": the absolute path of a new file (or "socket")',
+    });
+    // restore: back to a snapshot file, by absolute path.
+    expect(parseControlRequest('{"cmd":"restore","file":"/var/vm.snap"}')).toEqual({
+      cmd: 'restore',
+      v: 1,
+      file: '/var/vm.snap',
+    });
+    expect(parseControlRequest('{"cmd":"restore"}')).toEqual({
+      error: 'restore needs "file": the absolute path of a snapshot file of this VM',
     });
     // Or to the socket of a VMM waiting with --incoming: the VM stops after it.
     expect(parseControlRequest('{"cmd":"snapshot","socket":"/run/in.sock","then":"stop"}')).toEqual({

@@ -41,6 +41,10 @@ const answer = (req) => {
     if (req.then === 'stop') stopSoon();
     return { ok: true, file: req.file, bytes: 8, ramDataBytes: 4096, pausedMs: 7, drainedRequests: 1 };
   }
+  if (req.cmd === 'restore')
+    return req.file.endsWith('other.snap')
+      ? { ok: false, error: req.file + ': a snapshot of VM "b"; restore it with the config it was taken with' }
+      : { ok: true, file: req.file, pausedMs: 5, ramDataBytes: 4096 };
   if (req.cmd === 'stop' || req.cmd === 'powerdown') {
     stopSoon();
     return { ok: true };
@@ -169,12 +173,17 @@ describe('snapshot and restore through the engine', () => {
         .filter((e) => e.endsWith('succeeded')),
     ).toEqual(['restore succeeded', 'snapshot succeeded', 'snapshot succeeded', 'restore succeeded']);
 
-    // Onto a running VM: refused, the VM untouched.
-    await expect(restoreVm(store, 'a', save, opts)).rejects.toThrow(
-      new RegExp(
-        `^VirtualMachine/a is running \\(pid ${r2.pid}\\): a snapshot is restored onto a stopped VM`,
-      ),
+    // A running VM goes back to it in its own process; one the VMM refuses leaves it running, state as it was.
+    const back = await restoreVm(store, 'a', save, opts);
+    expect(back).toEqual({ vm: 'a', file: save, pid: r2.pid, inPlace: true, pausedMs: 5 });
+    const other = join(dir, 'other.snap');
+    writeFileSync(other, 'x');
+    const running = store.get(id);
+    await expect(restoreVm(store, 'a', other, opts)).rejects.toThrow(
+      `VirtualMachine/a: the VMM refused to go back to ${other}: ${other}: a snapshot of VM "b"; restore it with the ` +
+        'config it was taken with (the VM runs on as it was; state is unchanged)',
     );
+    expect(store.get(id)).toEqual(running);
     expect(isVmmProcess(r2.pid)).toBe(true);
     // An existing file: refused before the VM is asked anything.
     const before = store.get(id);
