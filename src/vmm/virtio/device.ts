@@ -101,6 +101,8 @@ export interface VirtioTransport {
    * device was reset since `epoch`; interrupts are batched per queue.
    */
   complete(queue: SplitQueue, head: number, written: number, epoch: number): void;
+  /** Like `complete` for several chains, published with one used-index update (a merged receive frame). */
+  completeMany(queue: SplitQueue, entries: readonly { head: number; written: number }[], epoch: number): void;
   /** Asks for `queueNotify(queue)` on the event loop (coalesced). */
   kick(index: number): void;
   /** Device configuration changed: new configuration generation, and an interrupt once the driver runs. */

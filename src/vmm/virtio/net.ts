@@ -1,8 +1,7 @@
 /**
  * virtio-net (Virtio 1.2 §5.1) on a NetBackend (net/backend.ts): a
- * VirtioDevice (device.ts) that knows nothing of PCI; the machine puts it
- * behind the virtio-pci transport (`new VirtioPciTransport(new
- * VirtioNet({...}), {...})`, with class code VIRTIO_NET_PCI_CLASS).
+ * VirtioDevice that knows nothing of PCI, put behind the virtio-pci
+ * transport as virtio-blk is (with class code VIRTIO_NET_PCI_CLASS).
  *
  * Queues: receiveq1 (0) and transmitq1 (1). Every frame on either starts
  * with a 12-byte virtio_net_hdr_v1 (§5.1.6; num_buffers always there).
@@ -42,12 +41,8 @@
  * DEVICE_NEEDS_RESET as for every device. Nothing here throws into the
  * transport or the backend.
  *
- * Interrupts: `transport.complete` batches them per queue and turn, as
- * for virtio-blk. Known limit: the chains of one merged frame are pushed to the used ring
- * one by one (SplitQueue has no batched publication), so a driver that
- * polls the used ring on another vCPU at that instant may see the first
- * buffer before the others; QEMU publishes them with one used-index
- * update (virtqueue_fill + virtqueue_flush).
+ * Interrupts are batched per queue and turn, as for virtio-blk; a merged
+ * frame's chains are published with one used-index update (completeMany).
  *
  * Saved state (versioned): MAC, MTU and link status. Chains in flight are
  * the transport's: receive chains reserved for a frame become reserved
@@ -100,7 +95,6 @@ import {
 import { ChainError, VirtqueueError, type Chain, type SplitQueue } from './virtqueue.js';
 
 export * from './net-header.js';
-
 export const VIRTIO_NET_STATE_VERSION = 1;
 
 export interface VirtioNetOptions {
@@ -574,7 +568,12 @@ export class VirtioNet implements VirtioDevice {
       this.stats.rxDropped++;
       return true;
     }
-    chains.forEach((c, i) => t.complete(rx, c.head, written[i]!, epoch));
+    // One used-index update for the frame's buffers: a driver sees all of them or none.
+    t.completeMany(
+      rx,
+      chains.map((c, i) => ({ head: c.head, written: written[i]! })),
+      epoch,
+    );
     this.stats.rxFrames++;
     this.stats.rxBytes += payload.length;
     return true;

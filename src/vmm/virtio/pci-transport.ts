@@ -257,8 +257,17 @@ export class VirtioPciTransport<D extends VirtioDevice = VirtioDevice>
    * device was reset since `epoch`; interrupts are batched per queue.
    */
   complete(queue: SplitQueue, head: number, written: number, epoch: number): void {
+    this.completeMany(queue, [{ head, written }], epoch);
+  }
+
+  /** Like `complete` for several chains, published together (SplitQueue.pushMany). */
+  completeMany(
+    queue: SplitQueue,
+    entries: readonly { head: number; written: number }[],
+    epoch: number,
+  ): void {
     if (epoch !== this.epochNo || !queue.active) return;
-    queue.push(head, written);
+    queue.pushMany(entries);
     this.interruptsDue.add(queue.index);
     if (!this.interruptScheduled) {
       this.interruptScheduled = true;

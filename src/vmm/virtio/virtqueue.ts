@@ -342,13 +342,28 @@ export class SplitQueue {
    * `needsInterrupt` after a batch.
    */
   push(head: number, written: number): void {
+    this.pushMany([{ head, written }]);
+  }
+
+  /**
+   * Returns several chains at once, published with one used-index update:
+   * a driver reading the ring on another vCPU sees all or none of them (a
+   * merged receive frame's buffers, §5.1.6.4).
+   */
+  pushMany(entries: readonly { head: number; written: number }[]): void {
     const ring = this.usedRing;
-    if (!ring || !this.inflight.delete(head)) return; // reset meanwhile, or not ours
-    const slot = this.usedIdx % this.size;
-    ring[2 * slot] = head;
-    ring[2 * slot + 1] = written >>> 0;
-    this.usedIdx = (this.usedIdx + 1) & 0xffff;
-    Atomics.store(this.usedHeader!, 1, this.usedIdx);
+    if (!ring) return;
+    let idx = this.usedIdx;
+    for (const { head, written } of entries) {
+      if (!this.inflight.delete(head)) continue; // reset meanwhile, or not ours
+      const slot = idx % this.size;
+      ring[2 * slot] = head;
+      ring[2 * slot + 1] = written >>> 0;
+      idx = (idx + 1) & 0xffff;
+    }
+    if (idx === this.usedIdx) return;
+    this.usedIdx = idx;
+    Atomics.store(this.usedHeader!, 1, idx);
   }
 
   /**

@@ -252,6 +252,24 @@ describe('SplitQueue', () => {
     expect(q.needsInterrupt()).toBe(false); // 2 -> 3: used_event 1 is behind
   });
 
+  it('pushMany returns several chains in order with one used-index update, skipping heads not in flight', () => {
+    const { rings, q } = setup();
+    const heads = [0, 1, 2].map(() => rings.addChain(0, [{ addr: 0x1000, len: 8, write: true }]));
+    while (q.pop());
+    q.pushMany([
+      { head: heads[2]!, written: 8 },
+      { head: 77, written: 1 }, // not one of ours
+      { head: heads[0]!, written: 3 },
+    ]);
+    expect(rings.takeUsed(0)).toEqual([
+      { id: heads[2], len: 8 },
+      { id: heads[0], len: 3 },
+    ]);
+    expect(q.inflightCount).toBe(1);
+    q.pushMany([{ head: heads[2]!, written: 8 }]); // twice: ignored
+    expect(rings.takeUsed(0)).toEqual([]);
+  });
+
   it('without EVENT_IDX interrupts unless the driver set VIRTQ_AVAIL_F_NO_INTERRUPT', () => {
     const { rings, q } = setup();
     const h = rings.addChain(0, [{ addr: 0x1000, len: 4, write: true }]);
