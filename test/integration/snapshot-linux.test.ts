@@ -6,11 +6,14 @@
  * uninterrupted run would: every round printed once and in order, and the
  * disk holding exactly what the writers wrote (computed here).
  *
- * The disk has an I/O limit (1 MiB/s) and the writers write with O_DIRECT,
- * so that each round keeps requests queued at the device for seconds: the
- * snapshot, taken while round 3 runs, finds requests in flight, and its
- * metadata says how many it drained (the image is on tmpfs, where a request
- * without a limit completes in microseconds and none was ever in flight).
+ * The disk has an I/O limit (128 KiB/s) and the writers write 64 KiB at a
+ * time with O_DIRECT, so that each request waits its turn for up to 1.5 s
+ * and each round keeps the device busy for 4.5 s: the snapshot, taken while
+ * round 2 runs, finds requests in flight, and its metadata says how many it
+ * drained. (The image is on tmpfs, where a request without a limit
+ * completes in microseconds and none was ever in flight; with 1 MiB/s the
+ * writers, fed through pipes in the nested guest, did not keep up with the
+ * limit, and a CI run drained none.)
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -20,13 +23,12 @@ import { openSnapshotFile } from '../../src/vmm/snapshot/snapshot-file.js';
 import { scaled } from '../helpers/timeouts.js';
 import { guestKit, initramfsWithTest, runMvisor, tempDir, TEST_CPU } from '../helpers/mvisor.js';
 
-const MiB = 1024 * 1024;
-const ROUNDS = 6;
+const ROUNDS = 5;
 const WRITERS = 3;
-const CHUNK = 1024 * 1024;
+const CHUNK = 192 * 1024;
 const BOOT_TIMEOUT = scaled(90_000);
 const DISK = ROUNDS * WRITERS * CHUNK;
-const LIMIT = { bytesPerSecond: MiB };
+const LIMIT = { bytesPerSecond: 128 * 1024 };
 
 const script = `
 i=0
@@ -34,6 +36,8 @@ while [ $i -lt ${ROUNDS} ]; do
   for j in $(seq 0 ${WRITERS - 1}); do
     yes "mvisor-round-$i-$j" | head -c ${CHUNK} | dd of=/dev/vda bs=65536 seek=$(( (i * ${WRITERS} + j) * ${CHUNK / 65536} )) oflag=direct iflag=fullblock conv=notrunc,fsync 2>/dev/null &
   done
+  # A second in, every writer has a request waiting its turn at the device.
+  sleep 1
   echo "writing $i"
   wait
   echo "round $i"
@@ -83,8 +87,8 @@ describe('snapshot and restore of Linux', () => {
         args: ['--control', sock],
         timeoutMs: BOOT_TIMEOUT,
         onLine: (l) => {
-          // Round 3's writers started: 3 MiB at 1 MiB/s keep the disk busy for 3 s.
-          if (answer === undefined && /^writing 3\r?$/.test(l))
+          // Round 2's writers started: 576 KiB at 128 KiB/s keep the disk busy for 4.5 s.
+          if (answer === undefined && /^writing 2\r?$/.test(l))
             answer = controlRequest(sock, 'snapshot', scaled(60_000), { file: snap, then: 'stop' });
         },
       });
