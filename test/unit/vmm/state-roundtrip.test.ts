@@ -96,9 +96,24 @@ function statefulClasses(): string[] {
   return [...classes].filter(([n, c]) => !c.abstract && stateful(n)).map(([n]) => n);
 }
 
+/**
+ * Classes whose state round trip is tested in their own file, for a
+ * reason: the file must exist and load state.
+ */
+const ELSEWHERE: Record<string, { file: string; why: string }> = {
+  VirtioNet: {
+    file: 'test/unit/vmm/virtio/net.test.ts',
+    why: 'not on the board yet (issue 17); saved and loaded there mid-traffic between two devices on a cable',
+  },
+};
+
 describe('snapshot coverage', () => {
   it('every class under src/vmm with saved state has a round-trip entry', () => {
-    const covered = new Set(ENTRIES.flatMap((e) => e.covers));
+    const covered = new Set([...ENTRIES.flatMap((e) => e.covers), ...Object.keys(ELSEWHERE)]);
+    for (const { file } of Object.values(ELSEWHERE))
+      expect(readFileSync(fileURLToPath(new URL(`../../../${file}`, import.meta.url)), 'utf8')).toMatch(
+        /loadState\(/,
+      );
     const classes = statefulClasses();
     // The scan itself works: it finds the devices the machine saves and their parts.
     expect(classes).toEqual(
