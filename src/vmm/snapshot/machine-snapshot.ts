@@ -40,6 +40,18 @@ export interface SnapshotMachine {
  */
 export type SettleDisks = (then: 'resume' | 'stop') => Promise<void>;
 
+/**
+ * A sleeping guest's vCPUs are parked by the machine, not running: a state
+ * taken or loaded now would have them run. Refused, as QEMU refuses to
+ * migrate a guest in S3 unless told it may; nothing is written or loaded.
+ */
+function refuseSuspended(m: SnapshotMachine): void {
+  if (m.suspendedToRam())
+    throw new SnapshotError(
+      'the guest is suspended to RAM (ACPI S3): wake it (the power button: control `powerdown`) and try again',
+    );
+}
+
 /** Where a snapshot goes: a new file, or the socket of a VMM waiting with `--incoming`. */
 export type SnapshotTarget = { file: string } | { socket: string };
 
@@ -57,13 +69,7 @@ export async function takeSnapshot(
   settleDisks: SettleDisks,
 ): Promise<SnapshotResult> {
   const file = 'file' in to ? to.file : `unix:${to.socket}`;
-  // A sleeping guest's vCPUs are parked by the machine, not running: the
-  // state would restore them running. Refused, as QEMU refuses to migrate a
-  // guest in S3 unless told it may; nothing is written.
-  if (m.suspendedToRam())
-    throw new SnapshotError(
-      'the guest is suspended to RAM (ACPI S3): wake it (the power button: control `powerdown`) and try again',
-    );
+  refuseSuspended(m);
   const t0 = performance.now();
   // Counted as the pause begins too: while the vCPUs are being stopped
   // (a while, nested), requests go on completing.
@@ -154,10 +160,7 @@ export async function restoreInPlace(
   file: string,
   flushDisks: () => Promise<void>,
 ): Promise<RestoreResult> {
-  if (m.suspendedToRam())
-    throw new SnapshotError(
-      'the guest is suspended to RAM (ACPI S3): wake it (the power button: control `powerdown`) and try again',
-    );
+  refuseSuspended(m);
   const r = openSnapshotFile(file);
   const t0 = performance.now();
   let loading = false;

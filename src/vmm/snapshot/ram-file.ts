@@ -37,6 +37,21 @@ function isZeroPage(b: Uint8Array, at: number): boolean {
 }
 
 /**
+ * The runs of non-zero pages of `region` (a whole number of pages), as
+ * [start, end) byte offsets, each at most `maxRun` bytes (a whole number of
+ * pages) long: what a snapshot stores of it, a file or a stream alike.
+ */
+export function* dataRuns(region: Uint8Array, maxRun = Infinity): Generator<[number, number]> {
+  let at = 0;
+  while (at < region.length) {
+    while (at < region.length && isZeroPage(region, at)) at += RAM_FILE_PAGE;
+    const start = at;
+    while (at < region.length && at - start < maxRun && !isZeroPage(region, at)) at += RAM_FILE_PAGE;
+    if (at > start) yield [start, at];
+  }
+}
+
+/**
  * Writes `regions` (each a whole number of pages) to a new file at `path`:
  * runs of non-zero pages as data, zero pages as holes.
  */
@@ -70,15 +85,9 @@ export function checkedSize(path: string, regions: readonly Uint8Array[]): numbe
 export function writeRamRegions(fd: number, base: number, regions: readonly Uint8Array[]): number {
   let dataBytes = 0;
   for (const r of regions) {
-    let at = 0;
-    while (at < r.length) {
-      while (at < r.length && isZeroPage(r, at)) at += RAM_FILE_PAGE;
-      const start = at;
-      while (at < r.length && !isZeroPage(r, at)) at += RAM_FILE_PAGE;
-      if (at > start) {
-        writeAll(fd, r.subarray(start, at), base + start);
-        dataBytes += at - start;
-      }
+    for (const [start, end] of dataRuns(r)) {
+      writeAll(fd, r.subarray(start, end), base + start);
+      dataBytes += end - start;
     }
     base += r.length;
   }

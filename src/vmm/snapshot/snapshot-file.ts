@@ -31,7 +31,7 @@ export const SNAPSHOT_MAGIC = 'MVISOR-SNAPSHOT\n';
 export const SNAPSHOT_FORMAT = 1;
 const STATE_OFFSET = RAM_FILE_PAGE;
 /** A state larger than this is not one of ours (it is read into memory whole). */
-const MAX_STATE_BYTES = 256 << 20;
+export const MAX_STATE_BYTES = 256 << 20;
 
 export class SnapshotFileError extends Error {
   override name = 'SnapshotFileError';

@@ -20,8 +20,9 @@
 import type { Server, Socket } from 'node:net';
 import { existsSync, lstatSync, unlinkSync } from 'node:fs';
 import { lazyNet } from '../../common/builtins.js';
-import { RAM_FILE_PAGE, checkedSize } from './ram-file.js';
+import { RAM_FILE_PAGE, checkedSize, dataRuns } from './ram-file.js';
 import {
+  MAX_STATE_BYTES,
   SNAPSHOT_FORMAT,
   SnapshotFileError,
   type SnapshotReader,
@@ -33,12 +34,8 @@ const ACK = 'received\n';
 const RECORD_HEAD = 16;
 /** RAM is sent and copied in pieces of at most this many bytes. */
 const PIECE = 4 << 20;
-/** The longest preamble line, and the largest state, a receiver accepts. */
+/** The longest preamble line a receiver accepts. */
 const MAX_LINE = 4096;
-const MAX_STATE_BYTES = 256 << 20;
-const ZERO_PAGE = Buffer.alloc(RAM_FILE_PAGE);
-
-const isZeroPage = (b: Uint8Array, at: number) => ZERO_PAGE.equals(b.subarray(at, at + RAM_FILE_PAGE));
 
 /** Waits until `s` can take more (or failed). */
 function drained(s: Socket): Promise<void> {
@@ -118,18 +115,13 @@ export async function connectSnapshotSocket(path: string, timeoutMs = 10_000): P
         let base = 0;
         let ramDataBytes = 0;
         for (const r of ram) {
-          let at = 0;
-          while (at < r.length) {
-            while (at < r.length && isZeroPage(r, at)) at += RAM_FILE_PAGE;
-            const start = at;
-            while (at < r.length && at - start < PIECE && !isZeroPage(r, at)) at += RAM_FILE_PAGE;
-            if (at === start) continue;
+          for (const [start, end] of dataRuns(r, PIECE)) {
             const head = Buffer.alloc(RECORD_HEAD);
             head.writeBigUInt64LE(BigInt(base + start), 0);
-            head.writeBigUInt64LE(BigInt(at - start), 8);
+            head.writeBigUInt64LE(BigInt(end - start), 8);
             await out(head);
-            await out(r.subarray(start, at));
-            ramDataBytes += at - start;
+            await out(r.subarray(start, end));
+            ramDataBytes += end - start;
           }
           base += r.length;
         }
