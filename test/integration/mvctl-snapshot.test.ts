@@ -10,33 +10,17 @@
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { spawnSync } from 'node:child_process';
 import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
 import { scaled } from '../helpers/timeouts.js';
-import { assertBuilt, repoRoot, tempDir } from '../helpers/mvisor.js';
+import { assertBuilt, tempDir } from '../helpers/mvisor.js';
+import { mvctl } from '../helpers/mvctl.js';
 import { outputValidator, validationErrors } from '../helpers/output-schemas.js';
 import { tickOf, tickerGuest, tinyPvhElf } from '../helpers/tiny-elf.js';
 
-const mvctl = join(repoRoot, 'bin/mvctl.js');
-
-interface Out {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function run(dir: string, args: string[]): Out {
-  const env: NodeJS.ProcessEnv = { ...process.env, NO_COLOR: '1' };
-  delete env.DEBUG;
-  const r = spawnSync(process.execPath, [mvctl, ...args, '--state', join(dir, 'state.db')], {
-    cwd: dir,
-    encoding: 'utf8',
-    env,
-    timeout: scaled(120_000),
-  });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
+/** mvctl with the test's state file. */
+const run = (dir: string, args: string[]) =>
+  mvctl(dir, [...args, '--state', join(dir, 'state.db')], {}, scaled(120_000));
 
 function valid(name: string, text: string): unknown {
   const value: unknown = JSON.parse(text);
@@ -45,12 +29,10 @@ function valid(name: string, text: string): unknown {
   return value;
 }
 
-interface VmState {
+interface VmRow {
   status: string;
   pid: number | null;
   savedSnapshot: string | null;
-  updatedAt: string;
-  snapshots: { file: string; stoppedVm: boolean; restoredAt: string | null; pausedMs: number }[];
 }
 
 /** The VM's snapshots as the state file records them. */
@@ -68,14 +50,14 @@ function snapshotRows(dir: string): { file: string; stoppedVm: number; restored:
 }
 
 /** The VM's record, read from the state file itself (no mvctl process: they cost seconds nested). */
-function vmRow(dir: string): Pick<VmState, 'status' | 'pid' | 'savedSnapshot'> | undefined {
+function vmRow(dir: string): VmRow | undefined {
   const db = new Database(join(dir, 'state.db'), { readonly: true });
   try {
     const row = db
       .prepare(
         "SELECT status, pid, saved_snapshot AS savedSnapshot FROM resources WHERE kind = 'VirtualMachine' AND name = 'ticker'",
       )
-      .get() as Pick<VmState, 'status' | 'pid' | 'savedSnapshot'> | undefined;
+      .get() as VmRow | undefined;
     return row;
   } finally {
     db.close();
