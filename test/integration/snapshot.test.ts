@@ -48,23 +48,32 @@ async function runTicks(
   return { run, answer };
 }
 
+/** The ticker guest (in `dir`) with a 4 MiB raw virtio-blk data disk. */
+function tickerWithDisk(dir: string, memory: string) {
+  const kernel = join(dir, 'ticker.elf');
+  writeFileSync(kernel, tinyPvhElf(tickerGuest(20_000)));
+  const disk = join(dir, 'data.img');
+  writeFileSync(disk, Buffer.alloc(4 * MiB, 0x5a));
+  const devices = [{ class: 'virtio-block', name: 'data', image: disk, format: 'raw' }];
+  return { config: { name: 'ticker', memory, kernel, devices }, disk };
+}
+
+/** The ticks in serial output read as one stream (a snapshot may fall inside a line). */
+function ticksIn(stdout: string): number[] {
+  return stdout
+    .split('\n')
+    .map((l) => tickOf(l.replace(/\r$/, '')))
+    .filter((t) => t !== undefined);
+}
+
 describe('snapshot and restore', () => {
   it(
     'a guest snapshotted and stopped goes on in a new process exactly where it was; the file is sparse',
     async () => {
       const dir = tempDir();
-      const kernel = join(dir, 'ticker.elf');
-      writeFileSync(kernel, tinyPvhElf(tickerGuest(20_000)));
-      const disk = join(dir, 'data.img');
-      writeFileSync(disk, Buffer.alloc(4 * MiB, 0x5a));
-      const config = {
-        name: 'ticker',
-        memory: '256M',
-        kernel,
-        // A firmware log file too (mvctl's machine.debug): host side, no state of its own.
-        debugConsole: { file: join(dir, 'debug.log') },
-        devices: [{ class: 'virtio-block', name: 'data', image: disk, format: 'raw' }],
-      };
+      const { config: base, disk } = tickerWithDisk(dir, '256M');
+      // A firmware log file too (mvctl's machine.debug): host side, no state of its own.
+      const config = { ...base, debugConsole: { file: join(dir, 'debug.log') } };
       const snap = join(dir, 'ticker.snap');
 
       const first = await runTicks(config, dir, [], 20, (sock) =>
@@ -84,10 +93,7 @@ describe('snapshot and restore', () => {
       expect(second.run.code, second.run.stderr).toBe(0);
       expect(second.run.stderr).toContain(`restored ticker from ${snap}`);
       // One stream: the snapshot may fall inside a line, which the restored run ends.
-      const ticks = (first.run.stdout + second.run.stdout)
-        .split('\n')
-        .map((l) => tickOf(l.replace(/\r$/, '')))
-        .filter((t) => t !== undefined);
+      const ticks = ticksIn(first.run.stdout + second.run.stdout);
       // Every tick once, in order, across the two processes.
       expect(ticks.length).toBeGreaterThanOrEqual(40);
       expect(ticks).toEqual(ticks.map((_, i) => i));
@@ -127,16 +133,7 @@ describe('snapshot and restore', () => {
     'sends a running VM over a Unix socket to a VMM waiting with --incoming, where it goes on; the sender stops',
     async () => {
       const dir = tempDir();
-      const kernel = join(dir, 'ticker.elf');
-      writeFileSync(kernel, tinyPvhElf(tickerGuest(20_000)));
-      const disk = join(dir, 'data.img');
-      writeFileSync(disk, Buffer.alloc(4 * MiB, 0x5a));
-      const config = {
-        name: 'ticker',
-        memory: '64M',
-        kernel,
-        devices: [{ class: 'virtio-block', name: 'data', image: disk, format: 'raw' }],
-      };
+      const { config } = tickerWithDisk(dir, '64M');
       const incoming = join(dir, 'incoming.sock');
       const receiverControl = join(dir, 'receiver.sock');
       let seen = 0;
@@ -163,10 +160,7 @@ describe('snapshot and restore', () => {
       await stopped;
       expect(got.code, got.stderr).toBe(0);
       expect(got.stderr).toContain(`restored ticker from unix:${incoming}`);
-      const ticks = (sender.run.stdout + got.stdout)
-        .split('\n')
-        .map((l) => tickOf(l.replace(/\r$/, '')))
-        .filter((t) => t !== undefined);
+      const ticks = ticksIn(sender.run.stdout + got.stdout);
       expect(ticks.length).toBeGreaterThanOrEqual(40);
       expect(ticks).toEqual(ticks.map((_, i) => i));
       // Nobody waiting: refused before the VM is touched, and it runs on.
@@ -231,10 +225,7 @@ describe('snapshot and restore', () => {
         ),
       });
       expect(back).toMatchObject({ ok: true, file: snap });
-      const ticks = run.stdout
-        .split('\n')
-        .map((l) => tickOf(l.replace(/\r$/, '')))
-        .filter((t) => t !== undefined);
+      const ticks = ticksIn(run.stdout);
       // Counting up to past 20, then again from where the snapshot was (after tick 9), up: once back.
       const drop = ticks.findIndex((t, i) => i > 0 && t < ticks[i - 1]!);
       expect(drop, ticks.join(' ')).toBeGreaterThanOrEqual(20);
